@@ -13,6 +13,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.cpu_env",
+    "emocaliber_rl.loops",
     
 )
 
