@@ -1,0 +1,420 @@
+"""The four exports other stages read: stage-1 SFT parquet, stage-2 prompt set, stage-3 RL
+parquet and evaluation manifests.
+
+Inputs are records (:class:`~emocaliber_rl.data.records.Record`) or jsonl files in any layout
+:mod:`emocaliber_rl.data.conversations` accepts. A record that cannot be converted (missing or
+undecodable image, unknown label, no ``<answer>``...) is written to the problem report with its
+file and line number, never dropped silently; ``strict`` raises on the first one instead.
+
+Parquet files are written in row groups of ``batch_rows`` with an explicit schema, so memory stays
+flat on the 86k-image stage-1 set and every file has identical column types whatever rows it has.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emocaliber_rl.data.conversations import ParsedRow, RowError, extract_answer_text, parse_row
+from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
+from emocaliber_rl.data.records import Record, iter_jsonl, write_jsonl
+from emocaliber_rl.data.report import ProblemReport
+from emocaliber_rl.taxonomy import SUBTASKS, UnknownLabelError, aliases_for, canonical_label
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+ABILITY = "emotion"
+_CONFIDENCE = re.compile(r"\s*<confidence>.*?</confidence>", re.S | re.I)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    rows: int
+    report: ProblemReport = field(default_factory=ProblemReport)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading inputs
+
+
+def load_rows(
+    paths: Iterable[str | os.PathLike[str]],
+    report: ProblemReport,
+    *,
+    image_root: str | os.PathLike[str] | None = None,
+    default_subtask: str | None = None,
+) -> list[ParsedRow]:
+    """Parse jsonl files (any accepted layout); unparseable lines go to ``report`` by line number.
+
+    Relative image paths resolve against ``image_root``, else against each file's own folder.
+    """
+    out: list[ParsedRow] = []
+    for path in paths:
+        path = Path(path)
+        root = Path(image_root) if image_root is not None else path.parent
+        for n, obj, err in iter_jsonl(path):
+            if err is not None:
+                report.add(str(path), "bad_json", err, line=n)
+                continue
+            try:
+                out.append(
+                    parse_row(obj, lineno=n, source=str(path), image_root=root,
+                              default_subtask=default_subtask)
+                )
+            except RowError as e:
+                item = obj.get("id") if isinstance(obj, dict) else None
+                report.add(str(path), e.kind, e.detail, line=n,
+                           item=str(item) if item is not None else None)
+    return out
+
+
+def _as_rows(items: Iterable[Record | ParsedRow]) -> Iterator[ParsedRow]:
+    for it in items:
+        yield it if isinstance(it, ParsedRow) else ParsedRow(it, None, it.source or "<records>", None)
+
+
+def _add(report: ProblemReport, row: ParsedRow, kind: str, detail: str) -> None:
+    report.add(row.source or "<records>", kind, detail, line=row.line, item=row.record.id)
+
+
+# ----------------------------------------------------------------------------------------------
+# Message builders (shared with stage 2 and evaluation)
+
+
+def prompt_messages(subtask: str, *, ask_confidence: bool) -> list[dict[str, str]]:
+    """System + user turn for one image; the user text holds one ``<image>`` placeholder."""
+    from emocaliber_rl.prompts import task_question
+
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": task_question(subtask, ask_confidence=ask_confidence)},
+    ]
+
+
+def stage1_response(rec: Record) -> str:
+    """The assistant turn for stage 1: the structured response without a confidence tag.
+
+    Raises :class:`RowError` (no_cot, no_answer, answer_mismatch).
+    """
+    if rec.steps:
+        from emocaliber_rl.prompts import format_response
+
+        try:
+            return format_response(rec.steps, rec.label)
+        except ValueError as e:
+            raise RowError("missing_steps", str(e)) from e
+    if not rec.response:
+        raise RowError("no_cot", "the record has neither steps nor a response")
+    answer = extract_answer_text(rec.response)
+    if answer is None:
+        raise RowError("no_answer", "the response has no <answer>...</answer>")
+    try:
+        canon = canonical_label(rec.subtask, answer)
+    except UnknownLabelError:
+        canon = None
+    if canon != rec.label:
+        raise RowError("answer_mismatch", f"<answer>{answer}</answer> is not the label {rec.label!r}")
+    text = _CONFIDENCE.sub("", rec.response)
+    end = text.lower().rfind("</answer>") + len("</answer>")
+    return text[:end].strip()
+
+
+# ----------------------------------------------------------------------------------------------
+# Parquet writing
+
+
+def _pa():
+    import pyarrow as pa
+
+    return pa
+
+
+def _message_type():
+    pa = _pa()
+    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+def _image_type():
+    pa = _pa()
+    # veRL's process_image accepts {"bytes": ..., "path": ...} dicts (the HF datasets Image layout).
+    return pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+
+
+def sft_schema():
+    pa = _pa()
+    return pa.schema(
+        [
+            ("messages", _message_type()),
+            ("images", _image_type()),
+            ("id", pa.string()),
+            ("subtask", pa.string()),
+            ("label", pa.string()),
+        ]
+    )
+
+
+def alias_keys() -> list[str]:
+    """Every alias of every subtask: the fixed field list of ``extra_info.aliases``.
+
+    Parquet structs need one field list for the whole column, so a row's ``aliases`` holds every
+    key, with null for aliases that are not its subtask's (drop nulls before use).
+    """
+    keys: set[str] = set()
+    for name in SUBTASKS:
+        keys.update(aliases_for(name))
+    return sorted(keys)
+
+
+def rl_schema():
+    pa = _pa()
+    return pa.schema(
+        [
+            ("data_source", pa.string()),
+            ("prompt", _message_type()),
+            ("images", _image_type()),
+            ("ability", pa.string()),
+            ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+            (
+                "extra_info",
+                pa.struct(
+                    [
+                        ("index", pa.int64()),
+                        ("split", pa.string()),
+                        ("id", pa.string()),
+                        ("subtask", pa.string()),
+                        ("group", pa.string()),
+                        ("candidates", pa.list_(pa.string())),
+                        ("aliases", pa.struct([(k, pa.string()) for k in alias_keys()])),
+                    ]
+                ),
+            ),
+        ]
+    )
+
+
+class _ParquetSink:
+    """Buffered row-group writer to ``path`` via a temp file, renamed on close (no torn files)."""
+
+    def __init__(self, path: Path, schema: Any, batch_rows: int) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.writer = pq.ParquetWriter(self.tmp, schema)
+        self.buf: list[dict[str, Any]] = []
+        self.batch_rows = batch_rows
+        self.rows = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.buf.append(row)
+        if len(self.buf) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            pa = _pa()
+            self.writer.write_table(pa.Table.from_pylist(self.buf, schema=self.schema))
+            self.rows += len(self.buf)
+            self.buf = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _image_cell(row: ParsedRow, report: ProblemReport) -> list[dict[str, Any]] | None:
+    try:
+        data, digest = image_bytes_for_parquet(row.record.image)
+    except ImageProblem as e:
+        _add(report, row, f"image_{e.kind}", e.detail)
+        return None
+    if row.record.sha256 and row.record.sha256 != digest:
+        _add(report, row, "image_changed",
+             f"{row.record.image} has sha256 {digest}, the manifest says {row.record.sha256}")
+        return None
+    return [{"bytes": data, "path": None}]
+
+
+def export_sft_stage1(
+    items: Iterable[Record | ParsedRow],
+    out_path: str | os.PathLike[str],
+    report: ProblemReport | None = None,
+    *,
+    user_prompt: str = "ours",
+    batch_rows: int = 256,
+) -> ExportResult:
+    """Stage-1 SFT parquet for veRL's ``MultiTurnSFTDataset``.
+
+    Columns: ``messages`` (system, user with ``<image>``, assistant = response without confidence),
+    ``images`` (one ``{"bytes", "path": None}``), plus ``id``, ``subtask``, ``label`` for tracing.
+    ``user_prompt="ours"`` uses :func:`emocaliber_rl.prompts.task_question`; ``"original"`` keeps the
+    published user turn (when the row had one) so a release can be trained on verbatim.
+    """
+    if user_prompt not in ("ours", "original"):
+        raise ValueError("user_prompt must be 'ours' or 'original'")
+    report = report if report is not None else ProblemReport()
+    sink = _ParquetSink(Path(out_path), sft_schema(), batch_rows)
+    try:
+        for row in _as_rows(items):
+            rec = row.record
+            try:
+                answer = stage1_response(rec)
+            except RowError as e:
+                _add(report, row, e.kind, e.detail)
+                continue
+            messages = prompt_messages(rec.subtask, ask_confidence=False)
+            if user_prompt == "original" and row.user_text:
+                text = row.user_text if "<image>" in row.user_text else "<image>" + row.user_text
+                messages[1]["content"] = text
+            images = _image_cell(row, report)
+            if images is None:
+                continue
+            messages.append({"role": "assistant", "content": answer})
+            sink.add({"messages": messages, "images": images, "id": rec.id,
+                      "subtask": rec.subtask, "label": rec.label})
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+    return ExportResult(sink.path, sink.rows, report)
+
+
+def export_rl_stage3(
+    items: Iterable[Record | ParsedRow],
+    out_path: str | os.PathLike[str],
+    report: ProblemReport | None = None,
+    *,
+    split: str = "train",
+    batch_rows: int = 256,
+) -> ExportResult:
+    """Stage-3 RL parquet for veRL's ``RLHFDataset`` (schema: ``rl_schema()``).
+
+    ``data_source`` is the subtask name; the prompt asks for the confidence too; ``reward_model``
+    carries the canonical label; ``extra_info`` carries index, split, id, subtask, group,
+    candidates and the subtask's aliases (reward functions use them to accept dataset spellings).
+    """
+    report = report if report is not None else ProblemReport()
+    sink = _ParquetSink(Path(out_path), rl_schema(), batch_rows)
+    keys = alias_keys()
+    try:
+        for row in _as_rows(items):
+            rec = row.record
+            images = _image_cell(row, report)
+            if images is None:
+                continue
+            aliases = aliases_for(rec.subtask)
+            sink.add(
+                {
+                    "data_source": rec.subtask,
+                    "prompt": prompt_messages(rec.subtask, ask_confidence=True),
+                    "images": images,
+                    "ability": ABILITY,
+                    "reward_model": {"style": "rule", "ground_truth": rec.label},
+                    "extra_info": {
+                        "index": sink.rows + len(sink.buf),
+                        "split": rec.split or split,
+                        "id": rec.id,
+                        "subtask": rec.subtask,
+                        "group": rec.group,
+                        "candidates": list(rec.candidates),
+                        "aliases": {k: aliases.get(k) for k in keys},
+                    },
+                }
+            )
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+    return ExportResult(sink.path, sink.rows, report)
+
+
+def _check_image_exists(row: ParsedRow, report: ProblemReport) -> bool:
+    if not Path(row.record.image).is_file():
+        _add(report, row, "image_missing", f"{row.record.image} does not exist")
+        return False
+    return True
+
+
+def export_prompts_stage2(
+    items: Iterable[Record | ParsedRow],
+    out_path: str | os.PathLike[str],
+    report: ProblemReport | None = None,
+) -> ExportResult:
+    """Stage-2 prompt set for the scaffold model: jsonl (or parquet if the name ends ``.parquet``).
+
+    Rows: id, subtask, group, image (path), label, candidates, sha256, messages (system + user;
+    no confidence request: the scaffold answers in the stage-1 format and stage 2 derives the
+    confidence target from its answer).
+    """
+    report = report if report is not None else ProblemReport()
+    rows = []
+    for row in _as_rows(items):
+        rec = row.record
+        if not _check_image_exists(row, report):
+            continue
+        rows.append(
+            {
+                "id": rec.id,
+                "subtask": rec.subtask,
+                "group": rec.group,
+                "image": rec.image,
+                "label": rec.label,
+                "candidates": list(rec.candidates),
+                "sha256": rec.sha256,
+                "messages": prompt_messages(rec.subtask, ask_confidence=False),
+            }
+        )
+    out = Path(out_path)
+    if out.suffix == ".parquet":
+        import pandas as pd
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_parquet(out, index=False)
+        n = len(rows)
+    else:
+        n = write_jsonl(out, rows)
+    return ExportResult(out, n, report)
+
+
+def export_eval_manifest(
+    items: Iterable[Record | ParsedRow],
+    out_path: str | os.PathLike[str],
+    report: ProblemReport | None = None,
+    *,
+    ask_confidence: bool = True,
+) -> ExportResult:
+    """Evaluation manifest (jsonl): id, task, group, image, label, candidates, sha256, system and
+    prompt (the user text with ``<image>``; asks for a confidence unless ``ask_confidence=False``)."""
+    from emocaliber_rl.prompts import task_question
+
+    report = report if report is not None else ProblemReport()
+    rows = []
+    for row in _as_rows(items):
+        rec = row.record
+        if not _check_image_exists(row, report):
+            continue
+        rows.append(
+            {
+                "id": rec.id,
+                "task": rec.subtask,
+                "group": rec.group,
+                "image": rec.image,
+                "label": rec.label,
+                "candidates": list(rec.candidates),
+                "sha256": rec.sha256,
+                "system": SYSTEM_PROMPT,
+                "prompt": task_question(rec.subtask, ask_confidence=ask_confidence),
+            }
+        )
+    return ExportResult(Path(out_path), write_jsonl(out_path, rows), report)

@@ -1,0 +1,142 @@
+"""The common record every data step reads and writes, and jsonl helpers.
+
+A manifest is a jsonl file of :class:`Record` rows. Field names are stable because other stages
+(stage 2, evaluation) read the manifests directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emocaliber_rl.taxonomy import canonical_label, get_subtask
+
+
+@dataclass
+class Record:
+    """One image of one VECBench subtask.
+
+    ``label`` is canonical (see :func:`emocaliber_rl.taxonomy.canonical_label`); ``candidates`` are the
+    subtask's labels in prompt order. A CoT is either the five ``steps`` (element, human, context,
+    interaction, analysis) or a full ``response`` string (``<think>..</think><answer>..</answer>``).
+    """
+
+    id: str
+    subtask: str
+    group: str
+    image: str
+    label: str
+    candidates: list[str]
+    sha256: str | None = None
+    split: str | None = None
+    source: str | None = None
+    steps: dict[str, str] | None = None
+    response: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def make(
+        cls,
+        id: str,
+        subtask: str,
+        image: str | os.PathLike[str],
+        label: str,
+        **kwargs: Any,
+    ) -> Record:
+        """Build a record, canonicalising subtask and label (raises ``UnknownLabelError``)."""
+        task = get_subtask(subtask)
+        return cls(
+            id=str(id),
+            subtask=task.name,
+            group=task.group,
+            image=str(image),
+            label=canonical_label(task.name, label),
+            candidates=list(task.labels),
+            **kwargs,
+        )
+
+    @property
+    def has_cot(self) -> bool:
+        return bool(self.steps) or bool(self.response)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        # Optional fields stay out of the file when unset so manifests remain small and diffable.
+        for key in ("steps", "response", "split", "source", "sha256"):
+            if d[key] is None:
+                del d[key]
+        if not d["extra"]:
+            del d["extra"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        """Read a manifest row; ``task``/``image_path``/``checksum`` spellings are accepted too."""
+        subtask = d.get("subtask") or d.get("task")
+        image = d.get("image") if d.get("image") is not None else d.get("image_path")
+        if not subtask or image is None or d.get("label") is None or d.get("id") is None:
+            raise ValueError("a record needs id, subtask (or task), image and label")
+        rec = cls.make(
+            d["id"],
+            subtask,
+            image,
+            d["label"],
+            sha256=d.get("sha256") or d.get("checksum"),
+            split=d.get("split"),
+            source=d.get("source"),
+            steps=d.get("steps"),
+            response=d.get("response"),
+            extra=dict(d.get("extra") or {}),
+        )
+        return rec
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows atomically (temp file + rename) so a crash never leaves half a manifest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any | None, str | None]]:
+    """Yield ``(line_number, object, error)`` for every non-blank line (1-based line numbers).
+
+    A line that is not valid JSON yields ``(n, None, message)`` instead of raising, so callers can
+    report it by line number and carry on.
+    """
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line), None
+            except json.JSONDecodeError as e:
+                yield n, None, f"invalid JSON: {e.msg} at column {e.colno}"
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
+    """Read a manifest written by this package; raises ``ValueError`` naming the bad line."""
+    out = []
+    for n, obj, err in iter_jsonl(path):
+        if err is not None:
+            raise ValueError(f"{path}:{n}: {err}")
+        try:
+            out.append(Record.from_dict(obj))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{path}:{n}: {e}") from e
+    return out
+
+
+def write_manifest(path: str | os.PathLike[str], records: Iterable[Record]) -> int:
+    return write_jsonl(path, (r.to_dict() for r in records))

@@ -1,0 +1,44 @@
+"""Evaluation: metrics (pure functions), response parsing, the score JSON, report tables and plots.
+
+Modules, one job each:
+
+* :mod:`.metrics` -- accuracy, macro/weighted F1, ECE, Brier, ROC-AUC, accuracy-coverage (numpy).
+* :mod:`.parsing` -- prediction and confidence extraction from one response (``strict`` /
+  ``official`` rules).
+* :mod:`.scoring` -- prediction rows -> the score JSON (``emocaliber eval score``).
+* :mod:`.report` -- tables (Markdown, CSV, LaTeX), plots and ``summary.html`` for one or many
+  runs (``emocaliber eval report``).
+* :mod:`.cli` -- the ``eval`` command and its hook for more subcommands.
+
+Importing this package imports numpy only; matplotlib loads when a report is drawn.
+"""
+
+from emocaliber_rl.evaluation.metrics import (
+    accuracy,
+    accuracy_coverage_curve,
+    area_under_accuracy_coverage,
+    brier_score,
+    calibration_bins,
+    confidence_bin_index,
+    expected_calibration_error,
+    f1_per_class,
+    macro_f1,
+    mean_confidence,
+    roc_auc,
+    weighted_f1,
+)
+
+__all__ = [
+    "accuracy",
+    "accuracy_coverage_curve",
+    "area_under_accuracy_coverage",
+    "brier_score",
+    "calibration_bins",
+    "confidence_bin_index",
+    "expected_calibration_error",
+    "f1_per_class",
+    "macro_f1",
+    "mean_confidence",
+    "roc_auc",
+    "weighted_f1",
+]

@@ -1,0 +1,148 @@
+"""`emocaliber eval score` and `emocaliber eval report`.
+
+Adding another ``eval`` subcommand (e.g. ``eval run`` for inference) from its own module::
+
+    from emocaliber_rl.evaluation.cli import add_eval_subcommand
+
+    def _configure(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", required=True)
+        p.set_defaults(func=_run)          # _run(args) -> exit code
+
+    add_eval_subcommand("run", _configure, help="generate predictions with a model")
+
+Subcommands are kept in a registry and added every time the ``eval`` parser is built, so the order
+of ``COMMAND_MODULES`` does not matter (the module must be imported by then: put it in
+``COMMAND_MODULES`` and call ``add_eval_subcommand`` at its import or in its ``register``).
+Heavy imports (matplotlib, the scorer) happen inside the command functions so ``--help`` stays
+instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# The ``eval`` subparsers of the most recently built parser, and every extra subcommand ever
+# registered (re-applied on each build: tests build several parsers in one process).
+_EVAL_SUBPARSERS: argparse._SubParsersAction | None = None
+_EXTRA: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, Any]]] = {}
+
+
+def add_eval_subcommand(
+    name: str, configure: Callable[[argparse.ArgumentParser], None], **parser_kwargs: Any
+) -> None:
+    """Add ``emocaliber eval NAME``; ``configure(parser)`` adds its options and ``func``.
+
+    ``parser_kwargs`` go to ``add_parser`` (``help=``, ``description=``...).
+    """
+    if name in ("score", "report"):
+        raise ValueError(f"eval {name} is built in")
+    _EXTRA[name] = (configure, parser_kwargs)
+    if _EVAL_SUBPARSERS is not None and name not in _EVAL_SUBPARSERS.choices:
+        configure(_EVAL_SUBPARSERS.add_parser(name, **parser_kwargs))
+
+
+def _score(args: argparse.Namespace) -> int:
+    from emocaliber_rl.evaluation.scoring import PredictionFileError, problems, score_file, write_samples
+
+    try:
+        scores, samples = score_file(args.predictions, parse=args.parse,
+                                     missing_conf=args.missing_conf, n_bins=args.bins)
+    except PredictionFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.samples:
+        write_samples(samples, args.samples)
+        scores["meta"]["samples"] = str(Path(args.samples).resolve())
+    for line in problems(scores):
+        print(f"warning: {line}", file=sys.stderr)
+    text = json.dumps(scores, indent=2)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if not args.json or args.print:
+        print(text)
+    else:
+        # a short human summary; the JSON is the record
+        for name, g in scores["groups"].items():
+            acc = g["acc"] * 100 if g["acc"] is not None else float("nan")
+            f1 = g["macro_f1"] * 100 if g["macro_f1"] is not None else float("nan")
+            print(f"{name:8} acc {acc:6.2f}  macro-F1 {f1:6.2f}  n {g['n']}")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from emocaliber_rl.evaluation.report import write_report
+    from emocaliber_rl.evaluation.scoring import PredictionFileError
+
+    if args.names and len(args.names) != len(args.runs):
+        print(f"error: --names has {len(args.names)} names for {len(args.runs)} runs",
+              file=sys.stderr)
+        return 2
+    try:
+        written = write_report(args.runs, args.out, names=args.names, source=args.source)
+    except (PredictionFileError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+def _configure_score(p: argparse.ArgumentParser) -> None:
+    from emocaliber_rl.evaluation.parsing import PARSE_MODES
+
+    p.add_argument("predictions", metavar="PRED.jsonl",
+                   help="one JSON object per line: task, label, candidates, response "
+                        "[, conf_verb, conf_ans, conf_avg]")
+    p.add_argument("--json", metavar="OUT.json", help="write the score JSON here "
+                   "(default: print it)")
+    p.add_argument("--print", action="store_true", help="print the JSON even with --json")
+    p.add_argument("--samples", metavar="OUT.jsonl",
+                   help="also write the per-sample parsed rows (eval report draws plots from them)")
+    p.add_argument("--parse", choices=PARSE_MODES, default="strict",
+                   help="strict: the <answer> must name exactly one candidate (aliases allowed); "
+                        "official: the released script's first-substring rule (default: strict)")
+    p.add_argument("--missing-conf", choices=("exclude", "zero", "half"), default="exclude",
+                   help="how a sample without a parseable confidence enters ECE/Brier/AUC: left "
+                        "out, or as 0.0 or 0.5; it is always counted and reported "
+                        "(default: exclude)")
+    p.add_argument("--bins", type=int, default=10, help="ECE bins on [0, 1] (default: 10)")
+    p.set_defaults(func=_score)
+
+
+def _configure_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="a score JSON, or a directory holding scores.json and the per-sample "
+                        "rows (samples.jsonl) or the predictions *.jsonl")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--names", nargs="+", help="one display name per run (default: directory or "
+                   "file names)")
+    p.add_argument("--source", choices=("verb", "ans", "avg"), default="verb",
+                   help="confidence source of the stage-evolution table (default: verb)")
+    p.set_defaults(func=_report)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` command with ``score`` and ``report`` (and any queued subcommands)."""
+    global _EVAL_SUBPARSERS
+    p = sub.add_parser("eval", help="score predictions and write comparison reports",
+                       description="Evaluate VECBench predictions: emotion prediction (Acc, "
+                                   "macro-F1) and confidence calibration (ECE, Brier, AUC).")
+    _EVAL_SUBPARSERS = p.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
+    _configure_score(_EVAL_SUBPARSERS.add_parser(
+                        "score", help="predictions JSONL -> score JSON",
+                        description="Score predictions: per-task Acc/F1, per-group averages and "
+                                    "calibration per confidence source."))
+    _configure_report(_EVAL_SUBPARSERS.add_parser(
+                        "report", help="score JSONs -> tables (md/csv/tex), plots, summary.html",
+                        description="Tables in the paper's layout (Tables 2-6) for one or many "
+                                    "runs side by side, reliability diagrams, confidence "
+                                    "histograms, accuracy-coverage curves and summary.html."))
+    for name, (configure, kwargs) in _EXTRA.items():
+        configure(_EVAL_SUBPARSERS.add_parser(name, **kwargs))

@@ -1,0 +1,161 @@
+"""Prediction and confidence extraction from one model response.
+
+Two prediction rules:
+
+``strict`` (default)
+    The content of ``<answer>`` (``reward_fns.emocaliber.extract_answer``), normalised with the
+    task's aliases (``taxonomy.canonical_label``: case, punctuation, ``sad`` -> ``sadness``). If the
+    whole content is not one label, its words are looked up one by one and exactly one distinct
+    candidate must be named; an answer naming none or several candidates is *unparsed* (wrong, and
+    never a class of its own). A response without ``<answer>`` is parsed only when the whole
+    response is itself one label (a bare ``"Sadness."``).
+``official``
+    The released evaluation script's rule, kept to reproduce its numbers: lower-case the response,
+    take the first ``<answer>(.*?)</answer>`` (one line only) or, when there is none or it is empty,
+    the whole response; the prediction is the first candidate, in the row's candidate order, that
+    is a *substring* of it, else unknown. It reads ``"sadness"`` as ``sad`` when ``sad`` comes
+    first, and ``"amusement, not fear"`` as whichever of the two is listed first.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Sequence
+
+from emocaliber_rl.taxonomy import UnknownLabelError, canonical_label, get_subtask
+
+PARSE_MODES: tuple[str, ...] = ("strict", "official")
+
+_WORD = re.compile(r"[a-z]+")
+_OFFICIAL_ANSWER = re.compile(r"<answer>(.*?)</answer>")
+_FALLBACK_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+_FALLBACK_CONF = re.compile(r"<confidence>\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(%?)\s*</confidence>",
+                            re.I)
+
+
+def _fallback_extract_answer(text: str) -> str | None:
+    """Private stand-in used only while ``reward_fns.emocaliber`` is absent."""
+    m = _FALLBACK_ANSWER.search(text)
+    return m.group(1).strip() if m else None
+
+
+def _fallback_extract_confidence(text: str) -> float | None:
+    """Private stand-in used only while ``reward_fns.emocaliber`` is absent ("85%" -> 0.85)."""
+    m = _FALLBACK_CONF.search(text)
+    if not m:
+        return None
+    value = float(m.group(1))
+    return value / 100.0 if m.group(2) else value
+
+
+@functools.lru_cache(maxsize=1)
+def _extractors() -> tuple[Callable[[str], str | None], Callable[[str], float | None], str]:
+    # The reward module is the single definition of the response format (prompts.py re-exports
+    # it); the evaluation must read answers exactly as the reward did during RL.
+    try:
+        from reward_fns.emocaliber import extract_answer, extract_confidence
+    except ImportError:
+        return _fallback_extract_answer, _fallback_extract_confidence, "evaluation.parsing fallback"
+    return extract_answer, extract_confidence, "reward_fns.emocaliber"
+
+
+def extractor_name() -> str:
+    """Which answer/confidence extractor is in use (recorded in the score JSON's ``meta``)."""
+    return _extractors()[2]
+
+
+def extract_answer(response: str) -> str | None:
+    """Content of the response's ``<answer>`` tag, or ``None``."""
+    return _extractors()[0](response)
+
+
+def parse_confidence(response: str) -> float | None:
+    """Verbalised confidence from ``<confidence>``; ``None`` if absent, not finite or outside [0, 1].
+
+    Out-of-range values are *missing*, not clipped: clipping 1.3 to 1.0 would invent a statement
+    the model did not make (the official script clips).
+    """
+    value = _extractors()[1](response)
+    return valid_confidence(value)
+
+
+def valid_confidence(value: object) -> float | None:
+    """``value`` as a float if it is a finite number in [0, 1], else ``None``."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(f) or f < 0.0 or f > 1.0:
+        return None
+    return f
+
+
+def _match_label(text: str, subtask: str, allowed: frozenset[str]) -> str | None:
+    try:
+        label = canonical_label(subtask, text)
+    except UnknownLabelError:
+        label = None
+    if label is not None:
+        return label if label in allowed else None
+    alias_map = get_subtask(subtask).alias_map()
+    found = {alias_map[w] for w in _WORD.findall(text.lower()) if w in alias_map}
+    found &= allowed
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def parse_strict(response: str, subtask: str, candidates: Sequence[str] | None = None) -> str | None:
+    """Canonical label named by the response under the ``strict`` rule, or ``None`` (unparsed).
+
+    Args:
+        response: the model's full response.
+        subtask: VECBench subtask name (misspellings tolerated).
+        candidates: the row's candidate labels (any alias spelling); default: the task's labels.
+    """
+    allowed = _allowed(subtask, candidates)
+    answer = extract_answer(response)
+    if answer is None:
+        # no <answer>: accept only a response that is, as a whole, one label
+        try:
+            label = canonical_label(subtask, response)
+        except UnknownLabelError:
+            return None
+        return label if label in allowed else None
+    return _match_label(answer, subtask, allowed)
+
+
+def parse_official(response: str, subtask: str, candidates: Sequence[str]) -> str | None:
+    """Canonical label under the official substring rule (see module docstring), or ``None``."""
+    text = response.lower()
+    m = _OFFICIAL_ANSWER.search(text)
+    haystack = m.group(1) if m and m.group(1) else text
+    for cand in candidates:
+        if cand.lower() in haystack:
+            return canonical_label(subtask, cand)
+    return None
+
+
+def parse_prediction(
+    response: str, subtask: str, candidates: Sequence[str] | None = None, mode: str = "strict"
+) -> str | None:
+    """Dispatch to :func:`parse_strict` or :func:`parse_official`; ``None`` means unparsed."""
+    if mode == "strict":
+        return parse_strict(response, subtask, candidates)
+    if mode == "official":
+        cands = list(candidates) if candidates is not None else list(get_subtask(subtask).labels)
+        return parse_official(response, subtask, cands)
+    raise ValueError(f"unknown parse mode {mode!r}; choose from {', '.join(PARSE_MODES)}")
+
+
+@functools.lru_cache(maxsize=256)
+def _allowed_cached(subtask: str, candidates: tuple[str, ...] | None) -> frozenset[str]:
+    if candidates is None:
+        return frozenset(get_subtask(subtask).labels)
+    return frozenset(canonical_label(subtask, c) for c in candidates)
+
+
+def _allowed(subtask: str, candidates: Sequence[str] | None) -> frozenset[str]:
+    return _allowed_cached(subtask, tuple(candidates) if candidates is not None else None)

@@ -1,0 +1,395 @@
+"""Prediction rows -> the score JSON (``emocaliber eval score``).
+
+Input: JSON lines, one per test sample, with at least ``task``, ``label`` (``ground_truth`` is
+accepted for the official release's files), ``candidates`` and ``response``; optionally
+``conf_verb``, ``conf_ans``, ``conf_avg``. Without a ``conf_verb`` key the verbalised confidence is
+parsed from the response's ``<confidence>``.
+
+Output (all metric values are fractions in [0, 1]; ``null`` = undefined or not available)::
+
+    {"tasks":  {TASK:  {"acc", "macro_f1", "weighted_f1", "n", "parsed", "n_unparsed", "group",
+                        "calibration": {SOURCE: CAL}}},
+     "groups": {GROUP: {"acc", "macro_f1", "weighted_f1", "n", "parsed", "tasks", SOURCE: CAL}},
+     "average": {"acc", "macro_f1"},
+     "meta":   {...}}
+    CAL = {"ece", "brier", "auc", "aucc", "mean_conf", "conf_parsed", "n_conf", "n_missing_conf",
+           "n_used"}
+
+Group ``acc`` / ``macro_f1`` are means over the group's tasks (the paper's "Average" column);
+group calibration metrics pool the group's samples (as the official script does); ``average`` is
+the mean of the group averages (the paper's Tables 7-9). SOURCE is ``verb`` always, ``ans`` /
+``avg`` when any row carries ``conf_ans`` / ``conf_avg``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emocaliber_rl.evaluation import metrics
+from emocaliber_rl.evaluation.parsing import (
+    PARSE_MODES,
+    extractor_name,
+    parse_confidence,
+    parse_prediction,
+    valid_confidence,
+)
+from emocaliber_rl.taxonomy import (
+    GROUPS,
+    SUBTASKS,
+    UnknownLabelError,
+    UnknownSubtaskError,
+    canonical_label,
+    get_subtask,
+)
+
+CONF_SOURCES: tuple[str, ...] = ("verb", "ans", "avg")
+MISSING_CONF_POLICIES: tuple[str, ...] = ("exclude", "zero", "half")
+# What a missing confidence becomes under each policy (None: the sample leaves the calibration
+# metrics; its prediction still counts for accuracy and F1).
+_MISSING_VALUE: dict[str, float | None] = {"exclude": None, "zero": 0.0, "half": 0.5}
+SCHEMA_VERSION = 1
+
+
+class PredictionFileError(ValueError):
+    """A bad input row; the message names the file, the line and the field."""
+
+
+@dataclass
+class Samples:
+    """Per-sample parsed predictions, column-wise.
+
+    ``pred`` holds the canonical predicted label or ``None`` (unparsed); ``conf[source]`` holds the
+    confidence or ``nan`` where it was missing / unparseable.
+    """
+
+    task: np.ndarray
+    label: np.ndarray
+    pred: np.ndarray
+    conf: dict[str, np.ndarray]
+    parse: str = "strict"
+    source_path: str | None = None
+    extractor: str = field(default_factory=extractor_name)
+
+    def __len__(self) -> int:
+        return int(self.task.size)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """1.0 where the parsed prediction equals the label (an unparsed one never does)."""
+        return (self.pred == self.label).astype(np.float64)
+
+    @property
+    def group(self) -> np.ndarray:
+        return np.array([SUBTASKS[t].group for t in self.task.tolist()], dtype=object)
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per sample (what ``--samples`` writes and ``eval report`` reads)."""
+        groups = self.group.tolist()
+        correct = self.correct.tolist()
+        out = []
+        for i, (t, lab, p) in enumerate(zip(self.task.tolist(), self.label.tolist(), self.pred.tolist())):
+            row: dict[str, Any] = {"task": t, "group": groups[i], "label": lab, "pred": p,
+                                   "correct": bool(correct[i])}
+            for src, arr in self.conf.items():
+                v = float(arr[i])
+                row[f"conf_{src}"] = None if math.isnan(v) else v
+            out.append(row)
+        return out
+
+
+def _err(path: str, lineno: int, fld: str | None, msg: str) -> PredictionFileError:
+    where = f"{path}:{lineno}"
+    return PredictionFileError(f"{where}: field {fld!r}: {msg}" if fld else f"{where}: {msg}")
+
+
+def _read_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
+    p = Path(path)
+    if not p.is_file():
+        raise PredictionFileError(f"{p}: no such file")
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _err(str(p), lineno, None, f"invalid JSON: {e.msg} (column {e.colno})") from None
+
+
+def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> float:
+    value = row[key]
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _err(path, lineno, key, f"expected a number or null, got {value!r}")
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            raise _err(path, lineno, key, f"expected a number or null, got {value!r}") from None
+    # a number outside [0, 1] (or NaN) is a missing confidence, counted and reported, not an error
+    v = valid_confidence(value)
+    return math.nan if v is None else v
+
+
+def samples_from_rows(
+    rows: Iterable[tuple[int, Any]], *, parse: str = "strict", path: str = "<rows>"
+) -> Samples:
+    """Validate and parse ``(line_number, row)`` pairs into :class:`Samples`.
+
+    Raises:
+        PredictionFileError: on a row that is not an object, lacks a field, or names an unknown
+            task, label or candidate; the message gives ``path:line: field 'x': problem``.
+    """
+    if parse not in PARSE_MODES:
+        raise ValueError(f"unknown parse mode {parse!r}; choose from {', '.join(PARSE_MODES)}")
+    tasks: list[str] = []
+    labels: list[str] = []
+    preds: list[str | None] = []
+    conf: dict[str, list[float]] = {s: [] for s in CONF_SOURCES}
+    seen_key = {s: False for s in CONF_SOURCES}
+    for lineno, row in rows:
+        if not isinstance(row, dict):
+            raise _err(path, lineno, None, f"expected a JSON object, got {type(row).__name__}")
+        if "task" not in row:
+            raise _err(path, lineno, "task", "missing")
+        try:
+            task = get_subtask(str(row["task"])).name
+        except UnknownSubtaskError as e:
+            raise _err(path, lineno, "task", str(e)) from None
+        label_key = "label" if "label" in row else "ground_truth" if "ground_truth" in row else None
+        if label_key is None:
+            raise _err(path, lineno, "label", "missing")
+        if not isinstance(row[label_key], str):
+            raise _err(path, lineno, label_key, f"expected a string, got {row[label_key]!r}")
+        try:
+            label = canonical_label(task, row[label_key])
+        except UnknownLabelError as e:
+            raise _err(path, lineno, label_key, str(e)) from None
+        cands = row.get("candidates")
+        if "candidates" not in row:
+            raise _err(path, lineno, "candidates", "missing")
+        if not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
+            raise _err(path, lineno, "candidates", f"expected a non-empty list of strings, got {cands!r}")
+        for c in cands:
+            try:
+                canonical_label(task, c)
+            except UnknownLabelError as e:
+                raise _err(path, lineno, "candidates", str(e)) from None
+        if "response" not in row:
+            raise _err(path, lineno, "response", "missing")
+        response = row["response"]
+        if not isinstance(response, str):
+            raise _err(path, lineno, "response", f"expected a string, got {response!r}")
+        tasks.append(task)
+        labels.append(label)
+        preds.append(parse_prediction(response, task, cands, mode=parse))
+        for src in CONF_SOURCES:
+            key = f"conf_{src}"
+            if key in row:
+                seen_key[src] = True
+                conf[src].append(_conf_field(row, key, path, lineno))
+            elif src == "verb":
+                c = parse_confidence(response)
+                conf[src].append(math.nan if c is None else c)
+            else:
+                conf[src].append(math.nan)
+    if not tasks:
+        raise PredictionFileError(f"{path}: no prediction rows")
+    sources = [s for s in CONF_SOURCES if s == "verb" or seen_key[s]]
+    return Samples(
+        task=np.array(tasks, dtype=object),
+        label=np.array(labels, dtype=object),
+        pred=np.array(preds, dtype=object),
+        conf={s: np.array(conf[s], dtype=np.float64) for s in sources},
+        parse=parse,
+        source_path=path,
+    )
+
+
+def read_predictions(path: str | Path, *, parse: str = "strict") -> Samples:
+    """Read a predictions JSONL file (see the module docstring) into :class:`Samples`."""
+    return samples_from_rows(_read_jsonl(path), parse=parse, path=str(path))
+
+
+def write_samples(samples: Samples, path: str | Path) -> None:
+    """Write one JSON line per sample: task, group, label, pred (null = unparsed), correct, conf_*."""
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for row in samples.to_rows():
+            fh.write(json.dumps(row) + "\n")
+
+
+def read_samples(path: str | Path) -> Samples:
+    """Read a file written by :func:`write_samples`, or a predictions file (parsed ``strict``)."""
+    rows = list(_read_jsonl(path))
+    if not rows:
+        raise PredictionFileError(f"{path}: no rows")
+    if isinstance(rows[0][1], dict) and "response" in rows[0][1]:
+        return samples_from_rows(rows, path=str(path))
+    sources = [s for s in CONF_SOURCES if f"conf_{s}" in rows[0][1]]
+    try:
+        return Samples(
+            task=np.array([get_subtask(r["task"]).name for _, r in rows], dtype=object),
+            label=np.array([r["label"] for _, r in rows], dtype=object),
+            pred=np.array([r["pred"] for _, r in rows], dtype=object),
+            conf={s: np.array([math.nan if r[f"conf_{s}"] is None else r[f"conf_{s}"]
+                               for _, r in rows], dtype=np.float64) for s in sources},
+            parse="(from samples file)",
+            source_path=str(path),
+        )
+    except (KeyError, TypeError, UnknownSubtaskError) as e:
+        raise PredictionFileError(f"{path}: not a samples file ({e})") from None
+
+
+def _num(x: float) -> float | None:
+    """JSON value of a metric: ``None`` for undefined (NaN)."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def apply_missing_conf(conf: np.ndarray, policy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Which samples enter the calibration metrics, and with what confidence, under ``policy``.
+
+    Returns ``(mask, filled)``: ``exclude`` keeps only samples with a confidence; ``zero`` / ``half``
+    keep all, a missing confidence standing for 0.0 / 0.5 (``zero`` reads "no confidence stated"
+    as "no confidence", penalising a model that omits it; ``half`` as "undecided").
+    """
+    if policy not in _MISSING_VALUE:
+        raise ValueError(f"unknown missing-conf policy {policy!r}; choose from "
+                         f"{', '.join(MISSING_CONF_POLICIES)}")
+    missing = np.isnan(conf)
+    fill = _MISSING_VALUE[policy]
+    if fill is None:
+        return ~missing, conf
+    return np.ones(conf.size, dtype=bool), np.where(missing, fill, conf)
+
+
+def calibration_summary(
+    conf: np.ndarray, correct: np.ndarray, *, missing_conf: str = "exclude", n_bins: int = 10
+) -> dict[str, Any]:
+    """Calibration metrics of one sample set for one confidence source (``nan`` = missing)."""
+    n = int(conf.size)
+    n_missing = int(np.isnan(conf).sum())
+    mask, filled = apply_missing_conf(conf, missing_conf)
+    c, y = filled[mask], correct[mask]
+    return {
+        "ece": _num(metrics.expected_calibration_error(c, y, n_bins)),
+        "brier": _num(metrics.brier_score(c, y)),
+        "auc": _num(metrics.roc_auc(c, y)),
+        "aucc": _num(metrics.area_under_accuracy_coverage(c, y)),
+        "mean_conf": _num(metrics.mean_confidence(c)),
+        "conf_parsed": _num((n - n_missing) / n if n else math.nan),
+        "n_conf": n - n_missing,
+        "n_missing_conf": n_missing,
+        "n_used": int(mask.sum()),
+    }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals and len(vals) == len(values) else None
+
+
+def score_samples(
+    samples: Samples, *, missing_conf: str = "exclude", n_bins: int = 10
+) -> dict[str, Any]:
+    """The score JSON (module docstring) of parsed samples."""
+    if missing_conf not in MISSING_CONF_POLICIES:
+        raise ValueError(f"unknown missing-conf policy {missing_conf!r}; choose from "
+                         f"{', '.join(MISSING_CONF_POLICIES)}")
+    correct = samples.correct
+    task_arr = samples.task
+    group_arr = samples.group
+    present = set(task_arr.tolist())
+    tasks_out: dict[str, Any] = {}
+    for name in SUBTASKS:  # taxonomy order, so outputs are stable whatever the row order
+        if name not in present:
+            continue
+        idx = np.flatnonzero(task_arr == name)
+        st = SUBTASKS[name]
+        y, p = samples.label[idx], samples.pred[idx]
+        n_unparsed = int(sum(v is None for v in p.tolist()))
+        tasks_out[name] = {
+            "acc": _num(metrics.accuracy(y, p)),
+            "macro_f1": _num(metrics.macro_f1(y, p, st.labels)),
+            "weighted_f1": _num(metrics.weighted_f1(y, p, st.labels)),
+            "n": int(idx.size),
+            "parsed": (idx.size - n_unparsed) / idx.size,
+            "n_unparsed": n_unparsed,
+            "group": st.group,
+            "calibration": {
+                src: calibration_summary(arr[idx], correct[idx], missing_conf=missing_conf,
+                                         n_bins=n_bins)
+                for src, arr in samples.conf.items()
+            },
+        }
+    groups_out: dict[str, Any] = {}
+    for group in GROUPS:
+        members = [t for t in tasks_out if SUBTASKS[t].group == group]
+        if not members:
+            continue
+        idx = np.flatnonzero(group_arr == group)
+        n_parsed = sum(tasks_out[t]["n"] - tasks_out[t]["n_unparsed"] for t in members)
+        entry: dict[str, Any] = {
+            "acc": _mean([tasks_out[t]["acc"] for t in members]),
+            "macro_f1": _mean([tasks_out[t]["macro_f1"] for t in members]),
+            "weighted_f1": _mean([tasks_out[t]["weighted_f1"] for t in members]),
+            "n": int(idx.size),
+            "parsed": n_parsed / idx.size,
+            "tasks": members,
+        }
+        for src, arr in samples.conf.items():
+            entry[src] = calibration_summary(arr[idx], correct[idx], missing_conf=missing_conf,
+                                             n_bins=n_bins)
+        groups_out[group] = entry
+    return {
+        "tasks": tasks_out,
+        "groups": groups_out,
+        "average": {
+            "acc": _mean([g["acc"] for g in groups_out.values()]),
+            "macro_f1": _mean([g["macro_f1"] for g in groups_out.values()]),
+        },
+        "meta": {
+            "schema_version": SCHEMA_VERSION,
+            "input": samples.source_path,
+            "parse": samples.parse,
+            "extractor": samples.extractor,
+            "missing_conf": missing_conf,
+            "n_bins": n_bins,
+            "n": len(samples),
+            "sources": list(samples.conf),
+            "units": "fractions in [0, 1]",
+        },
+    }
+
+
+def score_file(
+    path: str | Path, *, parse: str = "strict", missing_conf: str = "exclude", n_bins: int = 10
+) -> tuple[dict[str, Any], Samples]:
+    """Read, parse and score a predictions file; returns ``(score_json, samples)``."""
+    samples = read_predictions(path, parse=parse)
+    return score_samples(samples, missing_conf=missing_conf, n_bins=n_bins), samples
+
+
+def problems(scores: Mapping[str, Any]) -> list[str]:
+    """Human-readable lines about unparsed answers and missing confidences (for stderr)."""
+    out = []
+    policy = scores.get("meta", {}).get("missing_conf", "?")
+    for name, t in scores["tasks"].items():
+        if t["n_unparsed"]:
+            out.append(f"{name}: {t['n_unparsed']}/{t['n']} answers unparsed (counted as wrong)")
+    for name, g in scores["groups"].items():
+        for src in CONF_SOURCES:
+            cal = g.get(src)
+            if cal and cal["n_missing_conf"]:
+                how = ("left out of" if policy == "exclude" else
+                       f"set to {_MISSING_VALUE[policy]} in")
+                out.append(f"{name}: {src} confidence missing for {cal['n_missing_conf']}/{g['n']} "
+                           f"samples ({how} the calibration metrics: --missing-conf {policy})")
+    return out

@@ -1,0 +1,31 @@
+"""veRL plug-ins of emocaliber-rl, imported by veRL itself in every process.
+
+veRL imports this package through its ``verl.plugins`` entry point (declared in setup.py) and,
+equivalently, through ``VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins``; no veRL file is
+edited. What it does on import:
+
+* always: registers the ``grpo_no_std`` advantage estimator (``advantage.py``) and the ``cpu``
+  platform class (inactive unless selected), and installs the equal-length position_ids fix
+  (``position_ids_fix.py``), which protects GPU runs too, and the ``EMOCALIBER_FREEZE_MODULES``
+  switch of veRL's FSDP engine (``frozen_modules.py``; stages 1-2 freeze the vision tower);
+* with ``VERL_PLATFORM=cpu``: activates the CPU platform (gloo process groups, FSDP engines for
+  the ``cpu`` device) and, in vLLM rollout workers, vLLM's plain-linear weights so veRL's weight
+  sync works (``vllm_cpu_weights.py``).
+
+Set ``EMOCALIBER_VERL_PLUGINS=0`` to make this package do nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from emocaliber_rl.verl_plugins import frozen_modules, position_ids_fix, vllm_cpu_weights
+from emocaliber_rl.verl_plugins.cpu_platform import activate, cpu_platform_selected
+from emocaliber_rl.verl_plugins.import_hooks import when_imported
+
+if os.environ.get("EMOCALIBER_VERL_PLUGINS", "1") != "0":
+    when_imported("verl.utils.tensordict_utils", position_ids_fix.install)
+    when_imported("verl.workers.engine.fsdp.transformer_impl", frozen_modules.install)
+    if cpu_platform_selected():
+        activate()
+        when_imported("vllm.model_executor.layers.utils", vllm_cpu_weights.install)
