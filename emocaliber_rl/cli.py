@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.cpu_env",
     "emocaliber_rl.loops",
+    "emocaliber_rl.evaluation.cli",
     
 )
 

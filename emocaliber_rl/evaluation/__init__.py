@@ -13,20 +13,9 @@ Modules, one job each:
 Importing this package imports numpy only; matplotlib loads when a report is drawn.
 """
 
-from emocaliber_rl.evaluation.metrics import (
-    accuracy,
-    accuracy_coverage_curve,
-    area_under_accuracy_coverage,
-    brier_score,
-    calibration_bins,
-    confidence_bin_index,
-    expected_calibration_error,
-    f1_per_class,
-    macro_f1,
-    mean_confidence,
-    roc_auc,
-    weighted_f1,
-)
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "accuracy",
@@ -42,3 +31,12 @@ __all__ = [
     "roc_auc",
     "weighted_f1",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy, so that `emocaliber --help` (which imports .cli) does not pay for numpy
+    if name in __all__:
+        from emocaliber_rl.evaluation import metrics
+
+        return getattr(metrics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,7 +47,12 @@ def add_eval_subcommand(
 
 
 def _score(args: argparse.Namespace) -> int:
-    from emocaliber_rl.evaluation.scoring import PredictionFileError, problems, score_file, write_samples
+    from emocaliber_rl.evaluation.scoring import (
+        PredictionFileError,
+        problems,
+        score_file,
+        write_samples,
+    )
 
     try:
         scores, samples = score_file(args.predictions, parse=args.parse,
@@ -95,8 +100,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _configure_score(p: argparse.ArgumentParser) -> None:
-    from emocaliber_rl.evaluation.parsing import PARSE_MODES
-
     p.add_argument("predictions", metavar="PRED.jsonl",
                    help="one JSON object per line: task, label, candidates, response "
                         "[, conf_verb, conf_ans, conf_avg]")
@@ -105,7 +108,7 @@ def _configure_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print", action="store_true", help="print the JSON even with --json")
     p.add_argument("--samples", metavar="OUT.jsonl",
                    help="also write the per-sample parsed rows (eval report draws plots from them)")
-    p.add_argument("--parse", choices=PARSE_MODES, default="strict",
+    p.add_argument("--parse", choices=("strict", "official"), default="strict",
                    help="strict: the <answer> must name exactly one candidate (aliases allowed); "
                         "official: the released script's first-substring rule (default: strict)")
     p.add_argument("--missing-conf", choices=("exclude", "zero", "half"), default="exclude",
@@ -129,20 +132,20 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``eval`` command with ``score`` and ``report`` (and any queued subcommands)."""
+    """Add the ``eval`` command with ``score`` and ``report`` (and every registered extra)."""
     global _EVAL_SUBPARSERS
     p = sub.add_parser("eval", help="score predictions and write comparison reports",
                        description="Evaluate VECBench predictions: emotion prediction (Acc, "
                                    "macro-F1) and confidence calibration (ECE, Brier, AUC).")
     _EVAL_SUBPARSERS = p.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
     _configure_score(_EVAL_SUBPARSERS.add_parser(
-                        "score", help="predictions JSONL -> score JSON",
-                        description="Score predictions: per-task Acc/F1, per-group averages and "
-                                    "calibration per confidence source."))
+        "score", help="predictions JSONL -> score JSON",
+        description="Score predictions: per-task Acc/F1, per-group averages and calibration per "
+                    "confidence source."))
     _configure_report(_EVAL_SUBPARSERS.add_parser(
-                        "report", help="score JSONs -> tables (md/csv/tex), plots, summary.html",
-                        description="Tables in the paper's layout (Tables 2-6) for one or many "
-                                    "runs side by side, reliability diagrams, confidence "
-                                    "histograms, accuracy-coverage curves and summary.html."))
+        "report", help="score JSONs -> tables (md/csv/tex), plots, summary.html",
+        description="Tables in the paper's layout (Tables 2-6) for one or many runs side by side, "
+                    "reliability diagrams, confidence histograms, accuracy-coverage curves and "
+                    "summary.html."))
     for name, (configure, kwargs) in _EXTRA.items():
         configure(_EVAL_SUBPARSERS.add_parser(name, **kwargs))

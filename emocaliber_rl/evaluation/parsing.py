@@ -30,24 +30,25 @@ PARSE_MODES: tuple[str, ...] = ("strict", "official")
 
 _WORD = re.compile(r"[a-z]+")
 _OFFICIAL_ANSWER = re.compile(r"<answer>(.*?)</answer>")
-_FALLBACK_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+_FALLBACK_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _FALLBACK_CONF = re.compile(r"<confidence>\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(%?)\s*</confidence>",
-                            re.I)
+                            re.IGNORECASE)
 
 
 def _fallback_extract_answer(text: str) -> str | None:
     """Private stand-in used only while ``reward_fns.emocaliber`` is absent."""
-    m = _FALLBACK_ANSWER.search(text)
-    return m.group(1).strip() if m else None
+    # the last block, as the reward function reads it
+    found = _FALLBACK_ANSWER.findall(text)
+    return found[-1].strip() if found else None
 
 
 def _fallback_extract_confidence(text: str) -> float | None:
     """Private stand-in used only while ``reward_fns.emocaliber`` is absent ("85%" -> 0.85)."""
-    m = _FALLBACK_CONF.search(text)
-    if not m:
+    found = _FALLBACK_CONF.findall(text)
+    if not found:
         return None
-    value = float(m.group(1))
-    return value / 100.0 if m.group(2) else value
+    number, percent = found[-1]
+    return float(number) / 100.0 if percent else float(number)
 
 
 @functools.lru_cache(maxsize=1)

@@ -222,8 +222,7 @@ def read_predictions(path: str | Path, *, parse: str = "strict") -> Samples:
 def write_samples(samples: Samples, path: str | Path) -> None:
     """Write one JSON line per sample: task, group, label, pred (null = unparsed), correct, conf_*."""
     with Path(path).open("w", encoding="utf-8") as fh:
-        for row in samples.to_rows():
-            fh.write(json.dumps(row) + "\n")
+        fh.writelines(json.dumps(row) + "\n" for row in samples.to_rows())
 
 
 def read_samples(path: str | Path) -> Samples:
