@@ -1,0 +1,484 @@
+"""EmoCaliber stage-3 reward for veRL (paper section 3.3, Eq. 4 and Eq. 6). Standard library only.
+
+Point any veRL project at this file without installing emocaliber-rl::
+
+    reward.custom_reward_function.path=/path/to/reward_fns/emocaliber.py
+    reward.custom_reward_function.name=compute_score
+    +reward.custom_reward_function.reward_kwargs={preset: paper, conf_reward: loglik}
+
+The response format (strict; this is what ``format == 1`` means)
+------------------------------------------------------------------
+After stripping leading/trailing whitespace the response must read, with ``ws`` standing for
+optional whitespace (spaces, tabs, newlines) and nothing else::
+
+    <think> ws <element>T</element> ws <human>T</human> ws <context>T</context> ws
+    <interaction>T</interaction> ws <analysis>T</analysis> ws </think> ws
+    <answer>T</answer> ws <confidence>NUMBER</confidence>
+
+* every one of the 16 tags appears exactly once, in this order, spelled exactly so (lower case,
+  no attributes, no spaces inside the brackets); a repeated, nested, missing or out-of-order tag
+  fails;
+* ``T`` is any text holding at least one non-whitespace character and none of the 16 tags;
+* no text before ``<think>``, between the blocks, or after ``</confidence>``;
+* ``NUMBER`` is what :func:`parse_confidence` accepts: ``0.83``, ``.83``, ``1``, ``83%``,
+  ``{0.83}`` (ASCII digits, at most one dot, an optional trailing ``%`` meaning /100, optionally
+  wrapped in one pair of braces, surrounding whitespace allowed, at most 32 characters), whose
+  value lies in [0, 1]. Signs, exponents, ``nan``, several numbers, words fail.
+
+Scoring, preset ``paper`` (default): ``score = w_format*R_format + w_correct*R_correct +
+w_conf*R_conf`` with all weights 1 (paper: ``R = R_conf + R_correct + R_format``).
+
+* ``R_format``: 1 if the strict format above holds, else 0.
+* ``R_correct``: 1 if the answer names the ground truth, else 0 (see :func:`is_correct`). The
+  answer is the strict parse's, or when the format fails the content of the last
+  ``<answer>..</answer>`` (:func:`extract_answer`): each term is scored on its own, as a sum.
+* ``R_conf`` (``conf_reward="loglik"``, Eq. 4): ``i*log(c') + (1-i)*log(1-c')`` with
+  ``c' = min(max(c, eps), 1-eps)``, ``eps = 0.01`` by default: stage 2 verbalises confidences
+  with two decimals, so ``0.00``/``1.00`` are scored as ``0.01``/``0.99`` and the worst finite
+  penalty is ``log(0.01) = -4.605``. ``conf_reward="brier"`` (Eq. 6): ``-(i - c)^2``. A missing or
+  invalid confidence (last ``<confidence>`` block when the format fails) gets the floor:
+  ``log(eps)`` resp. ``-1``.
+* ``format_fail_score`` (default ``None``): when set, the score of any response failing the
+  format is this number instead of the sum.
+
+Bounds (paper preset, non-negative weights): ``w_conf*log(eps) <= score <= w_format + w_correct
++ w_conf*log(1-eps)`` for ``loglik``, ``-w_conf <= score <= w_format + w_correct`` for
+``brier``; with default weights ``[-4.6052, 1.9900]`` resp. ``[-1, 2]``.
+
+Preset ``official`` reproduces ``train/cus_reward.py`` of the authors' release (wdqqdw/EmoCaliber)
+exactly, keys and values: its format check only asks that the first ``<think>..</think>`` holds
+each step's tag pair somewhere and that ``<answer>..</answer>`` and ``<confidence>..</confidence>``
+exist anywhere; ``c = float(text)`` must satisfy ``0 < c < 1``; then ``score = 1 + 2*(i*log c +
+(1-i)*log(1-c)) + i``, else ``score = -5``. Correct (``i``): the first answer, ASCII punctuation
+deleted, lower-cased, is exactly one word equal to ``ground_truth.lower()``. Bounds: ``[-5, 2)``.
+
+Every search here is ``str.find``/``str.rfind`` over the text plus bounded work per tag, so the
+cost is linear in the response length even for megabytes of repeated tags, where a
+``re.search(r"<think>(.*?)</think>")`` per tag goes quadratic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "PRESETS",
+    "STEP_TAGS",
+    "TAGS",
+    "ParsedResponse",
+    "compute_score",
+    "compute_score_batch",
+    "confidence_reward",
+    "extract_answer",
+    "extract_confidence",
+    "is_correct",
+    "normalize_answer",
+    "official_compute_score",
+    "parse_confidence",
+    "parse_response",
+]
+
+STEP_TAGS: tuple[str, ...] = ("element", "human", "context", "interaction", "analysis")
+BLOCK_TAGS: tuple[str, ...] = ("think",) + STEP_TAGS + ("answer", "confidence")
+TAGS: tuple[str, ...] = tuple(f"<{n}>" for n in BLOCK_TAGS) + tuple(f"</{n}>" for n in BLOCK_TAGS)
+
+# Longer confidence strings cannot be a two-decimal verbalised number; the cap also keeps float()
+# off megabyte-long digit runs.
+MAX_CONFIDENCE_CHARS = 32
+# No label is longer than this; an answer beyond it is wrong without further scanning.
+MAX_ANSWER_CHARS = 1000
+
+# Tag sequence of a well-formed response: (tag, kind of the text that precedes it).
+# "ws": whitespace only; "text": non-empty content without tags; "conf": a confidence number.
+_SEQUENCE: tuple[tuple[str, str], ...] = (
+    ("<think>", "ws"),
+    *((t, k) for step in STEP_TAGS for t, k in ((f"<{step}>", "ws"), (f"</{step}>", "text"))),
+    ("</think>", "ws"),
+    ("<answer>", "ws"),
+    ("</answer>", "text"),
+    ("<confidence>", "ws"),
+    ("</confidence>", "conf"),
+)
+
+_PUNCT_TO_SPACE = str.maketrans({ch: " " for ch in string.punctuation})
+_PUNCT_DELETE = str.maketrans("", "", string.punctuation)
+_DIGITS = frozenset("0123456789")
+
+# veRL's reward managers add these when a reward router is configured; they mean nothing here.
+_VERL_PASSTHROUGH_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """One response read against the format.
+
+    ``answer``/``confidence`` come from the strict parse when ``format_ok``; otherwise from the
+    last ``<answer>``/``<confidence>`` block found (``None`` if absent or, for the confidence,
+    invalid), so that correctness can still be scored. ``reason`` says why the format failed
+    (empty when it holds).
+    """
+
+    format_ok: bool
+    answer: str | None
+    confidence: float | None
+    reason: str = ""
+
+
+def parse_confidence(text: str) -> float | None:
+    """The confidence written in ``text`` (see the module docstring for what counts), or None."""
+    if len(text) > MAX_CONFIDENCE_CHARS:
+        return None
+    s = text.strip()
+    if s.startswith("{") and s.endswith("}"):
+        s = s[1:-1].strip()
+    scale = 1.0
+    if s.endswith("%"):
+        s = s[:-1].rstrip()
+        scale = 100.0
+    if not s or s.count(".") > 1 or not set(s) <= (_DIGITS | {"."}) or s == ".":
+        return None
+    value = float(s) / scale
+    if not 0.0 <= value <= 1.0:
+        return None
+    return value
+
+
+def _has_tag(text: str, lo: int, hi: int) -> bool:
+    # The memchr-speed '<' probe settles almost every real response; the per-tag bounded finds
+    # keep the worst case at 16 linear scans.
+    if text.find("<", lo, hi) < 0:
+        return False
+    return any(text.find(tag, lo, hi) >= 0 for tag in TAGS)
+
+
+def _block_content(text: str, tag: str) -> str | None:
+    """Content of the last ``<tag>..</tag>`` block (the innermost one if they nest), or None."""
+    close = text.rfind(f"</{tag}>")
+    if close < 0:
+        return None
+    open_tag = f"<{tag}>"
+    start = text.rfind(open_tag, 0, close)
+    if start < 0:
+        return None
+    return text[start + len(open_tag) : close]
+
+
+def extract_answer(text: str) -> str | None:
+    """Stripped content of the last ``<answer>..</answer>`` block, or None when there is none."""
+    content = _block_content(text, "answer")
+    return None if content is None else content.strip()
+
+
+def extract_confidence(text: str) -> float | None:
+    """Confidence in the last ``<confidence>..</confidence>`` block, or None if absent/invalid."""
+    content = _block_content(text, "confidence")
+    return None if content is None else parse_confidence(content)
+
+
+def parse_response(text: str) -> ParsedResponse:
+    """Check ``text`` against the strict response format (module docstring) and read it."""
+    end = len(text.rstrip())
+    cursor = len(text) - len(text.lstrip())
+    contents: dict[str, str] = {}
+    reason = ""
+    for tag, kind in _SEQUENCE:
+        idx = text.find(tag, cursor, end)
+        if idx < 0:
+            reason = f"missing {tag}"
+            break
+        if kind == "ws":
+            if idx != cursor and not text[cursor:idx].isspace():
+                reason = f"unexpected text before {tag}"
+                break
+        else:
+            if _has_tag(text, cursor, idx):
+                reason = f"unexpected tag inside {tag.replace('/', '')}"
+                break
+            contents[tag] = text[cursor:idx]
+            if kind == "text" and (idx == cursor or contents[tag].isspace()):
+                reason = f"empty {tag.replace('/', '')}"
+                break
+        cursor = idx + len(tag)
+    if not reason and cursor != end:
+        reason = "text after </confidence>"
+    if not reason:
+        confidence = parse_confidence(contents["</confidence>"])
+        if confidence is None:
+            reason = "invalid confidence"
+        else:
+            return ParsedResponse(True, contents["</answer>"].strip(), confidence, "")
+    return ParsedResponse(False, extract_answer(text), extract_confidence(text), reason)
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, ASCII punctuation as spaces, whitespace collapsed to single spaces."""
+    return " ".join(text.lower().translate(_PUNCT_TO_SPACE).split())
+
+
+def _alias_map(aliases: Any) -> dict[str, str]:
+    """Normalised alias -> normalised canonical label from whatever the data pipeline stored.
+
+    Accepts a mapping, an iterable of (alias, canonical) pairs or a JSON string of either: a
+    parquet column of dicts comes back as a struct holding the union of all rows' keys, with None
+    for the keys a row lacked, so None values are skipped.
+    """
+    if aliases is None:
+        return {}
+    if isinstance(aliases, str):
+        aliases = json.loads(aliases)
+    pairs: Iterable[Any] = aliases.items() if isinstance(aliases, Mapping) else aliases
+    out: dict[str, str] = {}
+    for pair in pairs:
+        if pair is None:
+            continue
+        alias, canonical = pair
+        if alias is None or canonical is None:
+            continue
+        out[normalize_answer(str(alias))] = normalize_answer(str(canonical))
+    return out
+
+
+def _named_labels(answer_norm: str, labels: Mapping[str, str]) -> set[str]:
+    """Canonical labels whose spelling (or an alias) occurs in the answer as whole words."""
+    words = answer_norm.split()
+    spans = {len(k.split()) for k in labels}
+    grams: set[str] = set()
+    for n in spans:
+        grams.update(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
+    return {canonical for spelling, canonical in labels.items() if spelling in grams}
+
+
+def is_correct(
+    answer: str | None,
+    ground_truth: str,
+    *,
+    aliases: Any = None,
+    candidates: Sequence[str] | None = None,
+    match: str = "exact",
+) -> bool:
+    """Whether ``answer`` names ``ground_truth`` and nothing else.
+
+    Both sides are normalised (:func:`normalize_answer`) and mapped through ``aliases``
+    (alias -> canonical; e.g. ``sad -> sadness``, ``cheerfullness -> cheerfulness``).
+
+    * ``match="exact"``: the whole normalised answer must be the ground truth (``"Sadness."``,
+      ``" sad "`` pass; ``"It is sadness"``, ``"sadness, fear"`` fail).
+    * ``match="word"`` (needs ``candidates``): the answer must name exactly one candidate label
+      as whole words and that label must be the ground truth (``"It is sadness"`` passes).
+
+    With ``candidates`` given, an answer naming two or more candidate labels is wrong in both
+    modes. An answer longer than ``MAX_ANSWER_CHARS`` is wrong.
+    """
+    return _is_correct(answer, ground_truth, _alias_map(aliases), candidates, match)
+
+
+def _is_correct(
+    answer: str | None,
+    ground_truth: str,
+    alias_map: Mapping[str, str],
+    candidates: Sequence[str] | None,
+    match: str,
+) -> bool:
+    if match not in ("exact", "word"):
+        raise ValueError(f"match must be 'exact' or 'word', got {match!r}")
+    if match == "word" and candidates is None:
+        raise ValueError("match='word' needs the candidate labels (extra_info['candidates'])")
+    if answer is None or len(answer) > MAX_ANSWER_CHARS:
+        return False
+    answer_norm = normalize_answer(answer)
+    truth = normalize_answer(str(ground_truth))
+    truth = alias_map.get(truth, truth)
+    if candidates is not None:
+        labels: dict[str, str] = {}
+        for cand in candidates:
+            norm = normalize_answer(str(cand))
+            labels[norm] = alias_map.get(norm, norm)
+        canon = set(labels.values())
+        labels.update({a: c for a, c in alias_map.items() if c in canon})
+        named = _named_labels(answer_norm, labels)
+        if len(named) > 1:
+            return False
+        if match == "word":
+            return named == {truth}
+    return alias_map.get(answer_norm, answer_norm) == truth
+
+
+def confidence_reward(correct: bool, confidence: float | None, kind: str = "loglik", eps: float = 0.01) -> float:
+    """R_conf: Eq. 4 (``loglik``, clamped to [eps, 1-eps]) or Eq. 6 (``brier``); floor when None."""
+    i = 1.0 if correct else 0.0
+    if kind == "loglik":
+        if not 0.0 < eps < 0.5:
+            raise ValueError(f"eps must lie in (0, 0.5), got {eps}")
+        if confidence is None:
+            return math.log(eps)
+        c = min(max(confidence, eps), 1.0 - eps)
+        return i * math.log(c) + (1.0 - i) * math.log(1.0 - c)
+    if kind == "brier":
+        if confidence is None:
+            return -1.0
+        return -((i - confidence) ** 2)
+    raise ValueError(f"conf_reward must be 'loglik' or 'brier', got {kind!r}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "w_format": 1.0,
+        "w_correct": 1.0,
+        "w_conf": 1.0,
+        "conf_reward": "loglik",
+        "eps": 0.01,
+        "format_fail_score": None,
+        "match": "exact",
+    },
+    # Weights are fixed by the release's code; only the preset name is read.
+    "official": {},
+}
+_OPTION_NAMES = frozenset(PRESETS["paper"]) | {"preset", "aliases", "candidates"}
+
+
+def official_compute_score(solution_str: str, ground_truth: str) -> dict[str, float]:
+    """The release's ``cus_reward.compute_score``, same keys and values, in linear time.
+
+    ``re.search(r"<x>(.*?)</x>", s, re.DOTALL)`` matches from the first ``<x>`` to the first
+    ``</x>`` after it (if the first ``<x>`` has no ``</x>`` after it, no later one has), which is
+    what the ``find`` pairs below compute.
+    """
+
+    def first_block(s: str, name: str) -> str | None:
+        open_tag, close_tag = f"<{name}>", f"</{name}>"
+        start = s.find(open_tag)
+        if start < 0:
+            return None
+        close = s.find(close_tag, start + len(open_tag))
+        return None if close < 0 else s[start + len(open_tag) : close]
+
+    think = first_block(solution_str, "think")
+    answer = first_block(solution_str, "answer")
+    conf_text = first_block(solution_str, "confidence")
+    if (
+        think is not None
+        and answer is not None
+        and conf_text is not None
+        and all(first_block(think, step) is not None for step in STEP_TAGS)
+    ):
+        words = answer.strip().translate(_PUNCT_DELETE).lower().split()
+        i = 1 if len(words) == 1 and str(ground_truth).lower() == words[0] else 0
+        try:
+            c = float(conf_text.strip())
+        except (ValueError, TypeError):
+            c = math.nan
+        if 0 < c < 1:
+            conf_score = 2 * (i * math.log(c) + (1 - i) * math.log(1 - c))
+            return {
+                "score": 1 + conf_score + i,
+                "format_score": 1,
+                "confidence_score": conf_score,
+                "correctness": i,
+                "brier_score": -((c - i) ** 2),
+                "confidence": c,
+            }
+    return {
+        "score": -5,
+        "format_score": 0,
+        "confidence_score": -5,
+        "correctness": 0,
+        "brier_score": -1,
+        "confidence": 1,
+    }
+
+
+def _options(extra_info: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(kwargs) - _OPTION_NAMES - _VERL_PASSTHROUGH_KWARGS
+    if unknown:
+        # A misspelt weight silently ignored would train the wrong objective for days.
+        raise TypeError(f"unknown reward option(s) {sorted(unknown)}; valid: {sorted(_OPTION_NAMES)}")
+    preset = kwargs.get("preset", "paper")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    opts = dict(PRESETS["paper"])
+    opts.update({k: v for k, v in kwargs.items() if k in PRESETS["paper"]})
+    opts["preset"] = preset
+    if opts["conf_reward"] not in ("loglik", "brier"):
+        raise ValueError(f"conf_reward must be 'loglik' or 'brier', got {opts['conf_reward']!r}")
+    info = extra_info if isinstance(extra_info, Mapping) else {}
+    aliases = _alias_map(kwargs.get("aliases"))
+    aliases.update(_alias_map(info.get("aliases")))  # per-sample aliases win over global ones
+    opts["aliases"] = aliases
+    candidates = info.get("candidates")
+    if candidates is None:
+        candidates = kwargs.get("candidates")
+    opts["candidates"] = None if candidates is None else [str(c) for c in candidates if c is not None]
+    return opts
+
+
+def compute_score(
+    data_source: str | None,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """veRL custom reward: ``score`` plus every component under its own key.
+
+    Keys (preset ``paper``): ``score``, ``format`` (0/1), ``correct`` (0/1), ``confidence`` (the
+    parsed c, -1 when none), ``confidence_valid`` (0/1), ``conf_reward`` (the configured R_conf),
+    ``loglik`` (Eq. 4, clamped) and ``brier`` (Eq. 6), both always present so either can be
+    logged. Preset ``official``: the release's keys (:func:`official_compute_score`).
+
+    Options come from ``reward_kwargs`` (``preset``, ``conf_reward``, ``w_format``,
+    ``w_correct``, ``w_conf``, ``eps``, ``format_fail_score``, ``match``, ``aliases``,
+    ``candidates``); ``extra_info["aliases"]`` and ``extra_info["candidates"]`` give per-sample
+    label spellings. Unknown options raise TypeError.
+    """
+    opts = _options(extra_info, kwargs)
+    text = solution_str if isinstance(solution_str, str) else str(solution_str)
+    if opts["preset"] == "official":
+        return official_compute_score(text, ground_truth)
+    parsed = parse_response(text)
+    correct = _is_correct(parsed.answer, ground_truth, opts["aliases"], opts["candidates"], opts["match"])
+    loglik = confidence_reward(correct, parsed.confidence, "loglik", opts["eps"])
+    brier = confidence_reward(correct, parsed.confidence, "brier")
+    conf_reward = loglik if opts["conf_reward"] == "loglik" else brier
+    r_format = 1.0 if parsed.format_ok else 0.0
+    r_correct = 1.0 if correct else 0.0
+    score = opts["w_format"] * r_format + opts["w_correct"] * r_correct + opts["w_conf"] * conf_reward
+    if not parsed.format_ok and opts["format_fail_score"] is not None:
+        score = float(opts["format_fail_score"])
+    return {
+        "score": float(score),
+        "format": r_format,
+        "correct": r_correct,
+        "confidence": -1.0 if parsed.confidence is None else parsed.confidence,
+        "confidence_valid": 0.0 if parsed.confidence is None else 1.0,
+        "conf_reward": conf_reward,
+        "loglik": loglik,
+        "brier": brier,
+    }
+
+
+def compute_score_batch(
+    data_sources: Sequence[str | None],
+    solution_strs: Sequence[str],
+    ground_truths: Sequence[str],
+    extra_infos: Sequence[Mapping[str, Any] | None] | None = None,
+    **kwargs: Any,
+) -> list[dict[str, float]]:
+    """Batch form for veRL's legacy ``verl.workers.reward_manager.BatchRewardManager`` ("batch").
+
+    veRL 0.9.1's trainer (``main_ppo``) runs the reward loop, whose managers call
+    :func:`compute_score` once per sample; this entry point serves code that instantiates the
+    legacy batch manager directly. Same options and keys as :func:`compute_score`.
+    """
+    if extra_infos is None:
+        extra_infos = [None] * len(solution_strs)
+    if not len(data_sources) == len(solution_strs) == len(ground_truths) == len(extra_infos):
+        raise ValueError("data_sources, solution_strs, ground_truths and extra_infos differ in length")
+    return [
+        compute_score(ds, s, gt, ei, **kwargs)
+        for ds, s, gt, ei in zip(data_sources, solution_strs, ground_truths, extra_infos)
+    ]
