@@ -19,15 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emocaliber_rl.data.conversations import ParsedRow, RowError, extract_answer_text, parse_row
+from emocaliber_rl.data.conversations import (
+    ParsedRow,
+    RowError,
+    extract_answer_text,
+    parse_row,
+)
 from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
 from emocaliber_rl.data.records import Record, iter_jsonl, write_jsonl
 from emocaliber_rl.data.report import ProblemReport
-from emocaliber_rl.taxonomy import SUBTASKS, UnknownLabelError, aliases_for, canonical_label
+from emocaliber_rl.taxonomy import (
+    SUBTASKS,
+    UnknownLabelError,
+    aliases_for,
+    canonical_label,
+)
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 ABILITY = "emotion"
-_CONFIDENCE = re.compile(r"\s*<confidence>.*?</confidence>", re.S | re.I)
+_CONFIDENCE = re.compile(r"\s*<confidence>.*?</confidence>", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def check_image_bytes(data: bytes, name: str = "<bytes>") -> tuple[int, int, str
         msg = str(e)
         kind = "truncated" if "truncated" in msg.lower() or "broken data stream" in msg else "undecodable"
         raise ImageProblem(kind, f"{name}: {msg}") from e
-    except Exception as e:  # noqa: BLE001  (Pillow raises many types on hostile input)
+    except Exception as e:
         raise ImageProblem("undecodable", f"{name}: {type(e).__name__}: {e}") from e
 
 

@@ -76,8 +76,7 @@ class ProblemReport:
             self.problems, key=lambda p: (p.source, p.line if p.line is not None else -1, p.item or "")
         )
         with open(path, "w", encoding="utf-8") as f:
-            for p in rows:
-                f.write(json.dumps(asdict(p), ensure_ascii=False, sort_keys=True) + "\n")
+            f.writelines(json.dumps(asdict(p), ensure_ascii=False, sort_keys=True) + "\n" for p in rows)
         return path
 
     def print_summary(self, what: str = "items", file: TextIO | None = None, limit: int = 10) -> None:
