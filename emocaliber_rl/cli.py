@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.cpu_env",
     "emocaliber_rl.loops",
     "emocaliber_rl.evaluation.cli",
+    "emocaliber_rl.data.cli",
     
 )
 

@@ -195,3 +195,17 @@ def test_stage2_prompts_and_eval_manifest(tmp_path: Path) -> None:
     assert [r["task"] for r in rows] == ["FI-8", "WebEmo-25", "FI-2"]
     assert rows[2]["group"] == "ID VSA" and rows[2]["candidates"] == ["positive", "negative"]
     assert rows[0]["prompt"].startswith("<image>") and "<confidence>" in rows[0]["prompt"]
+
+
+def test_export_cli_writes_report_and_strict_fails(tmp_path: Path, capsys) -> None:
+    from emocaliber_rl.cli import main
+
+    src = _published(tmp_path)
+    out = tmp_path / "cli.parquet"
+    assert main(["export", "sft1", str(src), "-o", str(out)]) == 0
+    assert pq.read_table(out).num_rows == 2
+    report = [json.loads(x) for x in (tmp_path / "cli.parquet.report.jsonl").read_text().splitlines()]
+    assert sorted(r["line"] for r in report) == [3, 4, 5, 6, 7, 8, 9]
+    assert "7 input records not used" in capsys.readouterr().err
+    assert main(["export", "rl3", str(src), "-o", str(tmp_path / "rl.parquet"), "--strict"]) == 2
+    assert main(["export", "eval", str(src), "-o", str(tmp_path / "e.jsonl")]) == 0
