@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Shared launcher of the SFT stages (sourced by stage1_sft.sh and stage2_sft.sh): parses the
+# common options, picks the GPU or CPU profile and runs `torchrun -m verl.trainer.sft_trainer`
+# with the stage's YAML config. The calling script sets STAGE_NAME, STAGE_CONFIG, STAGE_HELP and
+# may set STAGE_EXTRA_OVERRIDES (array).
+set -euo pipefail
+
+RECIPES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The interpreter: $PYTHON, else the repository's .venv (recipes/install.sh), else python3.
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$RECIPES_DIR/../.venv/bin/python" ]]; then PYTHON="$RECIPES_DIR/../.venv/bin/python"; else PYTHON=python3; fi
+fi
+
+sft_usage() {
+  cat <<USAGE
+Usage: bash recipes/${STAGE_NAME}.sh --model PATH --train FILE [options] [-- HYDRA_OVERRIDES...]
+
+${STAGE_HELP}
+
+Options:
+  --model PATH      HF model directory or hub id to start from (required).
+  --train FILE      training parquet in veRL's SFT schema (required; comma-separate several).
+  --val FILE        validation parquet (optional; loss logged at the end and every test_freq).
+  --out DIR         where veRL writes checkpoints (default: checkpoints/${STAGE_NAME});
+                    DIR/final_hf links to the last HF checkpoint when training ends.
+  --profile P       gpu (default): bf16 mixed precision, FSDP2, flash-attention, remove-padding.
+                    cpu: the same trainer on CPU through the emocaliber veRL plug-in
+                    (VERL_PLATFORM=cpu, gloo, sdpa attention, fp32) for the tiny model and CI.
+  --nproc N         processes per node (default: number of GPUs, or 1 with --profile cpu).
+  --steps N         stop after N optimizer steps (default: one epoch, the paper's setting).
+  -h, --help        this help.
+
+Anything after the options (or after --) is passed to veRL as Hydra overrides, e.g.
+  data.train_batch_size=64 optim.lr=2e-5 trainer.logger=[console,wandb]
+The stage's settings are in ${STAGE_CONFIG#"$RECIPES_DIR"/} (extends veRL's sft_trainer_engine.yaml).
+
+Multi-node: set the usual torchrun variables NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT on
+every node (single node runs --standalone).
+Environment read: PYTHON (interpreter; default the repository's .venv, else python3).
+Environment the script sets: EMOCALIBER_FREEZE_MODULES (modules kept frozen, see the README),
+VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins, and with --profile cpu VERL_PLATFORM=cpu.
+USAGE
+}
+
+sft_main() {
+  local model="" train="" val="" out="checkpoints/${STAGE_NAME}" profile="gpu" nproc="" steps=""
+  local -a overrides=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --model) model="$2"; shift 2 ;;
+      --train) train="$2"; shift 2 ;;
+      --val) val="$2"; shift 2 ;;
+      --out) out="$2"; shift 2 ;;
+      --profile) profile="$2"; shift 2 ;;
+      --nproc) nproc="$2"; shift 2 ;;
+      --steps) steps="$2"; shift 2 ;;
+      -h|--help) sft_usage; return 0 ;;
+      --) shift; overrides+=("$@"); break ;;
+      --*) echo "${STAGE_NAME}.sh: unknown option '$1' (see --help)" >&2; return 2 ;;
+      *) overrides+=("$1"); shift ;;
+    esac
+  done
+  [[ -n "$model" && -n "$train" ]] || { echo "${STAGE_NAME}.sh: --model and --train are required (see --help)" >&2; return 2; }
+  [[ "$profile" == gpu || "$profile" == cpu ]] || { echo "${STAGE_NAME}.sh: --profile must be gpu or cpu" >&2; return 2; }
+
+  export VERL_USE_EXTERNAL_MODULES="${VERL_USE_EXTERNAL_MODULES:-emocaliber_rl.verl_plugins}"
+  export EMOCALIBER_FREEZE_MODULES="${EMOCALIBER_FREEZE_MODULES-visual}"
+  local -a profile_overrides=()
+  if [[ "$profile" == cpu ]]; then
+    export VERL_PLATFORM=cpu WANDB_MODE="${WANDB_MODE:-disabled}"
+    nproc="${nproc:-1}"
+    profile_overrides=(
+      trainer.device=cpu
+      +model.override_config.attn_implementation=sdpa
+      model.use_remove_padding=False
+      model.enable_gradient_checkpointing=False
+      engine.use_torch_compile=False
+      "+engine.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}"
+      data.num_workers=0
+      "trainer.logger=[console]"
+    )
+  else
+    nproc="${nproc:-$(nvidia-smi -L 2>/dev/null | wc -l)}"
+    [[ "$nproc" -ge 1 ]] || { echo "${STAGE_NAME}.sh: no GPU visible; use --profile cpu or --nproc" >&2; return 2; }
+  fi
+
+  local -a data_args=("data.train_files=${train}")
+  if [[ -n "$val" ]]; then data_args+=("data.val_files=${val}"); else data_args+=("data.val_files=null"); fi
+  [[ -z "$steps" ]] || data_args+=("trainer.total_training_steps=${steps}")
+
+  local -a launcher
+  if [[ -n "${NNODES:-}" && "${NNODES}" != 1 ]]; then
+    launcher=("$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="${NODE_RANK:?NODE_RANK must be set with NNODES}"
+              --master_addr="${MASTER_ADDR:?MASTER_ADDR must be set with NNODES}" --master_port="${MASTER_PORT:-29500}"
+              --nproc_per_node="$nproc")
+  else
+    launcher=("$PYTHON" -m torch.distributed.run --standalone --nnodes=1 --nproc_per_node="$nproc")
+  fi
+
+  echo "[${STAGE_NAME}] profile=${profile} nproc=${nproc} nnodes=${NNODES:-1} model=${model} out=${out}"
+  "${launcher[@]}" -m verl.trainer.sft_trainer \
+    --config-path="$(dirname "$STAGE_CONFIG")" --config-name="$(basename "$STAGE_CONFIG" .yaml)" \
+    model.path="$model" trainer.default_local_dir="$out" trainer.n_gpus_per_node="$nproc" \
+    trainer.nnodes="${NNODES:-1}" \
+    "${data_args[@]}" "${profile_overrides[@]}" "${STAGE_EXTRA_OVERRIDES[@]}" "${overrides[@]}"
+
+  local step
+  step="$(cat "$out/latest_checkpointed_iteration.txt" 2>/dev/null || true)"
+  if [[ -n "$step" && -d "$out/global_step_${step}/huggingface" ]]; then
+    ln -sfn "global_step_${step}/huggingface" "$out/final_hf"
+    echo "[${STAGE_NAME}] HF checkpoint: $out/final_hf -> global_step_${step}/huggingface"
+  fi
+}
