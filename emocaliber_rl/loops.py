@@ -523,13 +523,21 @@ def plot_loops(out_file: str | Path, directory: str | Path | None = None, dpi: i
         theta = [math.pi / 2 - 2 * math.pi * loop.positions[x] for x in loop.order]
         ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="0.75", lw=1.5))
         big = len(loop.order) > 10
-        for label, t in zip(loop.order, theta, strict=True):
+        spread = _spread([loop.positions[x] for x in loop.order], 0.032 if big else 0.075)
+        for label, t, q in zip(loop.order, theta, spread, strict=True):
             x, y = math.cos(t), math.sin(t)
             colour = colour_of[loop.groups[label]] if loop.groups else "tab:blue"
             ax.plot(x, y, "o", color=colour, ms=7 if big else 8)
-            ha = "left" if x > 0.15 else "right" if x < -0.15 else "center"
-            va = "bottom" if y > 0.15 else "top" if y < -0.15 else "center"
-            ax.text(1.1 * x, 1.1 * y, label, ha=ha, va=va, fontsize=10 if big else 9)
+            # Labels sit at spread-out angles so that close neighbours stay readable; a thin
+            # leader line joins a moved label to its point.
+            u = math.pi / 2 - 2 * math.pi * q
+            lx, ly = 1.16 * math.cos(u), 1.16 * math.sin(u)
+            if abs(u - t) > 1e-3:
+                ax.plot([1.03 * x, 1.13 * math.cos(u)], [1.03 * y, 1.13 * math.sin(u)],
+                        color="0.6", lw=0.6)
+            ha = "left" if lx > 0.05 else "right" if lx < -0.05 else "center"
+            va = "bottom" if ly > 0.2 else "top" if ly < -0.2 else "center"
+            ax.text(lx, ly, label, ha=ha, va=va, fontsize=10 if big else 9)
         for parent in parents:
             ax.plot([], [], "o", color=colour_of[parent], label=parent)
         if parents:
@@ -553,6 +561,27 @@ def plot_loops(out_file: str | Path, directory: str | Path | None = None, dpi: i
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
+
+
+def _spread(positions: Sequence[float], gap: float, rounds: int = 200) -> list[float]:
+    """Label positions near ``positions`` (increasing, in [0, 1)) at least ``gap`` apart."""
+    q = list(positions)
+    n = len(q)
+    if n < 2 or n * gap >= 1:
+        return q
+    for _ in range(rounds):
+        moved = False
+        for i in range(n):
+            j = (i + 1) % n
+            between = (q[j] - q[i]) % 1.0
+            if between < gap - 1e-9:
+                push = (gap - between) / 2
+                q[i] -= push
+                q[j] += push
+                moved = True
+        if not moved:
+            break
+    return q
 
 
 # --------------------------------------------------------------------------------------------
