@@ -13,6 +13,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.cpu_env",
+    "emocaliber_rl.tiny_model",
     "emocaliber_rl.loops",
     "emocaliber_rl.evaluation.cli",
     "emocaliber_rl.data.cli",

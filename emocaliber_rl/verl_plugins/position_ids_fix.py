@@ -46,8 +46,13 @@ def maybe_fix_3d_position_ids(data):  # noqa: ANN001, ANN201  (signature of veRL
     pos._ragged_idx = 2
 
 
+ORIGINAL_CODE = None  # veRL's own code object, kept for the regression test and for uninstall
+
+
 def install(module: ModuleType) -> None:
     """Give veRL's ``maybe_fix_3d_position_ids`` the fixed body (every bound name sees it)."""
+    global ORIGINAL_CODE
     target = module.maybe_fix_3d_position_ids
     if target.__code__ is not maybe_fix_3d_position_ids.__code__:
+        ORIGINAL_CODE = target.__code__
         target.__code__ = maybe_fix_3d_position_ids.__code__

@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny random Qwen2.5-VL built offline once per session, and images."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Never let a test reach a hub or a tracking service.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2.5-VL in HF format (float32), built with seed 0."""
+    from emocaliber_rl.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen25vl"), seed=0)
+
+
+def draw_image(seed: int, size: tuple[int, int] | None = None):
+    """A small RGB picture with a few coloured shapes, different for every seed."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    w, h = size or (rng.randint(56, 140), rng.randint(56, 140))
+    img = Image.new("RGB", (w, h), tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(3):
+        x0, y0 = rng.randrange(w // 2), rng.randrange(h // 2)
+        draw.ellipse((x0, y0, x0 + w // 3, y0 + h // 3), fill=tuple(rng.randrange(256) for _ in range(3)))
+    return img
+
+
+def png_bytes(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def make_image():
+    return draw_image
