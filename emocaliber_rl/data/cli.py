@@ -92,6 +92,86 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_export)
 
 
+# ----------------------------------------------------------------------------------------------
+# bench
+
+DATASET_FLAGS = {
+    "FI": "--fi",
+    "EmoSet": "--emoset",
+    "WebEmo": "--webemo",
+    "Abstract": "--abstract",
+    "ArtPhoto": "--artphoto",
+    "UnbiasedEmo": "--unbiasedemo",
+}
+DATASET_HELP = {
+    "FI": "FI root: <emotion>/<emotion>_NNNN.jpg folders",
+    "EmoSet": "EmoSet-118K root: image/<emotion>/*.jpg + train/val/test.json + info.json",
+    "WebEmo": "WebEmo root: {train,test}/<label_index>/<url basename> as download_dataset.py "
+              "writes them, + train25.txt/test25.txt/category.txt",
+    "Abstract": "Abstract root: images + ABSTRACT_groundTruth.csv (majority vote; ties reported)",
+    "ArtPhoto": "ArtPhoto root: <emotion>_<n>.jpg (spellings like sad, content accepted)",
+    "UnbiasedEmo": "UnbiasedEmo root: <emotion>/<object>/*.jpg",
+}
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from emocaliber_rl.data.splits import build_splits, write_build
+
+    roots = {name: getattr(args, flag[2:]) for name, flag in DATASET_FLAGS.items()
+             if getattr(args, flag[2:]) is not None}
+    if not roots:
+        print("error: give at least one dataset root (--fi, --emoset, ...)", file=sys.stderr)
+        return 2
+    res = build_splits(roots, seed=args.seed, test_size=args.test_size, workers=args.workers,
+                       progress=not args.no_progress)
+    paths = write_build(res, args.output, seed=args.seed, test_size=args.test_size)
+    print(res.table())
+    for name, n in res.short.items():
+        print(f"note: {name} has only {n} test samples (requested {args.test_size})", file=sys.stderr)
+    res.report.print_summary("images or entries")
+    print(f"manifests: {paths['train']} {paths['test']}; summary: {paths['summary']}; "
+          f"problem report: {paths['report']}", file=sys.stderr)
+    if res.overlap:
+        print(f"error: {res.overlap} images are in both train and test", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _register_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="build or import the VECBench manifests",
+                       description="Build VECBench from raw datasets, or import the published release.")
+    bsub = p.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
+
+    b = bsub.add_parser(
+        "build",
+        help="split local copies of the six datasets into VECBench train/test manifests",
+        description=(
+            "FI -> FI-2/FI-8 halves; WebEmo -> WebEmo-25/7/2 thirds; EmoSet -> EmoSet-8; "
+            "TEST_SIZE test samples each, the rest train. Abstract-8 and Artphoto-8: all samples, "
+            "test only; UnbiasedEmo-6: TEST_SIZE samples, test only. Every image is decoded and "
+            "hashed; undecodable images, duplicates (same sha256) and unknown labels are listed in "
+            "OUTPUT/report.jsonl. Writes OUTPUT/train.jsonl, test.jsonl, summary.md."
+        ),
+        formatter_class=_FMT,
+    )
+    for name, flag in DATASET_FLAGS.items():
+        b.add_argument(flag, default=None, metavar="DIR", help=DATASET_HELP[name])
+    b.add_argument("-o", "--output", required=True, help="output folder for the manifests")
+    b.add_argument("--seed", type=int, default=0, help="shuffle seed (same seed + files = same bytes)")
+    b.add_argument("--test-size", type=int, default=1000,
+                   help="test samples per subtask (fewer when a subset is smaller; reported)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="decode/hash processes (default: the cores this process may use)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=_run_build)
+    _register_bench_import(bsub)
+
+
+def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
+    pass
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``bench``, ``cot`` and ``export`` commands."""
+    _register_bench(sub)
     _register_export(sub)
