@@ -167,8 +167,50 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     _register_bench_import(bsub)
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    from emocaliber_rl.data.release import import_release, write_import
+    from emocaliber_rl.data.report import DataProblemError
+
+    try:
+        res = import_release(args.inputs, split=args.split, keep_response=args.keep_response,
+                             image_root=args.image_root, default_subtask=args.subtask,
+                             strict=args.strict, hash_files=not args.no_hash, workers=args.workers,
+                             progress=not args.no_progress)
+    except DataProblemError as e:
+        print(f"error (--strict): {e}", file=sys.stderr)
+        return 2
+    out, rep = write_import(res, args.output)
+    print(res.table())
+    res.report.print_summary("rows")
+    print(f"manifest: {out}; problem report: {rep}", file=sys.stderr)
+    return 0
+
+
 def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
-    pass
+    p = bsub.add_parser(
+        "import",
+        help="turn the published VECBench test file or VEC-CoT stage files into a manifest",
+        description=(
+            "Reads jsonl rows in the ms-swift layout (messages + images) or ShareGPT layout "
+            "(conversations + image/images) with task, ground_truth/label and candidates; "
+            "validates every label against the taxonomy and reports bad rows by line number."
+        ),
+        formatter_class=_FMT,
+    )
+    p.add_argument("inputs", nargs="+", help="published jsonl file(s)")
+    p.add_argument("-o", "--output", required=True, help="output manifest (jsonl)")
+    p.add_argument("--split", default="test", help="split name written into every record")
+    p.add_argument("--keep-response", action="store_true",
+                   help="keep the assistant turn as the record's CoT (VEC-CoT files)")
+    p.add_argument("--image-root", default=None,
+                   help="folder relative image paths resolve against (default: the file's folder)")
+    p.add_argument("--subtask", default=None, help="subtask for rows without a task field")
+    p.add_argument("--strict", action="store_true", help="exit 2 at the first invalid row")
+    p.add_argument("--no-hash", action="store_true",
+                   help="skip decoding/hashing images (no checksums, no image checks)")
+    p.add_argument("--workers", type=int, default=None, help="decode/hash processes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_import)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,98 @@
+"""`emocaliber bench import`: the published VECBench test file and VEC-CoT stage files into manifests.
+
+Rows are parsed by :mod:`emocaliber_rl.data.conversations` (ms-swift ``messages``/``images`` or
+ShareGPT ``conversations``/``image(s)``, with ``task``, ``ground_truth``/``label``, ``candidates``).
+Every label and candidate list is validated against the taxonomy; a row that fails is reported
+with its file and line number (``strict``: raised). Images are decoded and hashed in a process
+pool so the manifest carries checksums; missing or undecodable images are reported and left out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from emocaliber_rl.data.exports import load_rows
+from emocaliber_rl.data.records import Record, write_manifest
+from emocaliber_rl.data.report import ProblemReport
+from emocaliber_rl.data.splits import default_workers, hash_images
+from emocaliber_rl.taxonomy import SUBTASKS
+
+
+@dataclass
+class ImportResult:
+    records: list[Record]
+    report: ProblemReport
+
+    def table(self) -> str:
+        counts = Counter(r.subtask for r in self.records)
+        lines = ["| Subtask | Group | Records |", "|---|---|---:|"]
+        lines += [f"| {n} | {t.group} | {counts[n]} |" for n, t in SUBTASKS.items() if counts[n]]
+        lines.append(f"| **Total** | | {sum(counts.values())} |")
+        return "\n".join(lines)
+
+
+def import_release(
+    paths: list[str | os.PathLike[str]],
+    *,
+    split: str = "test",
+    keep_response: bool = False,
+    image_root: str | os.PathLike[str] | None = None,
+    default_subtask: str | None = None,
+    strict: bool = False,
+    hash_files: bool = True,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ImportResult:
+    """Parse, validate and (optionally) hash the rows of published jsonl files.
+
+    ``keep_response`` keeps the assistant turn (VEC-CoT files: the CoT); the VECBench test file's
+    responses are model outputs and are dropped by default.
+    """
+    report = ProblemReport(strict=strict)
+    rows = load_rows(paths, report, image_root=image_root, default_subtask=default_subtask)
+    seen: dict[str, str] = {}
+    records = []
+    for row in rows:
+        rec = row.record
+        where = f"{row.source}:{row.line}"
+        if rec.id in seen:
+            report.add(row.source, "duplicate_id", f"id {rec.id!r} already used at {seen[rec.id]}",
+                       line=row.line, item=rec.id)
+            continue
+        seen[rec.id] = where
+        rec.split = split
+        if not keep_response:
+            rec.response = None
+        rec.extra["origin"] = where
+        records.append(rec)
+    if hash_files:
+        checked = hash_images(sorted({r.image for r in records}), workers or default_workers(), progress)
+        first_by_sha: dict[str, str] = {}
+        kept = []
+        for rec in records:
+            info, kind, detail = checked[rec.image]
+            src, _, line = rec.extra["origin"].rpartition(":")
+            if info is None:
+                report.add(src, f"image_{kind}", detail, line=int(line), item=rec.id)
+                continue
+            rec.sha256 = info.sha256
+            if info.sha256 in first_by_sha:
+                # Kept: a release is imported as published; the report flags it for the user.
+                report.add(src, "duplicate_image_kept", f"same bytes as {first_by_sha[info.sha256]}",
+                           line=int(line), item=rec.id)
+            else:
+                first_by_sha[info.sha256] = rec.id
+            kept.append(rec)
+        records = kept
+    return ImportResult(records, report)
+
+
+def write_import(res: ImportResult, out: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write the manifest and its problem report (``OUT.report.jsonl``)."""
+    out = Path(out)
+    write_manifest(out, res.records)
+    rep = res.report.write(out.with_name(out.name + ".report.jsonl"))
+    return out, rep
