@@ -1,0 +1,94 @@
+"""Stage 1 end to end on CPU: our export -> recipes/stage1_sft.sh -> veRL's real SFT trainer
+(torchrun, FSDP2, gloo) with 1 and 2 processes, on the tiny Qwen2.5-VL."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO_ROOT, draw_image
+
+pytestmark = pytest.mark.slow
+
+STEPS = {
+    "element": "a red balloon drifting over a grey street",
+    "human": "a child reaches up with both hands",
+    "context": "wet pavement and closed shops at dusk",
+    "interaction": "the bright balloon stands out against the dull street",
+    "analysis": "the contrast suggests a light, playful feeling",
+}
+
+
+@pytest.fixture(scope="module")
+def stage1_parquet(tmp_path_factory) -> Path:
+    from emocaliber_rl.data.exports import export_sft_stage1
+    from emocaliber_rl.data.records import Record
+
+    root = tmp_path_factory.mktemp("stage1-data")
+    records = []
+    subtasks = ["FI-8", "EmoSet-8", "WebEmo-7", "FI-2"]
+    for i in range(16):
+        subtask = subtasks[i % len(subtasks)]
+        image = root / f"img{i}.png"
+        draw_image(i).save(image)
+        from emocaliber_rl.taxonomy import get_subtask
+
+        label = get_subtask(subtask).labels[i % len(get_subtask(subtask).labels)]
+        records.append(Record.make(f"r{i}", subtask, image, label, steps=STEPS))
+    result = export_sft_stage1(records, root / "train.parquet")
+    assert result.rows == 16 and not result.report.problems
+    return root / "train.parquet"
+
+
+def _train(nproc: int, model: Path, data: Path, out: Path) -> list[float]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / "recipes" / "stage1_sft.sh"), "--profile", "cpu", "--nproc", str(nproc),
+         "--model", str(model), "--train", str(data), "--out", str(out), "--steps", "4",
+         "data.train_batch_size=4", "data.micro_batch_size_per_gpu=2", "optim.lr=1e-3",
+         "trainer.balance_batch=False"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=out.parent,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "froze" in log  # EMOCALIBER_FREEZE_MODULES=visual took effect
+    return [float(x) for x in re.findall(r"step:\d+ - .*?train/loss:([0-9.]+)", log)]
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_stage1_sft_trains_language_model_only(nproc, tiny_model_dir, stage1_parquet, tmp_path, make_image):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    out = tmp_path / "ckpt"
+    losses = _train(nproc, tiny_model_dir, stage1_parquet, out)
+    assert len(losses) == 4, losses
+    assert losses[-1] < losses[0], losses
+
+    hf_dir = out / "final_hf"
+    assert (hf_dir / "model.safetensors").exists()
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(hf_dir / "model.safetensors")
+    assert before.keys() == after.keys()
+    vision = [k for k in before if ".visual." in f".{k}"]
+    language = [k for k in before if k not in vision]
+    assert vision and language
+    assert all(torch.equal(before[k], after[k]) for k in vision), "vision tower changed"
+    changed = [k for k in language if not torch.equal(before[k], after[k])]
+    assert len(changed) == len(language), f"unchanged LM tensors: {set(language) - set(changed)}"
+
+    processor = AutoProcessor.from_pretrained(hf_dir)
+    model = AutoModelForImageTextToText.from_pretrained(hf_dir)
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which emotion?"}]}]
+    prompt = processor.apply_chat_template(msgs, add_generation_prompt=True)
+    inputs = processor(text=[prompt], images=[make_image(99)], return_tensors="pt")
+    generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 6 or generated[0, -1].item() in (
+        processor.tokenizer.eos_token_id,
+    )
