@@ -68,7 +68,7 @@ def test_import_validates_and_reports_by_line(release: Path, tmp_path: Path) -> 
 def test_import_keeps_cot_and_strict_names_line(release: Path) -> None:
     res = import_release([release], keep_response=True, split="stage1", hash_files=False)
     assert res.records[0].response.startswith("<think>") and res.records[0].split == "stage1"
-    with pytest.raises(DataProblemError, match=r"test_8k\\.jsonl:3: unknown_label"):
+    with pytest.raises(DataProblemError, match=r"test_8k\.jsonl:3: unknown_label"):
         import_release([release], strict=True, hash_files=False)
 
 
