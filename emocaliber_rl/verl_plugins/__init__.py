@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 
-from emocaliber_rl.verl_plugins import frozen_modules, position_ids_fix, vllm_cpu_weights
+from emocaliber_rl.verl_plugins import advantage, frozen_modules, position_ids_fix, vllm_cpu_weights
 from emocaliber_rl.verl_plugins.cpu_platform import activate, cpu_platform_selected
 from emocaliber_rl.verl_plugins.import_hooks import when_imported
 
 if os.environ.get("EMOCALIBER_VERL_PLUGINS", "1") != "0":
+    when_imported("verl.trainer.ppo.core_algos", advantage.register)
     when_imported("verl.utils.tensordict_utils", position_ids_fix.install)
     when_imported("verl.workers.engine.fsdp.transformer_impl", frozen_modules.install)
     if cpu_platform_selected():
