@@ -95,14 +95,31 @@ def valid_confidence(value: object) -> float | None:
     return f
 
 
-def _match_label(text: str, subtask: str, allowed: frozenset[str]) -> str | None:
+@functools.lru_cache(maxsize=8192)
+def _canonical_cached(subtask: str, text: str) -> str | None:
     try:
-        label = canonical_label(subtask, text)
+        return canonical_label(subtask, text)
     except UnknownLabelError:
-        label = None
+        return None
+
+
+def canonical_or_none(subtask: str, text: str) -> str | None:
+    """``canonical_label`` or ``None``; cached, since 8k rows repeat a few dozen spellings."""
+    if len(text) > 64:  # a long text is never one label; keep the cache small
+        return None
+    return _canonical_cached(subtask, text)
+
+
+@functools.lru_cache(maxsize=64)
+def _alias_map(subtask: str) -> dict[str, str]:
+    return get_subtask(subtask).alias_map()
+
+
+def _match_label(text: str, subtask: str, allowed: frozenset[str]) -> str | None:
+    label = canonical_or_none(subtask, text)
     if label is not None:
         return label if label in allowed else None
-    alias_map = get_subtask(subtask).alias_map()
+    alias_map = _alias_map(subtask)
     found = {alias_map[w] for w in _WORD.findall(text.lower()) if w in alias_map}
     found &= allowed
     return next(iter(found)) if len(found) == 1 else None
@@ -116,14 +133,11 @@ def parse_strict(response: str, subtask: str, candidates: Sequence[str] | None =
         subtask: VECBench subtask name (misspellings tolerated).
         candidates: the row's candidate labels (any alias spelling); default: the task's labels.
     """
-    allowed = _allowed(subtask, candidates)
+    allowed = allowed_labels(subtask, candidates)
     answer = extract_answer(response)
     if answer is None:
         # no <answer>: accept only a response that is, as a whole, one label
-        try:
-            label = canonical_label(subtask, response)
-        except UnknownLabelError:
-            return None
+        label = canonical_or_none(subtask, response)
         return label if label in allowed else None
     return _match_label(answer, subtask, allowed)
 
@@ -135,7 +149,7 @@ def parse_official(response: str, subtask: str, candidates: Sequence[str]) -> st
     haystack = m.group(1) if m and m.group(1) else text
     for cand in candidates:
         if cand.lower() in haystack:
-            return canonical_label(subtask, cand)
+            return _canonical_cached(subtask, cand) or canonical_label(subtask, cand)
     return None
 
 
@@ -158,5 +172,10 @@ def _allowed_cached(subtask: str, candidates: tuple[str, ...] | None) -> frozens
     return frozenset(canonical_label(subtask, c) for c in candidates)
 
 
-def _allowed(subtask: str, candidates: Sequence[str] | None) -> frozenset[str]:
+def allowed_labels(subtask: str, candidates: Sequence[str] | None) -> frozenset[str]:
+    """Canonical labels of ``candidates`` (default: the task's labels); cached per candidate list.
+
+    Raises:
+        UnknownLabelError: a candidate is not a label of ``subtask``.
+    """
     return _allowed_cached(subtask, tuple(candidates) if candidates is not None else None)

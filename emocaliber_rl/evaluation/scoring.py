@@ -35,6 +35,8 @@ import numpy as np
 from emocaliber_rl.evaluation import metrics
 from emocaliber_rl.evaluation.parsing import (
     PARSE_MODES,
+    allowed_labels,
+    canonical_or_none,
     extractor_name,
     parse_confidence,
     parse_prediction,
@@ -169,20 +171,21 @@ def samples_from_rows(
             raise _err(path, lineno, "label", "missing")
         if not isinstance(row[label_key], str):
             raise _err(path, lineno, label_key, f"expected a string, got {row[label_key]!r}")
-        try:
-            label = canonical_label(task, row[label_key])
-        except UnknownLabelError as e:
-            raise _err(path, lineno, label_key, str(e)) from None
+        label = canonical_or_none(task, row[label_key])  # cached fast path
+        if label is None:
+            try:
+                label = canonical_label(task, row[label_key])
+            except UnknownLabelError as e:
+                raise _err(path, lineno, label_key, str(e)) from None
         cands = row.get("candidates")
         if "candidates" not in row:
             raise _err(path, lineno, "candidates", "missing")
         if not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
             raise _err(path, lineno, "candidates", f"expected a non-empty list of strings, got {cands!r}")
-        for c in cands:
-            try:
-                canonical_label(task, c)
-            except UnknownLabelError as e:
-                raise _err(path, lineno, "candidates", str(e)) from None
+        try:
+            allowed_labels(task, cands)  # cached: one check per distinct candidate list
+        except UnknownLabelError as e:
+            raise _err(path, lineno, "candidates", str(e)) from None
         if "response" not in row:
             raise _err(path, lineno, "response", "missing")
         response = row["response"]
