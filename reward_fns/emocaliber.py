@@ -45,20 +45,23 @@ Bounds (paper preset, non-negative weights): ``w_conf*log(eps) <= score <= w_for
 + w_conf*log(1-eps)`` for ``loglik``, ``-w_conf <= score <= w_format + w_correct`` for
 ``brier``; with default weights ``[-4.6052, 1.9900]`` resp. ``[-1, 2]``.
 
-Preset ``official`` reproduces ``train/cus_reward.py`` of the authors' release (wdqqdw/EmoCaliber)
-exactly, keys and values: its format check only asks that the first ``<think>..</think>`` holds
-each step's tag pair somewhere and that ``<answer>..</answer>`` and ``<confidence>..</confidence>``
-exist anywhere; ``c = float(text)`` must satisfy ``0 < c < 1``; then ``score = 1 + 2*(i*log c +
-(1-i)*log(1-c)) + i``, else ``score = -5``. Correct (``i``): the first answer, ASCII punctuation
-deleted, lower-cased, is exactly one word equal to ``ground_truth.lower()``. Bounds: ``[-5, 2)``.
+Preset ``official`` reproduces ``train/cus_reward.py`` of the authors' release
+(wdqqdw/EmoCaliber) exactly, keys and values, in linear time: its format check only asks that the
+first ``<think>..</think>`` holds each step's tag pair somewhere and that ``<answer>..</answer>``
+and ``<confidence>..</confidence>`` exist anywhere; ``c = float(text)`` must satisfy
+``0 < c < 1``; then ``score = 1 + 2*(i*log c + (1-i)*log(1-c)) + i``, else ``score = -5``.
+Correct (``i``): the first answer, ASCII punctuation deleted, lower-cased, is exactly one word
+equal to ``ground_truth.lower()``. Bounds: ``score < 2`` and, since ``float`` lets any ``c`` in
+(0, 1) through down to ``5e-324`` (``"1e-300"`` too), ``score >= 1 + 2*log(5e-324) = -1487.9``.
 
 Every search here is ``str.find``/``str.rfind`` over the text plus bounded work per tag, so the
 cost is linear in the response length even for megabytes of repeated tags, where a
 ``re.search(r"<think>(.*?)</think>")`` per tag goes quadratic.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: veRL's load_extern_object executes this file without
+# entering it in sys.modules, and @dataclass resolves string annotations through
+# sys.modules[cls.__module__], which then crashes the load. Real annotations need Python >= 3.10.
 import json
 import math
 import string
