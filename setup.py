@@ -9,6 +9,8 @@ Install profiles (extras):
   test  pytest, hypothesis, scikit-learn (reference metrics), ruff.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 BASE = [
@@ -73,7 +75,7 @@ setup(
     name="emocaliber-rl",
     version="0.1.0",
     description=__doc__.splitlines()[0],
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["emocaliber_rl", "emocaliber_rl.*", "reward_fns"]),

@@ -19,15 +19,15 @@ fresh interpreter (the README's "Install" section has the exact errors):
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as metadata
 import importlib.util
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
-_FAKE_DECORATOR = re.compile(r'^@torch\.library\.register_fake\("(torchvision::[a-z_0-9]+)"\)$', re.M)
+_FAKE_DECORATOR = re.compile(r'^@torch\.library\.register_fake\("(torchvision::[a-z_0-9]+)"\)$', re.MULTILINE)
 _GUARDED = '@(torch.library.register_fake("{op}") if torchvision.extension._has_ops() else (lambda f: f))'
 
 
@@ -42,7 +42,7 @@ class FixResult:
 def _imports_cleanly(module: str) -> tuple[bool, str]:
     """Import ``module`` in a fresh interpreter (a failed import can poison this one)."""
     proc = subprocess.run(
-        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", f"import {module}"], check=False, capture_output=True, text=True, timeout=600
     )
     if proc.returncode == 0:
         return True, ""
@@ -65,7 +65,7 @@ def fix_torchvision(check_only: bool = False) -> FixResult:
     ok, err = _imports_cleanly("torchvision")
     if ok:
         return FixResult("torchvision", True, False, "imports cleanly")
-    path = Path(list(spec.submodule_search_locations)[0]) / "_meta_registrations.py"
+    path = Path(next(iter(spec.submodule_search_locations))) / "_meta_registrations.py"
     if check_only:
         return FixResult("torchvision", False, False, f"import fails: {err}")
     text = path.read_text(encoding="utf-8")

@@ -176,9 +176,9 @@ def get_subtask(name: str) -> Subtask:
     if name in SUBTASKS:
         return SUBTASKS[name]
     key = name.strip().lower()
-    for canonical in SUBTASKS:
+    for canonical, task in SUBTASKS.items():
         if canonical.lower() == key:
-            return SUBTASKS[canonical]
+            return task
     if key in SUBTASK_ALIASES:
         return SUBTASKS[SUBTASK_ALIASES[key]]
     raise UnknownSubtaskError(f"unknown subtask {name!r}; valid subtasks: {', '.join(SUBTASKS)}")

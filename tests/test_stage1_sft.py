@@ -53,7 +53,7 @@ def _train(nproc: int, model: Path, data: Path, out: Path) -> list[float]:
          "--model", str(model), "--train", str(data), "--out", str(out), "--steps", "4",
          "data.train_batch_size=4", "data.micro_batch_size_per_gpu=2", "optim.lr=1e-3",
          "trainer.balance_batch=False"],
-        capture_output=True, text=True, timeout=600, env=env, cwd=out.parent,
+        check=False, capture_output=True, text=True, timeout=600, env=env, cwd=out.parent,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]

@@ -19,11 +19,11 @@ from __future__ import annotations
 from types import ModuleType
 
 
-def maybe_fix_3d_position_ids(data):  # noqa: ANN001, ANN201  (signature of veRL's function)
+def maybe_fix_3d_position_ids(data):
     # Self-contained body (imports inside): it runs with the globals of veRL's module.
     import torch
 
-    if "position_ids" not in data.keys():
+    if "position_ids" not in data.keys():  # noqa: SIM118  (TensorDict keys, not a dict)
         return
     pos = data["position_ids"]
     if pos.dim() != 3 or not pos.is_nested:
