@@ -14,7 +14,10 @@ Two prediction rules:
     take the first ``<answer>(.*?)</answer>`` (one line only) or, when there is none or it is empty,
     the whole response; the prediction is the first candidate, in the row's candidate order, that
     is a *substring* of it, else unknown. It reads ``"sadness"`` as ``sad`` when ``sad`` comes
-    first, and ``"amusement, not fear"`` as whichever of the two is listed first.
+    first, and ``"amusement, not fear"`` as whichever of the two is listed first. Only the
+    parsing is theirs: the matched candidate and the label are then compared as canonical labels
+    (their script compares raw lower-cased strings, so a ``sad`` candidate never matched a
+    ``sadness`` ground truth).
 """
 
 from __future__ import annotations

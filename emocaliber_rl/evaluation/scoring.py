@@ -219,7 +219,10 @@ def samples_from_rows(
 
 def read_predictions(path: str | Path, *, parse: str = "strict") -> Samples:
     """Read a predictions JSONL file (see the module docstring) into :class:`Samples`."""
-    return samples_from_rows(_read_jsonl(path), parse=parse, path=str(path))
+    samples = samples_from_rows(_read_jsonl(path), parse=parse, path=str(path))
+    # absolute, so that `eval report` finds the predictions from any working directory
+    samples.source_path = str(Path(path).resolve())
+    return samples
 
 
 def write_samples(samples: Samples, path: str | Path) -> None:
