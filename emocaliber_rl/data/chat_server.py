@@ -1,0 +1,199 @@
+"""A small local server speaking the OpenAI chat-completions protocol, scripted to misbehave.
+
+For tests, benchmarks and offline dry runs of `emocaliber cot ...` (no paid calls): it answers a
+synthesis request with a well-formed five-step CoT for the label named in the prompt, and a judge
+request with a JSON verdict. Per record id (header ``X-EmoCaliber-Record``) it counts requests and
+can follow a script of actions for the n-th request of that id:
+
+``ok`` | ``429`` (``Retry-After: 0.2``) | ``500`` | ``503`` | ``400`` | ``slow`` (sleeps
+``slow_s``, beyond the client timeout) | ``malformed`` (200 with a body that is not JSON) |
+``empty`` (200 with no choices) | ``echo500`` (500 whose body echoes the Authorization header) |
+``leak`` (ok, but the CoT names the label) | ``reject`` (judge verdict: hallucination).
+
+``python -m emocaliber_rl.data.chat_server --port 0 --delay 0.05`` prints ``LISTENING <port>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+_LABEL = re.compile(r'(?:labelled the emotion it evokes as:?|is labelled) "?([A-Za-z]+)"?')
+
+
+@dataclass
+class ServerConfig:
+    delay: float = 0.0
+    slow_s: float = 5.0
+    script: dict[str, list[str]] = field(default_factory=dict)  # record id -> actions per request
+    default_script: list[str] = field(default_factory=list)  # for ids without their own script
+    expect_key: str | None = None  # when set, requests without this Bearer key get 401
+
+
+@dataclass
+class ServerState:
+    counts: Counter = field(default_factory=Counter)
+    actions: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+def _text_of(messages: list[dict[str, Any]]) -> str:
+    out = []
+    for m in messages:
+        c = m.get("content")
+        if isinstance(c, str):
+            out.append(c)
+        elif isinstance(c, list):
+            out.extend(p.get("text", "") for p in c if isinstance(p, dict))
+    return "\n".join(out)
+
+
+def cot_for(label: str, leak: bool = False) -> str:
+    mood = f"a clear sense of {label}" if leak else "the mood the evidence points to"
+    return (
+        "<think><element>A figure stands in the foreground under strong light.</element>"
+        "<human>One person is visible; the face is turned toward the camera.</human>"
+        "<context>The background is an open street at dusk.</context>"
+        "<interaction>The lighting and posture reinforce each other.</interaction>"
+        f"<analysis>Together these cues evoke {mood}.</analysis></think>"
+        f"<answer>{label}</answer>"
+    )
+
+
+def make_app(config: ServerConfig, state: ServerState):
+    from aiohttp import web
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        rid = request.headers.get("X-EmoCaliber-Record", "?")
+        state.counts[rid] += 1
+        n = state.counts[rid]
+        script = config.script.get(rid, config.default_script)
+        action = script[n - 1] if n <= len(script) else "ok"
+        state.actions.append((rid, n, action))
+        if config.expect_key is not None and \
+                request.headers.get("Authorization") != f"Bearer {config.expect_key}":
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        body = await request.json()
+        if action == "429":
+            return web.json_response({"error": {"message": "rate limited"}}, status=429,
+                                     headers={"Retry-After": "0.2"})
+        if action in ("500", "503", "400"):
+            return web.json_response({"error": {"message": "scripted"}}, status=int(action))
+        if action == "echo500":
+            return web.Response(status=500, text="upstream error; request headers: "
+                                + str(request.headers.get("Authorization")))
+        if action == "slow":
+            await asyncio.sleep(config.slow_s)
+        if action == "malformed":
+            return web.Response(status=200, text='{"choices": [ {"message": ', content_type="application/json")
+        if action == "empty":
+            return web.json_response({"id": "x", "choices": []})
+        if config.delay:
+            await asyncio.sleep(config.delay)
+        text = _text_of(body.get("messages", []))
+        if "JSON verdict" in text:
+            bad = action == "reject"
+            content = json.dumps({"hallucination": bad, "label_leakage": False,
+                                  "logical_inconsistency": False, "pass": not bad,
+                                  "reason": "scripted"})
+        else:
+            m = _LABEL.search(text)
+            content = cot_for(m.group(1) if m else "unknown", leak=action == "leak")
+        return web.json_response({
+            "id": f"chatcmpl-{rid}-{n}",
+            "object": "chat.completion",
+            "model": body.get("model", "local"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": len(content) // 4,
+                      "total_tokens": len(text) // 4 + len(content) // 4},
+        })
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"counts": dict(state.counts), "total": sum(state.counts.values())})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/chat/completions", completions)
+    app.router.add_post("/chat/completions", completions)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+class ServerThread:
+    """Run the server on 127.0.0.1 in a background thread: ``with ServerThread(cfg) as s: s.url``."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.state = ServerState()
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _main(self) -> None:
+        from aiohttp import web
+
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(make_app(self.config, self.state), access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._runner = runner
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("chat server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from aiohttp import web
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--delay", type=float, default=0.0, help="seconds before each normal answer")
+    p.add_argument("--slow-s", type=float, default=5.0, help="sleep of the 'slow' action")
+    p.add_argument("--script", default=None, help='JSON file {"record id": ["429", "ok", ...]}')
+    p.add_argument("--default-script", default="", help="comma-separated actions for unscripted ids")
+    args = p.parse_args(argv)
+    cfg = ServerConfig(delay=args.delay, slow_s=args.slow_s,
+                       default_script=[a for a in args.default_script.split(",") if a])
+    if args.script:
+        with open(args.script, encoding="utf-8") as f:
+            cfg.script = json.load(f)
+    state = ServerState()
+
+    async def run() -> None:
+        runner = web.AppRunner(make_app(cfg, state), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", args.port)
+        await site.start()
+        print(f"LISTENING {site._server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

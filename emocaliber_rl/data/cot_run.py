@@ -1,0 +1,252 @@
+"""`emocaliber cot synthesize` and `emocaliber cot judge`: resumable, concurrent, accounted runs.
+
+Both read records, skip ids already finished in the output (see :mod:`cot_store`), and call an
+OpenAI-compatible endpoint for the rest with ``concurrency`` requests in flight. Kill either at
+any moment and start it again with the same arguments: finished records are never requested
+again, and each record appears in the output exactly once.
+
+- synthesize: one call per record (image + label -> five-step CoT). Every response is kept, even
+  one that breaks the format: it was paid for, and ``cot judge`` filters it for free.
+- judge: the local structural check runs first; only records passing it are sent to the judge
+  model. Output rows carry ``passed`` and the reasons; ``kept`` rows are written as a manifest.
+Records that fail for good (non-retryable status, retries exhausted) go to ``OUT.errors.jsonl``
+and are retried on the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emocaliber_rl.data.cot_client import ChatClient, ChatError, Usage, image_data_url
+from emocaliber_rl.data.cot_prompts import (
+    judge_messages,
+    parse_steps,
+    parse_verdict,
+    structural_check,
+    synth_messages,
+    verdict_passes,
+)
+from emocaliber_rl.data.cot_store import ResultLog
+from emocaliber_rl.data.records import Record, write_manifest
+
+
+@dataclass
+class RunStats:
+    total: int = 0
+    skipped: int = 0  # already finished before this run
+    done: int = 0
+    failed: int = 0
+    local_rejects: int = 0
+    usage: Usage = field(default_factory=Usage)  # this run
+    usage_all: Usage = field(default_factory=Usage)  # every finished row in the output
+    elapsed: float = 0.0
+    requests: int = 0
+    retries: int = 0
+
+    def summary(self, price_in: float, price_out: float) -> str:
+        rate = self.done / self.elapsed if self.elapsed > 0 else 0.0
+        return (
+            f"{self.done} finished this run ({rate:.1f}/s), {self.skipped} already finished, "
+            f"{self.failed} failed (retried next run), {self.local_rejects} rejected locally; "
+            f"{self.requests} HTTP requests ({self.retries} retries); tokens this run "
+            f"{self.usage.prompt_tokens} in / {self.usage.completion_tokens} out = "
+            f"{self.usage.cost(price_in, price_out):.4f}; all finished rows "
+            f"{self.usage_all.prompt_tokens} in / {self.usage_all.completion_tokens} out = "
+            f"{self.usage_all.cost(price_in, price_out):.4f}"
+        )
+
+
+def _append_error(path: Path, row: dict[str, Any]) -> None:
+    # Rare, tiny and informational (failed ids are simply retried), so a blocking append is fine.
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _record_row(rec: Record) -> dict[str, Any]:
+    d = rec.to_dict()
+    d.pop("response", None)
+    d.pop("steps", None)
+    return d
+
+
+def _usage_of(row: dict[str, Any]) -> Usage:
+    u = row.get("usage") or {}
+    return Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+
+
+async def _run(
+    items: list[Any],
+    out_path: Path,
+    client: ChatClient,
+    work: Callable[[Any], Any],
+    *,
+    item_id: Callable[[Any], str],
+    progress: bool,
+    log: Callable[[str], None],
+    desc: str,
+) -> RunStats:
+    from tqdm import tqdm
+
+    store = ResultLog(out_path)
+    finished = store.load()
+    for note in store.notes:
+        log(note)
+    errors_path = out_path.with_name(out_path.name + ".errors.jsonl")
+    stats = RunStats(total=len(items))
+    todo = []
+    seen: set[str] = set()
+    for it in items:
+        rid = item_id(it)
+        if rid in seen:
+            log(f"duplicate input id {rid!r}: processed once")
+            continue
+        seen.add(rid)
+        if rid in finished:
+            stats.skipped += 1
+        else:
+            todo.append(it)
+    queue: asyncio.Queue = asyncio.Queue()
+    for it in todo:
+        queue.put_nowait(it)
+    bar = tqdm(total=len(seen), initial=stats.skipped, desc=desc, unit="rec", disable=not progress,
+               file=sys.stderr)
+    start = time.perf_counter()
+
+    async def worker(store: ResultLog) -> None:
+        while True:
+            try:
+                it = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            rid = item_id(it)
+            try:
+                row = await work(it)
+            except ChatError as e:
+                stats.failed += 1
+                msg = client.redact(str(e))
+                log(f"[{rid}] failed: {msg}")
+                _append_error(errors_path, {"id": rid, "error": msg, "status": e.status,
+                                            "attempts": e.attempts, "time": time.time()})
+            else:
+                await store.append(row)
+                stats.done += 1
+                if row.get("local_reject"):
+                    stats.local_rejects += 1
+                stats.usage.add(_usage_of(row))
+            bar.update()
+
+    async with store:
+        n_workers = max(1, min(client.concurrency, len(todo)))
+        await asyncio.gather(*(worker(store) for _ in range(n_workers)))
+    bar.close()
+    stats.elapsed = time.perf_counter() - start
+    stats.requests = client.stats.requests
+    stats.retries = client.stats.retries
+    for row in store.rows.values():
+        stats.usage_all.add(_usage_of(row))
+    return stats
+
+
+def _image_url(path: str) -> str:
+    return image_data_url(Path(path).read_bytes())
+
+
+async def synthesize(
+    records: list[Record],
+    out_path: str | Path,
+    client: ChatClient,
+    *,
+    max_tokens: int = 1024,
+    temperature: float = 0.7,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> RunStats:
+    """Synthesize a CoT for every record not yet in ``out_path``; returns this run's stats."""
+
+    async def work(rec: Record) -> dict[str, Any]:
+        try:
+            url = _image_url(rec.image)
+        except OSError as e:
+            raise ChatError(f"cannot read image {rec.image}: {e.strerror or e}") from e
+        res = await client.chat(synth_messages(rec.subtask, rec.label, url), record_id=rec.id,
+                                max_tokens=max_tokens, temperature=temperature)
+        row = _record_row(rec)
+        row.update(response=res.content.strip(), steps=parse_steps(res.content), model=res.model or client.model,
+                   usage={"prompt_tokens": res.usage.prompt_tokens,
+                          "completion_tokens": res.usage.completion_tokens},
+                   attempts=res.attempts)
+        return row
+
+    return await _run(records, Path(out_path), client, work, item_id=lambda r: r.id,
+                      progress=progress, log=log, desc="synthesize")
+
+
+async def judge(
+    rows: list[dict[str, Any]],
+    out_path: str | Path,
+    client: ChatClient,
+    *,
+    max_tokens: int = 512,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> RunStats:
+    """Judge synthesized rows (local structural check first, then the judge model)."""
+
+    async def work(row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in row.items() if k not in ("usage", "attempts")}
+        out["synth_usage"] = row.get("usage")
+        check = structural_check(row["subtask"], row["label"], row.get("response") or "")
+        if not check.ok:
+            out.update(passed=False, local_reject=True, reasons=check.reasons, verdict=None)
+            return out
+        try:
+            url = _image_url(row["image"])
+        except OSError as e:
+            raise ChatError(f"cannot read image {row['image']}: {e.strerror or e}") from e
+        msgs = judge_messages(row["subtask"], row["label"], row["response"], url)
+        usage = Usage()
+        attempts = 0
+        # A reply that is not a valid verdict is a malformed body: ask again, a bounded number of times.
+        for _ in range(client.max_retries + 1):
+            res = await client.chat(msgs, record_id=row["id"], max_tokens=max_tokens, temperature=0.0)
+            usage.add(res.usage)
+            attempts += res.attempts
+            try:
+                verdict = parse_verdict(res.content)
+                break
+            except ValueError as e:
+                log(f"[{row['id']}] unusable verdict ({e}); asking again")
+        else:
+            raise ChatError("judge never returned a usable verdict", attempts=attempts)
+        passed = verdict_passes(verdict)
+        reasons = [k for k in ("hallucination", "label_leakage", "logical_inconsistency") if verdict[k]]
+        out.update(passed=passed, local_reject=False, reasons=reasons, verdict=verdict,
+                   steps=check.steps, judge_model=res.model or client.model,
+                   usage={"prompt_tokens": usage.prompt_tokens,
+                          "completion_tokens": usage.completion_tokens}, attempts=attempts)
+        return out
+
+    return await _run(rows, Path(out_path), client, work, item_id=lambda r: str(r["id"]),
+                      progress=progress, log=log, desc="judge")
+
+
+def write_kept(verdicts_path: str | Path, kept_path: str | Path) -> tuple[int, int]:
+    """Manifest of the records whose CoT passed; returns ``(kept, judged)``."""
+    rows = ResultLog(verdicts_path).load(repair=False)
+    kept = []
+    for row in rows.values():
+        if row.get("passed"):
+            rec = Record.from_dict(row)
+            rec.response = row.get("response")
+            rec.steps = row.get("steps")
+            kept.append(rec)
+    kept.sort(key=lambda r: r.id)
+    write_manifest(kept_path, kept)
+    return len(kept), len(rows)
