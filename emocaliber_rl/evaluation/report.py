@@ -369,8 +369,12 @@ def plot_reliability(run: Run, source: str, path: Path, n_bins: int = 10) -> boo
         ok = b["count"] > 0
         ax.bar(centres[ok], b["accuracy"][ok], width=width * 0.95, color="#4C72B0",
                edgecolor="black", linewidth=0.5, label="accuracy")
-        ax.bar(centres[ok], b["mean_conf"][ok] - b["accuracy"][ok], bottom=b["accuracy"][ok],
-               width=width * 0.95, color="#DD8452", alpha=0.45, label="gap to mean confidence")
+        # the gap drawn as a hatched outline between accuracy and mean confidence, above the bar
+        # when over-confident and inside it when under-confident
+        lo = np.minimum(b["accuracy"][ok], b["mean_conf"][ok])
+        ax.bar(centres[ok], np.abs(b["mean_conf"][ok] - b["accuracy"][ok]), bottom=lo,
+               width=width * 0.95, fill=False, hatch="///", edgecolor="#C44E52", linewidth=0.8,
+               label="gap to mean confidence")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ece = metrics.expected_calibration_error(conf, corr, n_bins)
         ax.set_title(f"{g}  (ECE {ece * 100:.2f}, n={conf.size})", fontsize=10)
