@@ -244,3 +244,24 @@ def test_eval_run_can_be_added() -> None:
         assert args.predictions == "x.jsonl" and args.missing_conf == "exclude"
     finally:
         eval_cli._EXTRA.pop("run-test-hook", None)
+
+
+def test_report_without_samples_and_undefined_auc(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from emocaliber_rl.evaluation.report import write_report
+    from emocaliber_rl.evaluation.scoring import score_file
+
+    rows = [{"task": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
+             "response": "<answer>positive</answer><confidence>0.9</confidence>"}] * 3
+    pred = tmp_path / "p.jsonl"
+    pred.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scores, _ = score_file(pred)
+    scores["meta"]["input"] = str(tmp_path / "moved-away.jsonl")   # predictions gone
+    (tmp_path / "only.json").write_text(json.dumps(scores))
+    written = write_report([tmp_path / "only.json"], tmp_path / "rep")
+    assert not list((tmp_path / "rep").glob("*.png"))
+    assert "no per-sample rows found" in capsys.readouterr().err
+    assert (tmp_path / "rep" / "summary.html").exists() and (tmp_path / "rep" / "summary.html") in written
+    # all answers right: AUC undefined, printed as '-', ECE and Brier defined
+    line = next(x for x in (tmp_path / "rep" / "confidence.md").read_text().splitlines()
+                if x.startswith("| only |"))
+    assert line == "| only | Verb | 10.00 | 1.00 | - |"

@@ -109,7 +109,11 @@ def _slug(text: str) -> str:
 # ---------------------------------------------------------------- loading runs
 
 
-def _find_samples(scores: dict[str, Any], base: Path, candidates: list[Path]) -> tuple[Samples | None, str | None]:
+def _find_samples(
+    scores: dict[str, Any], base: Path, candidates: list[Path], scan_dir: bool
+) -> tuple[Samples | None, str | None]:
+    """Per-sample rows of a run: ``meta.samples``, then ``candidates``, then the predictions file
+    (``meta.input``, or with ``scan_dir`` the one ``*.jsonl`` of a run directory) re-parsed."""
     meta = scores.get("meta", {})
     paths: list[Path] = []
     if meta.get("samples"):
@@ -126,9 +130,11 @@ def _find_samples(scores: dict[str, Any], base: Path, candidates: list[Path]) ->
         for q in (p, base / p):
             if q.is_file():
                 return read_predictions(q, parse=parse), str(q)
-    for p in sorted(base.glob("*.jsonl")) if base.is_dir() else []:
-        if p.name != "samples.jsonl":
-            return read_predictions(p, parse=parse), str(p)
+    if scan_dir:
+        # only an unambiguous predictions file: a wrong one would plot another run's answers
+        found = [p for p in sorted(base.glob("*.jsonl")) if p.name != "samples.jsonl"]
+        if len(found) == 1:
+            return read_predictions(found[0], parse=parse), str(found[0])
     return None, None
 
 
@@ -153,7 +159,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         raise ValueError(f"{score_path}: invalid JSON: {e.msg} (line {e.lineno})") from None
     if not isinstance(scores, dict) or "tasks" not in scores or "groups" not in scores:
         raise ValueError(f"{score_path}: not a score JSON (needs 'tasks' and 'groups')")
-    samples, samples_from = _find_samples(scores, score_path.parent, extra)
+    samples, samples_from = _find_samples(scores, score_path.parent, extra, scan_dir=p.is_dir())
     return Run(name or default_name, scores, score_path, samples, samples_from)
 
 
