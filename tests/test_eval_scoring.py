@@ -44,6 +44,8 @@ def _write(path: Path, rows: list) -> Path:
      ":2: field 'candidates'"),
     ({"task": "FI-8", "label": "fear", "candidates": ["fear", "joy"], "response": ""},
      ":2: field 'candidates': label 'joy'"),
+    ({"task": "FI-8", "label": "awe", "candidates": ["fear", "anger"], "response": ""},
+     ":2: field 'label': label 'awe' is not among the row's candidates"),
     ({"task": "FI-8", "label": "fear", "candidates": ["fear"]}, ":2: field 'response': missing"),
     ({"task": "FI-8", "label": "fear", "candidates": ["fear"], "response": None},
      ":2: field 'response': expected a string"),

@@ -183,9 +183,13 @@ def samples_from_rows(
         if not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
             raise _err(path, lineno, "candidates", f"expected a non-empty list of strings, got {cands!r}")
         try:
-            allowed_labels(task, cands)  # cached: one check per distinct candidate list
+            allowed = allowed_labels(task, cands)  # cached: one check per distinct candidate list
         except UnknownLabelError as e:
             raise _err(path, lineno, "candidates", str(e)) from None
+        if label not in allowed:
+            # the answer could never be right: a data bug, not a model error to count silently
+            raise _err(path, lineno, label_key, f"label {label!r} is not among the row's candidates "
+                                                f"{cands!r}")
         if "response" not in row:
             raise _err(path, lineno, "response", "missing")
         response = row["response"]
