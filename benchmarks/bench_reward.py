@@ -103,7 +103,8 @@ def degenerate_responses(size: int) -> dict[str, str]:
         "repeated <think><element>": "<think><element>" * (size // 16),
         "repeated <answer>": "<think>" + steps + "</think>" + "<answer>" * (size // 8),
         "repeated <confidence>": "<think>" + steps + "</think><answer>awe</answer>" + "<confidence>" * (size // 12),
-        "huge step content": "<think><element>" + "a<b" * (size // 3) + "</element>",
+        # '<' and '>' everywhere but no tag: the reward's slowest path (16 bounded finds)
+        "huge step content '<b>'": "<think><element>" + "a<b>" * (size // 4) + "</element>",
     }
 
 

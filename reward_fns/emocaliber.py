@@ -152,9 +152,9 @@ def parse_confidence(text: str) -> float | None:
 
 
 def _has_tag(text: str, lo: int, hi: int) -> bool:
-    # The memchr-speed '<' probe settles almost every real response; the per-tag bounded finds
-    # keep the worst case at 16 linear scans.
-    if text.find("<", lo, hi) < 0:
+    # Two memchr-speed probes settle almost every real response (a tag needs both '<' and '>');
+    # the per-tag bounded finds keep the worst case at 16 linear scans of the segment.
+    if text.find("<", lo, hi) < 0 or text.find(">", lo, hi) < 0:
         return False
     return any(text.find(tag, lo, hi) >= 0 for tag in TAGS)
 

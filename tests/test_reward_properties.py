@@ -82,8 +82,8 @@ def _best(fn, text: str, repeat: int = 5) -> float:
 ADVERSARIAL = {
     "repeated <think>": lambda n: "<think>" * (n // 7),
     "repeated <think><element>": lambda n: "<think><element>" * (n // 16),
-    "open step, '<' content": lambda n: "<think><element>" + "a<b" * (n // 3),
-    "valid but huge content": lambda n: VALID.replace("element text", "x<y " * (n // 4)),
+    "open step, '<b>' content": lambda n: "<think><element>" + "a<b>" * (n // 4),
+    "valid but huge content": lambda n: VALID.replace("element text", "x<y> " * (n // 5)),
     "repeated <answer>": lambda n: VALID[: VALID.index("<answer>")] + "<answer>" * (n // 8),
     "repeated </confidence>": lambda n: VALID + "</confidence>" * (n // 13),
     "huge confidence": lambda n: VALID.replace("0.62", "0." + "6" * n),
