@@ -14,6 +14,7 @@ import sys
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
@@ -123,7 +124,7 @@ def test_score_json_matches_independent_numbers(scored: dict) -> None:
         assert got["n"] == len(items) == SIZES[task]
         assert got["acc"] == pytest.approx(accuracy_score(y, p))
         assert got["macro_f1"] == pytest.approx(
-            f1_score(y, p, labels=list(SUBTASKS[task].labels), average="macro", zero_division=0))
+            f1_score(y, p, labels=list(SUBTASKS[task].labels), average="macro", zero_division=np.nan))
         assert got["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted",
                                                             zero_division=0))
         assert got["parsed"] == pytest.approx(sum(t["pred"] is not None for t in items) / len(items))

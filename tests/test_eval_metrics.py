@@ -29,7 +29,7 @@ def test_classification_metrics_match_sklearn(seed: int) -> None:
     truth, pred = _random_case(rng, int(rng.integers(1, 80)))
     assert m.accuracy(truth, pred) == pytest.approx(accuracy_score(truth, pred))
     assert m.macro_f1(truth, pred, LABELS) == pytest.approx(
-        f1_score(truth, pred, labels=LABELS, average="macro", zero_division=0))
+        f1_score(truth, pred, labels=LABELS, average="macro", zero_division=np.nan))
     # the official script's weighted F1 infers labels (incl. 'unknown'); zero support weighs 0
     assert m.weighted_f1(truth, pred, LABELS) == pytest.approx(
         f1_score(truth, pred, average="weighted", zero_division=0))
@@ -164,8 +164,13 @@ def test_accuracy_coverage_order_invariant(pairs: list[tuple[int, int]], rnd) ->
 
 def test_mean_confidence_and_f1_per_class() -> None:
     assert m.mean_confidence([0.2, 0.4]) == pytest.approx(0.3)
-    f1, support = m.f1_per_class(["a", "b", "b"], ["a", "a", "b"], ["a", "b", "c"])
-    assert support.tolist() == [1, 2, 0]
-    assert f1.tolist() == pytest.approx([2 / 3, 2 / 3, 0.0])
+    f1, support = m.f1_per_class(["a", "b", "b"], ["a", "a", "b"], ["a", "b", "c", "d"])
+    assert support.tolist() == [1, 2, 0, 0]
+    assert f1[:2].tolist() == pytest.approx([2 / 3, 2 / 3])
+    assert math.isnan(f1[2]) and math.isnan(f1[3])     # never true, never predicted: undefined
+    # ... and left out of the macro mean, while a predicted-but-absent class counts as 0
+    assert m.macro_f1(["a", "b", "b"], ["a", "a", "b"], ["a", "b", "c", "d"]) == pytest.approx(2 / 3)
+    assert m.macro_f1(["a", "b", "b"], ["a", "c", "b"], ["a", "b", "c", "d"]) == pytest.approx(
+        (1.0 + 2 / 3 + 0.0) / 3)
     with pytest.raises(ValueError, match="not one of labels"):
         m.f1_per_class(["z"], ["a"], ["a", "b"])

@@ -84,8 +84,9 @@ def f1_per_class(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-class F1 and support over exactly ``labels``.
 
-    For class k: ``F1_k = 2 TP_k / (2 TP_k + FP_k + FN_k)`` (0 when the denominator is 0, as
-    scikit-learn's ``zero_division=0``); ``support_k = #{i : y_true_i = k}``. A prediction outside
+    For class k: ``F1_k = 2 TP_k / (2 TP_k + FP_k + FN_k)``, and ``nan`` when the denominator is 0
+    (a candidate that is neither a true label nor predicted: its F1 is undefined, as scikit-learn's
+    ``zero_division=np.nan``); ``support_k = #{i : y_true_i = k}``. A prediction outside
     ``labels`` adds a FN to its true class and a FP to no class.
 
     Returns:
@@ -97,22 +98,25 @@ def f1_per_class(
     tp = np.bincount(ti[ti == pi], minlength=k)
     # 2TP + FP + FN == (TP + FP) + (TP + FN) == predicted + support
     denom = predicted + support
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros(k, dtype=np.float64), where=denom > 0)
+    f1 = np.divide(2.0 * tp, denom, out=np.full(k, np.nan), where=denom > 0)
     return f1, support
 
 
 def macro_f1(y_true: Any, y_pred: Any, labels: Sequence[Any]) -> float:
-    """Macro-F1 over the task's candidate labels: ``(1/K) * sum_k F1_k`` with K = len(labels).
+    """Macro-F1 over the task's candidate labels: the mean of ``F1_k`` over the candidates k.
 
     Equals ``sklearn.metrics.f1_score(y_true, y_pred, labels=labels, average='macro',
-    zero_division=0)``. Passing the candidates as ``labels`` is what keeps an unparsed answer from
-    becoming an extra class with F1 = 0 (the official script infers labels from the data). The
-    paper reports macro-F1 (Sec. 4.3). ``nan`` if N = 0.
+    zero_division=np.nan)``. Passing the candidates as ``labels`` is what keeps an unparsed answer
+    from becoming an extra class with F1 = 0 (the official script infers labels from the data).
+    A candidate that is neither a true label nor predicted has an undefined F1 and is left out of
+    the mean, so a small test set is not penalised for the classes it lacks (with 1,000 samples per
+    task every candidate occurs). The paper reports macro-F1 (Sec. 4.3). ``nan`` if N = 0.
     """
     if _as_1d(y_true, "y_true").size == 0:
         return float("nan")
     f1, _ = f1_per_class(y_true, y_pred, labels)
-    return float(f1.mean())
+    # never all-nan for N > 0: every true label's class has a defined F1
+    return float(np.nanmean(f1))
 
 
 def weighted_f1(y_true: Any, y_pred: Any, labels: Sequence[Any]) -> float:
@@ -125,7 +129,8 @@ def weighted_f1(y_true: Any, y_pred: Any, labels: Sequence[Any]) -> float:
     if _as_1d(y_true, "y_true").size == 0:
         return float("nan")
     f1, support = f1_per_class(y_true, y_pred, labels)
-    return float(np.dot(f1, support) / support.sum())
+    # an undefined F1 has support 0, so it weighs nothing
+    return float(np.dot(np.nan_to_num(f1), support) / support.sum())
 
 
 def confidence_bin_index(confidence: Any, n_bins: int = 10) -> np.ndarray:
