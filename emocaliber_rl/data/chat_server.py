@@ -22,9 +22,9 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Self
 
-_LABEL = re.compile(r'(?:labelled the emotion it evokes as:?|is labelled) "?([A-Za-z]+)"?')
+_LABEL = re.compile(r'(?:labelled the emotion it evokes as:?|is labelled) \\?"?([A-Za-z]+)')
 
 
 @dataclass
@@ -40,17 +40,6 @@ class ServerConfig:
 class ServerState:
     counts: Counter = field(default_factory=Counter)
     actions: list[tuple[str, int, str]] = field(default_factory=list)
-
-
-def _text_of(messages: list[dict[str, Any]]) -> str:
-    out = []
-    for m in messages:
-        c = m.get("content")
-        if isinstance(c, str):
-            out.append(c)
-        elif isinstance(c, list):
-            out.extend(p.get("text", "") for p in c if isinstance(p, dict))
-    return "\n".join(out)
 
 
 def cot_for(label: str, leak: bool = False) -> str:
@@ -78,7 +67,7 @@ def make_app(config: ServerConfig, state: ServerState):
         if config.expect_key is not None and \
                 request.headers.get("Authorization") != f"Bearer {config.expect_key}":
             return web.json_response({"error": {"message": "bad key"}}, status=401)
-        body = await request.json()
+        raw = (await request.read()).decode("utf-8")
         if action == "429":
             return web.json_response({"error": {"message": "rate limited"}}, status=429,
                                      headers={"Retry-After": "0.2"})
@@ -95,7 +84,10 @@ def make_app(config: ServerConfig, state: ServerState):
             return web.json_response({"id": "x", "choices": []})
         if config.delay:
             await asyncio.sleep(config.delay)
-        text = _text_of(body.get("messages", []))
+        # The label and the request kind are read from the raw body with a regex: decoding the
+        # JSON (with its base64 image) would make this server, not the client, the bottleneck of
+        # the throughput benchmark on a 2-core machine.
+        text = raw
         if "JSON verdict" in text:
             bad = action == "reject"
             content = json.dumps({"hallucination": bad, "label_leakage": False,
@@ -107,7 +99,7 @@ def make_app(config: ServerConfig, state: ServerState):
         return web.json_response({
             "id": f"chatcmpl-{rid}-{n}",
             "object": "chat.completion",
-            "model": body.get("model", "local"),
+            "model": "local",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": len(content) // 4,
@@ -192,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"LISTENING {site._server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(run())
+    from emocaliber_rl.data.cot_client import run_async
+
+    run_async(run())
 
 
 if __name__ == "__main__":

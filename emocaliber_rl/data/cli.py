@@ -282,9 +282,8 @@ def _client(opts: dict, log):
 
 
 def _run_synthesize(args: argparse.Namespace) -> int:
-    import asyncio
-
     from emocaliber_rl.data import cot_run
+    from emocaliber_rl.data.cot_client import run_async
     from emocaliber_rl.data.exports import load_rows
     from emocaliber_rl.data.report import ProblemReport
 
@@ -307,15 +306,14 @@ def _run_synthesize(args: argparse.Namespace) -> int:
                                             temperature=opts["temperature"],
                                             progress=not args.no_progress, log=log)
 
-    stats = asyncio.run(go())
+    stats = run_async(go())
     log(stats.summary(opts["price_in"], opts["price_out"]))
     return 0 if stats.failed == 0 else 3
 
 
 def _run_judge(args: argparse.Namespace) -> int:
-    import asyncio
-
     from emocaliber_rl.data import cot_run
+    from emocaliber_rl.data.cot_client import run_async
     from emocaliber_rl.data.cot_store import ResultLog
 
     opts = _resolve(args)
@@ -336,7 +334,7 @@ def _run_judge(args: argparse.Namespace) -> int:
                                        max_tokens=opts["max_tokens"] or 512,
                                        progress=not args.no_progress, log=log)
 
-    stats = asyncio.run(go())
+    stats = run_async(go())
     log(stats.summary(opts["price_in"], opts["price_out"]))
     kept_path = args.kept or str(Path(args.output).with_name(Path(args.output).stem + ".kept.jsonl"))
     kept, judged = cot_run.write_kept(args.output, kept_path)

@@ -104,6 +104,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def run_async(coro: Any) -> Any:
+    """``asyncio.run`` on uvloop when it is installed (a faster event loop: the client's per-request
+    CPU cost bounds throughput at high concurrency), else on the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def image_data_url(data: bytes) -> str:
     """``data:`` URL for image bytes (media type sniffed from the magic number)."""
     import base64

@@ -134,17 +134,30 @@ async def _run(
                 log(f"[{rid}] failed: {msg}")
                 _append_error(errors_path, {"id": rid, "error": msg, "status": e.status,
                                             "attempts": e.attempts, "time": time.time()})
+                bar.update()
             else:
-                await store.append(row)
-                stats.done += 1
-                if row.get("local_reject"):
-                    stats.local_rejects += 1
-                stats.usage.add(_usage_of(row))
-            bar.update()
+                # Durability is awaited off the worker's path: the worker starts its next request
+                # while the writer fsyncs (a record only counts as finished once on disk, and the
+                # run waits for every pending write before it returns).
+                task = asyncio.ensure_future(persist(store, row))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
 
+    async def persist(store: ResultLog, row: dict[str, Any]) -> None:
+        await store.append(row)
+        stats.done += 1
+        if row.get("local_reject"):
+            stats.local_rejects += 1
+        stats.usage.add(_usage_of(row))
+        bar.update()
+
+    pending: set[asyncio.Future] = set()
     async with store:
         n_workers = max(1, min(client.concurrency, len(todo)))
         await asyncio.gather(*(worker(store) for _ in range(n_workers)))
+        # gather re-raises a disk error from any write still pending; one that failed earlier
+        # already stopped its waiter's record from counting as finished and is raised by the writer.
+        await asyncio.gather(*list(pending))
     bar.close()
     stats.elapsed = time.perf_counter() - start
     stats.requests = client.stats.requests

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,13 @@ class Record:
         return bool(self.steps) or bool(self.response)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # Field by field rather than dataclasses.asdict: asdict deep-copies, which showed up as
+        # the largest client-side cost in the synthesis throughput profile.
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["candidates"] = list(self.candidates)
+        d["extra"] = dict(self.extra)
+        if self.steps is not None:
+            d["steps"] = dict(self.steps)
         # Optional fields stay out of the file when unset so manifests remain small and diffable.
         for key in ("steps", "response", "split", "source", "sha256"):
             if d[key] is None:

@@ -1,0 +1,72 @@
+"""VEC-CoT synthesis throughput against a local chat-completions server with a fixed delay.
+
+    .venv/bin/python benchmarks/bench_cot_throughput.py [--delay 0.05] [--concurrency 1,2,4,8,16,32,64]
+
+The server (emocaliber_rl.data.chat_server) runs in its own process and answers every request
+after ``--delay`` seconds, so the ideal rate is concurrency / delay. For each concurrency the
+full synthesis path runs (image -> data URL, request, parse, fsync'd group-committed append) and
+the table prints requests/s and its ratio to the ideal (target >= 0.8 up to 64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from emocaliber_rl.data.cot_client import ChatClient, run_async
+from emocaliber_rl.data.cot_run import synthesize
+from emocaliber_rl.data.records import Record
+from emocaliber_rl.data.synthetic import draw_image
+
+
+def start_server(delay: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "emocaliber_rl.data.chat_server", "--delay", str(delay)],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("LISTENING"):
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--delay", type=float, default=0.05, help="server delay per request (s)")
+    p.add_argument("--concurrency", default="1,2,4,8,16,32,64", help="comma-separated levels")
+    p.add_argument("--seconds", type=float, default=2.0, help="target duration per level (sets record count)")
+    args = p.parse_args()
+    levels = [int(x) for x in args.concurrency.split(",")]
+    server, url = start_server(args.delay)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            images = [draw_image(tmp / f"{i}.jpg", i, size=(64, 64)) for i in range(64)]
+            print(f"server delay {args.delay * 1000:.0f} ms; ideal rate = concurrency / delay")
+            print(f"{'concurrency':>11} {'records':>8} {'seconds':>8} {'req/s':>8} {'ideal':>8} {'ratio':>6}")
+            for c in levels:
+                ideal = c / args.delay
+                n = max(20, int(ideal * args.seconds))
+                recs = [Record.make(f"c{c}-{i}", "FI-8", images[i % 64], "awe") for i in range(n)]
+                out = tmp / f"out{c}.jsonl"
+
+                async def run(recs=recs, out=out, c=c):
+                    async with ChatClient(url, "bench", concurrency=c, timeout=30) as client:
+                        t0 = time.perf_counter()
+                        stats = await synthesize(recs, out, client, progress=False, log=lambda m: None)
+                        return stats, time.perf_counter() - t0
+
+                stats, elapsed = run_async(run())
+                assert stats.done == n and stats.failed == 0, stats
+                rate = n / elapsed
+                print(f"{c:>11} {n:>8} {elapsed:>8.2f} {rate:>8.1f} {ideal:>8.1f} {rate / ideal:>6.2f}")
+    finally:
+        server.kill()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
