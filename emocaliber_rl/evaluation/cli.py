@@ -46,6 +46,13 @@ def add_eval_subcommand(
         configure(_EVAL_SUBPARSERS.add_parser(name, **parser_kwargs))
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _score(args: argparse.Namespace) -> int:
     from emocaliber_rl.evaluation.scoring import (
         PredictionFileError,
@@ -61,6 +68,7 @@ def _score(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.samples:
+        Path(args.samples).parent.mkdir(parents=True, exist_ok=True)
         write_samples(samples, args.samples)
         scores["meta"]["samples"] = str(Path(args.samples).resolve())
     for line in problems(scores):
@@ -115,7 +123,7 @@ def _configure_score(p: argparse.ArgumentParser) -> None:
                    help="how a sample without a parseable confidence enters ECE/Brier/AUC: left "
                         "out, or as 0.0 or 0.5; it is always counted and reported "
                         "(default: exclude)")
-    p.add_argument("--bins", type=int, default=10, help="ECE bins on [0, 1] (default: 10)")
+    p.add_argument("--bins", type=_positive_int, default=10, help="ECE bins on [0, 1] (default: 10)")
     p.set_defaults(func=_score)
 
 
