@@ -78,3 +78,14 @@ def test_import_cli(release: Path, tmp_path: Path) -> None:
     assert main(["bench", "import", str(release), "-o", str(tmp_path / "t.jsonl"), "--no-progress",
                  "--workers", "1"]) == 0
     assert main(["bench", "import", str(release), "-o", str(tmp_path / "t.jsonl"), "--strict"]) == 2
+
+
+def test_import_path_map(release: Path, tmp_path: Path) -> None:
+    rows = [json.loads(x) for x in release.read_text().splitlines()]
+    rows[0]["images"] = ["/mnt/authors/vecbench/img/0.jpg"]
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text(json.dumps(rows[0]) + "\n")
+    res = import_release([moved], path_map=[("/mnt/authors/vecbench/", f"{tmp_path}/")], workers=1,
+                         progress=False)
+    assert len(res.records) == 1 and res.records[0].image == str(tmp_path / "img" / "0.jpg")
+    assert len(import_release([moved], workers=1, progress=False).report) == 1  # unmapped: missing

@@ -21,6 +21,26 @@ EXPORT_KINDS = {
 
 
 # ----------------------------------------------------------------------------------------------
+# shared
+
+
+def _add_path_map(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--path-map", action="append", default=[], metavar="OLD=NEW",
+                   help="rewrite image paths starting with OLD to start with NEW (repeatable; for "
+                        "published files that name images by absolute paths on another machine)")
+
+
+def _path_map(args: argparse.Namespace) -> list[tuple[str, str]]:
+    out = []
+    for item in args.path_map:
+        old, sep, new = item.partition("=")
+        if not sep or not old:
+            raise SystemExit(f"error: --path-map needs OLD=NEW, got {item!r}")
+        out.append((old, new))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # export
 
 
@@ -32,7 +52,7 @@ def _run_export(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
         rows = exports.load_rows(args.inputs, report, image_root=args.image_root,
-                                 default_subtask=args.subtask)
+                                 default_subtask=args.subtask, path_map=_path_map(args))
         if args.only_subtask:
             keep = set(args.only_subtask)
             rows = [r for r in rows if r.record.subtask in keep]
@@ -77,6 +97,7 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
                         "(default: each input file's folder)")
     p.add_argument("--subtask", default=None,
                    help="subtask for rows that name none (otherwise inferred from the candidates)")
+    _add_path_map(p)
     p.add_argument("--only-subtask", action="append", default=[], metavar="NAME",
                    help="keep only records of this subtask (repeatable)")
     p.add_argument("--user-prompt", choices=("ours", "original"), default="ours",
@@ -174,6 +195,7 @@ def _run_import(args: argparse.Namespace) -> int:
     try:
         res = import_release(args.inputs, split=args.split, keep_response=args.keep_response,
                              image_root=args.image_root, default_subtask=args.subtask,
+                             path_map=_path_map(args),
                              strict=args.strict, hash_files=not args.no_hash, workers=args.workers,
                              progress=not args.no_progress)
     except DataProblemError as e:
@@ -205,6 +227,7 @@ def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-root", default=None,
                    help="folder relative image paths resolve against (default: the file's folder)")
     p.add_argument("--subtask", default=None, help="subtask for rows without a task field")
+    _add_path_map(p)
     p.add_argument("--strict", action="store_true", help="exit 2 at the first invalid row")
     p.add_argument("--no-hash", action="store_true",
                    help="skip decoding/hashing images (no checksums, no image checks)")
@@ -290,7 +313,8 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     opts = _resolve(args)
     log, holder = _make_logger(args.log)
     report = ProblemReport()
-    records = [r.record for r in load_rows(args.inputs, report, image_root=args.image_root)]
+    records = [r.record for r in load_rows(args.inputs, report, image_root=args.image_root,
+                                           path_map=_path_map(args))]
     if report.problems:
         report.print_summary("input rows")
     if args.only_subtask:
@@ -401,6 +425,7 @@ def _register_cot(sub: argparse._SubParsersAction) -> None:
     )
     _client_flags(s, 1024)
     s.add_argument("--image-root", default=None, help="folder relative image paths resolve against")
+    _add_path_map(s)
     s.add_argument("--only-subtask", action="append", default=[], metavar="NAME",
                    help="only records of this subtask (repeatable)")
     s.set_defaults(func=_run_synthesize)

@@ -57,10 +57,13 @@ def load_rows(
     *,
     image_root: str | os.PathLike[str] | None = None,
     default_subtask: str | None = None,
+    path_map: list[tuple[str, str]] | None = None,
 ) -> list[ParsedRow]:
     """Parse jsonl files (any accepted layout); unparseable lines go to ``report`` by line number.
 
     Relative image paths resolve against ``image_root``, else against each file's own folder.
+    ``path_map`` rewrites path prefixes (first match wins): published files name images by
+    absolute paths on their authors' machines.
     """
     out: list[ParsedRow] = []
     for path in paths:
@@ -71,10 +74,13 @@ def load_rows(
                 report.add(str(path), "bad_json", err, line=n)
                 continue
             try:
-                out.append(
-                    parse_row(obj, lineno=n, source=str(path), image_root=root,
-                              default_subtask=default_subtask)
-                )
+                row = parse_row(obj, lineno=n, source=str(path), image_root=root,
+                                default_subtask=default_subtask)
+                for old, new in path_map or ():
+                    if row.record.image.startswith(old):
+                        row.record.image = new + row.record.image[len(old):]
+                        break
+                out.append(row)
             except RowError as e:
                 item = obj.get("id") if isinstance(obj, dict) else None
                 report.add(str(path), e.kind, e.detail, line=n,

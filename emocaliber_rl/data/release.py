@@ -41,6 +41,7 @@ def import_release(
     keep_response: bool = False,
     image_root: str | os.PathLike[str] | None = None,
     default_subtask: str | None = None,
+    path_map: list[tuple[str, str]] | None = None,
     strict: bool = False,
     hash_files: bool = True,
     workers: int | None = None,
@@ -52,7 +53,8 @@ def import_release(
     responses are model outputs and are dropped by default.
     """
     report = ProblemReport(strict=strict)
-    rows = load_rows(paths, report, image_root=image_root, default_subtask=default_subtask)
+    rows = load_rows(paths, report, image_root=image_root, default_subtask=default_subtask,
+                     path_map=path_map)
     seen: dict[str, str] = {}
     records = []
     for row in rows:
