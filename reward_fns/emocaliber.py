@@ -20,6 +20,7 @@ optional whitespace (spaces, tabs, newlines) and nothing else::
   fails;
 * ``T`` is any text holding at least one non-whitespace character and none of the 16 tags;
 * no text before ``<think>``, between the blocks, or after ``</confidence>``;
+* the whole response is at most ``MAX_RESPONSE_CHARS`` (200,000) characters;
 * ``NUMBER`` is what :func:`parse_confidence` accepts: ``0.83``, ``.83``, ``1``, ``83%``,
   ``{0.83}`` (ASCII digits, at most one dot, an optional trailing ``%`` meaning /100, optionally
   wrapped in one pair of braces, surrounding whitespace allowed, at most 32 characters), whose
@@ -95,6 +96,9 @@ TAGS: tuple[str, ...] = tuple(f"<{n}>" for n in BLOCK_TAGS) + tuple(f"</{n}>" fo
 MAX_CONFIDENCE_CHARS = 32
 # No label is longer than this; an answer beyond it is wrong without further scanning.
 MAX_ANSWER_CHARS = 1000
+# Stage 3 samples at most 2,048 tokens (~10 KB); a response 20x longer is degenerate, fails the
+# format at once and skips the per-tag checks, which cost up to 16 scans of the text.
+MAX_RESPONSE_CHARS = 200_000
 
 # Tag sequence of a well-formed response: (tag, kind of the text that precedes it).
 # "ws": whitespace only; "text": non-empty content without tags; "conf": a confidence number.
@@ -185,6 +189,9 @@ def extract_confidence(text: str) -> float | None:
 
 def parse_response(text: str) -> ParsedResponse:
     """Check ``text`` against the strict response format (module docstring) and read it."""
+    if len(text) > MAX_RESPONSE_CHARS:
+        reason = f"response longer than {MAX_RESPONSE_CHARS} characters"
+        return ParsedResponse(False, extract_answer(text), extract_confidence(text), reason)
     end = len(text.rstrip())
     cursor = len(text) - len(text.lstrip())
     contents: dict[str, str] = {}

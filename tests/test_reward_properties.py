@@ -96,12 +96,23 @@ def test_time_is_linear_in_length() -> None:
         "paper": lambda s: compute_score("FI-8", s, "awe", {"candidates": ["awe", "fear"]}),
         "official": lambda s: compute_score("FI-8", s, "awe", None, preset="official"),
     }
-    n = 256_000
-    for name, make in ADVERSARIAL.items():
-        small, large = make(n), make(4 * n)
-        for scorer_name, fn in scorers.items():
-            t_small, t_large = _best(fn, small), _best(fn, large)
-            # linear: 4x the input costs ~4x; quadratic would cost 16x. 2.5x slack for a shared CPU,
-            # plus 2 ms for timer noise on sub-millisecond runs.
-            assert t_large <= 10 * t_small + 0.002, (name, scorer_name, t_small, t_large)
-            assert t_large < 0.05, (name, scorer_name, t_large)  # ~1 MB well under 50 ms
+    # 48 KB -> 192 KB stays under MAX_RESPONSE_CHARS (full strict parse); 250 KB -> 1 MB is past it
+    for n in (48_000, 250_000):
+        for name, make in ADVERSARIAL.items():
+            small, large = make(n), make(4 * n)
+            for scorer_name, fn in scorers.items():
+                t_small, t_large = _best(fn, small), _best(fn, large)
+                # linear: 4x the input costs ~4x; quadratic would cost 16x. 2.5x slack for a shared
+                # CPU, plus 2 ms for timer noise on sub-millisecond runs.
+                assert t_large <= 10 * t_small + 0.002, (name, scorer_name, t_small, t_large)
+                assert t_large < 0.05, (name, scorer_name, t_large)  # up to ~1 MB: well under 50 ms
+
+
+def test_length_cap() -> None:
+    from reward_fns.emocaliber import MAX_RESPONSE_CHARS
+
+    pad = MAX_RESPONSE_CHARS - len(VALID) + len("element text")
+    assert parse_response(VALID.replace("element text", "x" * pad)).format_ok  # exactly at the cap
+    over = parse_response(VALID.replace("element text", "x" * (pad + 1)))
+    assert not over.format_ok and over.reason.startswith("response longer than")
+    assert (over.answer, over.confidence) == ("awe", 0.62)  # still read for correctness/confidence
