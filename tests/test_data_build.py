@@ -153,3 +153,20 @@ def test_bench_build_cli(raw: dict[str, Path], tmp_path: Path, capsys) -> None:
     captured = capsys.readouterr()
     assert "| EmoSet-8 | ID VER | 44 | 4 |" in captured.out
     assert len(_rows(out / "test.jsonl")) == 12 and len(_rows(out / "train.jsonl")) == 116
+
+
+def test_build_manifest_feeds_exports(raw: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    """Manifests from a build run with relative roots still resolve when read from elsewhere."""
+    import pyarrow.parquet as pq
+
+    from emocaliber_rl.cli import main
+
+    monkeypatch.chdir(raw["FI"].parent)
+    assert main(["bench", "build", "--fi", "FI", "--artphoto", "ArtPhoto", "-o", str(tmp_path / "vb"),
+                 "--test-size", "3", "--no-progress", "--workers", "1"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "rl3", str(tmp_path / "vb" / "train.jsonl"), "-o", "rl.parquet"]) == 0
+    assert pq.read_table(tmp_path / "rl.parquet").num_rows == 74
+    assert main(["export", "eval", str(tmp_path / "vb" / "test.jsonl"), "-o", "ev.jsonl"]) == 0
+    assert len((tmp_path / "ev.jsonl").read_text().splitlines()) == 3 + 3 + 16
+    assert (tmp_path / "rl.parquet.report.jsonl").read_text() == ""

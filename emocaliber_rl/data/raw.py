@@ -282,7 +282,9 @@ def read_dataset(name: str, root: str | os.PathLike[str], report: ProblemReport)
     """List one dataset's samples (no decoding); problems go to ``report``."""
     if name not in ADAPTERS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(ADAPTERS)}")
-    root = Path(root)
+    # Absolute paths: manifests are read later from other folders (relative paths in a manifest
+    # resolve against the manifest's own folder).
+    root = Path(root).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"{name} root {root} is not a folder")
     return ADAPTERS[name](root, report)
