@@ -5,12 +5,16 @@
 The server (emocaliber_rl.data.chat_server) runs in its own process and answers every request
 after ``--delay`` seconds, so the ideal rate is concurrency / delay. For each concurrency the
 full synthesis path runs (image -> data URL, request, parse, fsync'd group-committed append) and
-the table prints requests/s and its ratio to the ideal (target >= 0.8 up to 64).
+the table prints requests/s and its ratio to the ideal (target >= 0.8 up to 64), plus the CPU
+time per request of the client (this process) and of the server: on a shared machine the wall
+clock rate depends on the load (printed), the CPU cost per request does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -33,6 +37,17 @@ def start_server(delay: float) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
 
 
+def _proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--delay", type=float, default=0.05, help="server delay per request (s)")
@@ -45,8 +60,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             images = [draw_image(tmp / f"{i}.jpg", i, size=(64, 64)) for i in range(64)]
-            print(f"server delay {args.delay * 1000:.0f} ms; ideal rate = concurrency / delay")
-            print(f"{'concurrency':>11} {'records':>8} {'seconds':>8} {'req/s':>8} {'ideal':>8} {'ratio':>6}")
+            print(f"server delay {args.delay * 1000:.0f} ms; ideal rate = concurrency / delay; "
+                  f"cores {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.1f}")
+            print(f"{'concurrency':>11} {'records':>8} {'seconds':>8} {'req/s':>8} {'ideal':>8} {'ratio':>6}"
+                  f" {'client ms/req':>13} {'server ms/req':>13}")
             for c in levels:
                 ideal = c / args.delay
                 n = max(20, int(ideal * args.seconds))
@@ -59,10 +76,15 @@ def main() -> None:
                         stats = await synthesize(recs, out, client, progress=False, log=lambda m: None)
                         return stats, time.perf_counter() - t0
 
+                c0, s0 = _self_cpu(), _proc_cpu(server.pid)
                 stats, elapsed = run_async(run())
+                c_ms = (_self_cpu() - c0) / n * 1000
+                s_ms = (_proc_cpu(server.pid) - s0) / n * 1000
                 assert stats.done == n and stats.failed == 0, stats
                 rate = n / elapsed
-                print(f"{c:>11} {n:>8} {elapsed:>8.2f} {rate:>8.1f} {ideal:>8.1f} {rate / ideal:>6.2f}")
+                print(f"{c:>11} {n:>8} {elapsed:>8.2f} {rate:>8.1f} {ideal:>8.1f} {rate / ideal:>6.2f}"
+                      f" {c_ms:>13.3f} {s_ms:>13.3f}")
+            print(f"load average at the end {os.getloadavg()[0]:.1f}")
     finally:
         server.kill()
         server.wait()
