@@ -16,17 +16,17 @@ its "final output of each session" logic for the name ``grpo`` only and passes e
 this one included, to ``compute_advantage`` over all rows. Single-turn rollouts (EmoCaliber's)
 have one output per session, so both agree; multi-turn agent loops would not.
 
-Registration happens when ``verl.trainer.ppo.core_algos`` is imported (now, if it already is):
-importing veRL's algorithms from inside ``import verl`` (where veRL loads its plug-ins) would cost
-seconds in every process and risk an import cycle.
+The plug-in package (``emocaliber_rl/verl_plugins/__init__.py``) calls :func:`register` once
+``verl.trainer.ppo.core_algos`` is imported (at once, if it already is), so that the switch
+``EMOCALIBER_VERL_PLUGINS=0`` covers it too; importing veRL's algorithms from inside
+``import verl`` (where veRL loads its plug-ins) would cost seconds in every process and risk an
+import cycle. Other code may call :func:`register` directly; repeating it is harmless.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-
-from emocaliber_rl.verl_plugins.import_hooks import when_imported
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,5 +83,3 @@ def register(core_algos: ModuleType) -> None:
         del registry[NAME]
     core_algos.register_adv_est(NAME)(compute_grpo_no_std_advantage)
 
-
-when_imported("verl.trainer.ppo.core_algos", register)
