@@ -81,6 +81,19 @@ def test_adapters_report_problems(tmp_path: Path) -> None:
     assert len(read_dataset("WebEmo", web, report)) == 24
     assert [p.kind for p in report.problems] == ["not_downloaded"]
 
+    # lists of local paths instead of URLs, images in a flat folder
+    flat = tmp_path / "WebEmoLocal"
+    from emocaliber_rl.data.synthetic import draw_image
+
+    for i in range(3):
+        draw_image(flat / "images" / f"{i}.jpg", 100 + i)
+    (flat / "train25.txt").write_text("images/0.jpg 1\nimages/1.jpg 11\nimages/gone.jpg 2\nimages/2.jpg 99\n")
+    report = ProblemReport()
+    got = read_dataset("WebEmo", flat, report)
+    assert [(s.id, s.label) for s in got] == [("WebEmo/images/0.jpg", "cheerfulness"),
+                                               ("WebEmo/images/1.jpg", "irritability")]
+    assert sorted((p.line, p.kind) for p in report.problems) == [(3, "missing"), (4, "unknown_label")]
+
 
 def test_build_sizes_disjoint_and_deterministic(raw: dict[str, Path], tmp_path: Path) -> None:
     res = build_splits(raw, seed=7, test_size=5, workers=2, progress=False)

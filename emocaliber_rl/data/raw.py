@@ -17,7 +17,8 @@ Layouts (``ROOT`` is the folder the user passes):
   images downloaded as ccivit/download_webEmo's ``download_dataset.py`` does, into
   ``ROOT/{train,test}/<label_index>/<URL basename>``. The folder index is the label (index order of
   ``category.txt`` when present, else :data:`~emocaliber_rl.taxonomy.WEBEMO_25`); listed URLs with
-  no downloaded file are reported as ``not_downloaded``.
+  no downloaded file are reported as ``not_downloaded``. Lists rewritten to local paths
+  (``images/x.jpg 7``, relative to ``ROOT``) are read as well: the path's image, the index's label.
 - **Abstract** (Machajdik & Hanbury 2010, ``testImages_abstract``): images plus
   ``ABSTRACT_groundTruth.csv`` (``'Filename','Amusement',...,'Sad'`` vote counts, single-quoted
   names). The label is the unique majority; ties and all-zero rows are reported and left out.
@@ -187,13 +188,32 @@ def read_webemo(root: Path, report: ProblemReport) -> list[RawSample]:
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             parts = line.split()
-            if len(parts) != 2:
+            if len(parts) != 2 or not parts[1].isdigit():
                 if line.strip():
-                    report.add(str(path), "bad_entry", f"expected 'URL label_index', got {line!r}", line=n)
+                    report.add(str(path), "bad_entry", f"expected 'URL_or_path label_index', got {line!r}",
+                               line=n)
                 continue
-            rel = f"{split}/{parts[1]}/{parts[0].rsplit('/', 1)[-1]}"
-            if rel not in found:
-                report.add(str(path), "not_downloaded", f"{rel} is listed but absent", line=n)
+            src, idx = parts[0], int(parts[1])
+            if "://" in src:
+                # The released URL lists: the download script files images by split/index/basename.
+                rel = f"{split}/{idx}/{src.rsplit('/', 1)[-1]}"
+                if rel not in found:
+                    report.add(str(path), "not_downloaded", f"{rel} is listed but absent", line=n)
+                continue
+            # Lists rewritten to local paths (relative to ROOT), e.g. 'images/000123.jpg 7'.
+            rel = Path(src).as_posix()
+            if rel in found:
+                continue
+            found.add(rel)
+            if idx >= len(names) or not names[idx]:
+                report.add(str(path), "unknown_label", f"index {idx} is not a category index "
+                           f"0..{len(names) - 1}", line=n, item=rel)
+                continue
+            p = root / rel
+            if not p.is_file():
+                report.add(str(path), "missing", f"{rel} is listed but absent", line=n, item=rel)
+                continue
+            out.append(_sample("WebEmo", root, p, names[idx]))
     return out
 
 
