@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from emocaliber_rl.data.exports import export_rl_stage3, export_sft_stage1
@@ -13,16 +12,6 @@ from emocaliber_rl.data.records import Record
 
 STEPS = {"element": "red sky", "human": "a smiling child", "context": "a park",
          "interaction": "the child plays", "analysis": "a light playful scene"}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:  # the shared session fixture from tests/conftest.py, when present
-        return Path(request.getfixturevalue("tiny_model_dir"))
-    except pytest.FixtureLookupError:
-        from emocaliber_rl.tiny_model import build_tiny_model
-
-        return build_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 def _records(tmp: Path) -> list[Record]:
@@ -41,12 +30,12 @@ def _tok_proc(tiny: Path):
     return AutoTokenizer.from_pretrained(tiny), AutoProcessor.from_pretrained(tiny)
 
 
-def test_sft_parquet_loads_in_multiturn_sft_dataset(tmp_path: Path, tiny_dir: Path) -> None:
+def test_sft_parquet_loads_in_multiturn_sft_dataset(tmp_path: Path, tiny_model_dir: Path) -> None:
     from omegaconf import OmegaConf
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     res = export_sft_stage1(_records(tmp_path), tmp_path / "sft.parquet")
-    tok, proc = _tok_proc(tiny_dir)
+    tok, proc = _tok_proc(tiny_model_dir)
     cfg = OmegaConf.create({"max_length": 1024, "truncation": "error", "image_key": "images",
                             "messages_key": "messages", "pad_mode": "no_padding"})
     ds = MultiTurnSFTDataset(str(res.path), tok, cfg, processor=proc)
@@ -61,12 +50,12 @@ def test_sft_parquet_loads_in_multiturn_sft_dataset(tmp_path: Path, tiny_dir: Pa
     assert tok.decode(ds[2]["input_ids"][ds[2]["loss_mask"].bool()]).count("irritability") == 1
 
 
-def test_rl_parquet_loads_in_rlhf_dataset(tmp_path: Path, tiny_dir: Path) -> None:
+def test_rl_parquet_loads_in_rlhf_dataset(tmp_path: Path, tiny_model_dir: Path) -> None:
     from omegaconf import OmegaConf
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
     res = export_rl_stage3(_records(tmp_path), tmp_path / "rl.parquet")
-    tok, proc = _tok_proc(tiny_dir)
+    tok, proc = _tok_proc(tiny_model_dir)
     cfg = OmegaConf.create({"prompt_key": "prompt", "image_key": "images", "max_prompt_length": 1024,
                             "filter_overlong_prompts": True, "return_raw_chat": True,
                             "cache_dir": str(tmp_path / "cache")})
