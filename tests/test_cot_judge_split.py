@@ -102,3 +102,21 @@ def test_split_6_3_1_stratified_and_deterministic(tmp_path: Path) -> None:
     assert table.startswith("| VEC-CoT | FI-8 | WebEmo-2 | Total |")  # Table 1 column order
     assert "| Stage 1 | 30 | 14 | 44 |" in table and "| Total | 50 | 23 | 73 |" in table
     assert len((tmp_path / "split" / "vec_cot_3.jsonl").read_text().splitlines()) == 7
+
+
+def test_large_images_are_downscaled_before_sending(tmp_path: Path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from emocaliber_rl.data.cot_run import _image_url
+
+    big = draw_image(tmp_path / "big.png", 1, size=(1200, 900), fmt="PNG")
+    url = _image_url(str(big), 451584)
+    assert url.startswith("data:image/jpeg;base64,")
+    img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert img.width * img.height <= 451584 and abs(img.width / img.height - 4 / 3) < 0.01
+    small = draw_image(tmp_path / "small.jpg", 2)
+    assert _image_url(str(small), 451584).split(",", 1)[1] == base64.b64encode(small.read_bytes()).decode()
+    assert _image_url(str(big), None).startswith("data:image/png")

@@ -253,6 +253,7 @@ CLIENT_DEFAULTS = {
     "temperature": 0.7,
     "price_in": 0.0,
     "price_out": 0.0,
+    "max_pixels": 451584,
 }
 
 
@@ -328,6 +329,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
             return await cot_run.synthesize(records, args.output, client,
                                             max_tokens=opts["max_tokens"] or 1024,
                                             temperature=opts["temperature"],
+                                            max_pixels=opts["max_pixels"] or None,
                                             progress=not args.no_progress, log=log)
 
     stats = run_async(go())
@@ -356,6 +358,7 @@ def _run_judge(args: argparse.Namespace) -> int:
             holder["client"] = client
             return await cot_run.judge(rows, args.output, client,
                                        max_tokens=opts["max_tokens"] or 512,
+                                       max_pixels=opts["max_pixels"] or None,
                                        progress=not args.no_progress, log=log)
 
     stats = run_async(go())
@@ -403,6 +406,9 @@ def _client_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0.7)")
     p.add_argument("--price-in", type=float, default=None, help="price per 1M prompt tokens, for the cost line")
     p.add_argument("--price-out", type=float, default=None, help="price per 1M completion tokens")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="downscale larger images to this many pixels before sending (default "
+                        "451584, the stage-1 training maximum; 0 sends originals)")
     p.add_argument("--limit", type=int, default=None, help="process at most this many input records")
     p.add_argument("--log", default=None, help="also append log lines to this file (key redacted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -167,8 +167,27 @@ async def _run(
     return stats
 
 
-def _image_url(path: str) -> str:
-    return image_data_url(Path(path).read_bytes())
+def _image_url(path: str, max_pixels: int | None = None) -> str:
+    """Data URL of an image; above ``max_pixels`` it is downscaled (aspect kept) and sent as JPEG.
+
+    Providers bill images by size, and a teacher needs no more pixels than the student will see
+    (Qwen2.5-VL training used at most 451,584), so large photos are shrunk before sending.
+    """
+    data = Path(path).read_bytes()
+    if max_pixels:
+        import io
+        import math
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                scale = math.sqrt(max_pixels / (img.width * img.height))
+                size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
+                buf = io.BytesIO()
+                img.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buf, "JPEG", quality=90)
+                data = buf.getvalue()
+    return image_data_url(data)
 
 
 async def synthesize(
@@ -178,6 +197,7 @@ async def synthesize(
     *,
     max_tokens: int = 1024,
     temperature: float = 0.7,
+    max_pixels: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> RunStats:
@@ -185,9 +205,9 @@ async def synthesize(
 
     async def work(rec: Record) -> dict[str, Any]:
         try:
-            url = _image_url(rec.image)
-        except OSError as e:
-            raise ChatError(f"cannot read image {rec.image}: {e.strerror or e}") from e
+            url = _image_url(rec.image, max_pixels)
+        except Exception as e:  # unreadable or undecodable: recorded as failed, retried next run
+            raise ChatError(f"cannot read image {rec.image}: {e}") from e
         res = await client.chat(synth_messages(rec.subtask, rec.label, url), record_id=rec.id,
                                 max_tokens=max_tokens, temperature=temperature)
         row = _record_row(rec)
@@ -207,6 +227,7 @@ async def judge(
     client: ChatClient,
     *,
     max_tokens: int = 512,
+    max_pixels: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> RunStats:
@@ -220,9 +241,9 @@ async def judge(
             out.update(passed=False, local_reject=True, reasons=check.reasons, verdict=None)
             return out
         try:
-            url = _image_url(row["image"])
-        except OSError as e:
-            raise ChatError(f"cannot read image {row['image']}: {e.strerror or e}") from e
+            url = _image_url(row["image"], max_pixels)
+        except Exception as e:  # unreadable or undecodable: recorded as failed, retried next run
+            raise ChatError(f"cannot read image {row['image']}: {e}") from e
         msgs = judge_messages(row["subtask"], row["label"], row["response"], url)
         usage = Usage()
         attempts = 0
