@@ -43,7 +43,7 @@ def main() -> None:
         n = sum(1 for r in roots.values() for f in r.rglob("*.jpg"))
         mb = sum(f.stat().st_size for r in roots.values() for f in r.rglob("*.jpg")) / 1e6
         print(f"generated {n} images ({w}x{h}, {mb:.0f} MB) in {time.perf_counter() - t0:.1f}s; "
-              f"cores available: {len(os.sched_getaffinity(0))}")
+              f"cores available: {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.1f}")
         print(f"{'workers':>7} {'seconds':>8} {'images/s':>9} {'speed-up':>8}")
         base = None
         for k in (int(x) for x in args.workers.split(",")):
@@ -54,6 +54,7 @@ def main() -> None:
             base = base or dt
             print(f"{k:>7} {dt:>8.2f} {n / dt:>9.0f} {base / dt:>8.2f}")
             assert res.overlap == 0 and len(res.report) == 0
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
