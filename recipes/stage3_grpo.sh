@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Stage 3 of EmoCaliber: GRPO with the calibration reward (paper 3.3, 4.1) on veRL's PPO trainer
+# (python -m verl.trainer.main_ppo) with vLLM rollouts, configured by config/stage3_grpo.yaml.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$HERE/.." && pwd)"
+CONFIG="$HERE/config/stage3_grpo.yaml"
+# The interpreter: $PYTHON, else the repository's .venv (recipes/install.sh), else python3.
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON="$REPO_ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
+
+usage() {
+  cat <<USAGE
+Usage: bash recipes/stage3_grpo.sh --model PATH --train FILE --val FILE [options] [-- HYDRA_OVERRIDES...]
+
+Stage 3 (paper 3.3, 4.1): GRPO on VEC-CoT-3 starting from the stage-2 (cold-start) model.
+Reward R = R_format + R_correct + R_conf (Eq. 4, log-likelihood) from reward_fns/emocaliber.py;
+advantage A = R - group mean without std normalisation (adv_estimator=grpo_no_std); KL loss
+0.01 (low_var_kl) against the initial model, no KL in the reward, entropy bonus 0; lr 1e-6 with
+every parameter trainable (vision encoder included); 8 responses per prompt from vLLM (async
+server mode), 64 prompts per step, mini-batch 32 prompts; prompts up to 4096 tokens, responses
+up to 2048; 1 epoch. Calibration metrics (ECE, Brier, ROC-AUC, confidence histogram per
+data_source and VECBench group) are added to every validation by the emocaliber veRL plug-in.
+
+Options:
+  --model PATH          HF model directory or hub id to start from (required; the stage-2 model).
+  --train FILE          training parquet in veRL's RL schema (required; \`emocaliber export rl3\`).
+  --val FILE            validation parquet (required; validation runs before training, every
+                        trainer.test_freq steps and at the end).
+  --out DIR             checkpoint directory (default: checkpoints/stage3_grpo); DIR/final_hf
+                        links to the last HF checkpoint when training ends.
+  --profile P           gpu (default): the paper's settings above on CUDA GPUs.
+                        cpu: the same trainer with vLLM's CPU build and the emocaliber plug-in's
+                        CPU platform, for the tiny model and CI: small batches and lengths,
+                        fp32, every override listed in the README (section "Stage 3").
+  --nnodes N            nodes of the Ray cluster (default 1; multi-node: start the cluster with
+                        \`ray start\` first and run this on the head node, or use
+                        recipes/submit_stage3.sh).
+  --gpus-per-node N     GPUs per node (default: number visible on this node; 1 with --profile cpu).
+  --steps N             stop after N training steps (default: one epoch, the paper's setting).
+  --reward-preset P     paper (default: Eq. 4 with weights 1, strict format) or official (the
+                        authors' train/cus_reward.py, bit for bit).
+  --experiment NAME     trainer.experiment_name (default stage3_grpo): names the tracker run.
+  -h, --help            this help.
+
+Anything after the options (or after --) is passed to veRL as Hydra overrides, e.g.
+  data.train_batch_size=128 actor_rollout_ref.rollout.tensor_model_parallel_size=2
+  trainer.logger=[console,wandb] trainer.test_freq=5
+The stage's settings are in recipes/config/stage3_grpo.yaml (extends veRL's ppo_trainer.yaml).
+
+Environment read: PYTHON (interpreter; default the repository's .venv, else python3); RAY_ADDRESS
+(an existing cluster to join; default: a local one); Ray's token variables (RAY_AUTH_TOKEN,
+RAY_AUTH_TOKEN_PATH, RAY_AUTH_MODE; see the README).
+Environment the script sets (and, outside a Ray job, forwards to every Ray worker through
+ray_kwargs.ray_init.runtime_env): VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins,
+EMOCALIBER_FREEZE_MODULES= (empty: the vision tower trains), with --profile cpu VERL_PLATFORM=cpu.
+USAGE
+}
+
+model="" train="" val="" out="checkpoints/stage3_grpo" profile="gpu" nnodes="1" gpus="" steps=""
+preset="paper" experiment="stage3_grpo"
+overrides=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --model) model="$2"; shift 2 ;;
+    --train) train="$2"; shift 2 ;;
+    --val) val="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --profile) profile="$2"; shift 2 ;;
+    --nnodes) nnodes="$2"; shift 2 ;;
+    --gpus-per-node) gpus="$2"; shift 2 ;;
+    --steps) steps="$2"; shift 2 ;;
+    --reward-preset) preset="$2"; shift 2 ;;
+    --experiment) experiment="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; overrides+=("$@"); break ;;
+    --*) echo "stage3_grpo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    *) overrides+=("$1"); shift ;;
+  esac
+done
+[[ -n "$model" && -n "$train" && -n "$val" ]] || { echo "stage3_grpo.sh: --model, --train and --val are required (see --help)" >&2; exit 2; }
+[[ "$profile" == gpu || "$profile" == cpu ]] || { echo "stage3_grpo.sh: --profile must be gpu or cpu" >&2; exit 2; }
+[[ "$preset" == paper || "$preset" == official ]] || { echo "stage3_grpo.sh: --reward-preset must be paper or official" >&2; exit 2; }
+
+export VERL_USE_EXTERNAL_MODULES="${VERL_USE_EXTERNAL_MODULES:-emocaliber_rl.verl_plugins}"
+# Stage 3 trains every parameter: never inherit the stage-1/2 freeze switch.
+export EMOCALIBER_FREEZE_MODULES=""
+env_names=(VERL_USE_EXTERNAL_MODULES EMOCALIBER_FREEZE_MODULES)
+
+profile_overrides=()
+if [[ "$profile" == cpu ]]; then
+  export VERL_PLATFORM=cpu WANDB_MODE="${WANDB_MODE:-disabled}"
+  env_names+=(VERL_PLATFORM WANDB_MODE)
+  gpus="${gpus:-1}"
+  # Each line avoids an error the README's "Stage 3" section quotes.
+  profile_overrides=(
+    trainer.device=cpu
+    # Ray: veRL counts GPU resources; TransferQueue and the workers want more CPUs than 2 cores
+    ray_kwargs.ray_init.num_cpus=16
+    +ray_kwargs.ray_init.num_gpus="$gpus"
+    transfer_queue.backend.SimpleStorage.num_data_storage_units=1
+    # model: no flash-attn on CPU
+    +actor_rollout_ref.model.override_config.attn_implementation=sdpa
+    actor_rollout_ref.model.use_remove_padding=False
+    actor_rollout_ref.model.enable_gradient_checkpointing=False
+    # actor/ref: FSDP2, fp32 compute, no torch.compile
+    actor_rollout_ref.actor.strategy=fsdp2
+    actor_rollout_ref.actor.use_torch_compile=False
+    actor_rollout_ref.actor.fsdp_config.use_torch_compile=False
+    actor_rollout_ref.ref.fsdp_config.use_torch_compile=False
+    "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}"
+    "+actor_rollout_ref.ref.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}"
+    actor_rollout_ref.actor.use_dynamic_bsz=False
+    actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8
+    actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8
+    actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8
+    # vLLM-CPU rollout server: no sleep mode, eager, fp32, one small engine
+    +actor_rollout_ref.rollout.enable_sleep_mode=False
+    actor_rollout_ref.rollout.free_cache_engine=False
+    actor_rollout_ref.rollout.enforce_eager=True
+    actor_rollout_ref.rollout.dtype=float32
+    actor_rollout_ref.rollout.tensor_model_parallel_size=1
+    actor_rollout_ref.rollout.gpu_memory_utilization=0.3
+    actor_rollout_ref.rollout.max_num_seqs=64
+    actor_rollout_ref.rollout.agent.num_workers=1
+    reward.num_workers=1
+    # small batches and lengths for the tiny model
+    data.train_batch_size=4
+    data.val_batch_size=8
+    data.max_prompt_length=1024
+    data.max_response_length=64
+    data.dataloader_num_workers=0
+    actor_rollout_ref.rollout.n=4
+    actor_rollout_ref.actor.ppo_mini_batch_size=2
+    "trainer.logger=[console]"
+  )
+else
+  gpus="${gpus:-$(nvidia-smi -L 2>/dev/null | wc -l)}"
+  [[ "$gpus" -ge 1 ]] || { echo "stage3_grpo.sh: no GPU visible; use --profile cpu or --gpus-per-node" >&2; exit 2; }
+fi
+
+run_overrides=(
+  actor_rollout_ref.model.path="$model"
+  data.train_files="$train"
+  data.val_files="$val"
+  reward.custom_reward_function.path="$REPO_ROOT/reward_fns/emocaliber.py"
+  "+reward.custom_reward_function.reward_kwargs={preset:${preset}}"
+  trainer.default_local_dir="$out"
+  trainer.experiment_name="$experiment"
+  trainer.nnodes="$nnodes"
+  trainer.n_gpus_per_node="$gpus"
+)
+[[ -z "$steps" ]] || run_overrides+=("trainer.total_training_steps=${steps}")
+# Forward the plug-in environment to Ray workers, unless this runs as a Ray job: the job's
+# runtime_env (recipes/submit_stage3.sh) already carries it and Ray refuses the same variable twice.
+if [[ -z "${RAY_JOB_CONFIG_JSON_ENV_VAR:-}" ]]; then
+  for name in "${env_names[@]}"; do
+    run_overrides+=("+ray_kwargs.ray_init.runtime_env.env_vars.${name}='${!name}'")
+  done
+fi
+
+echo "[stage3_grpo] profile=${profile} nnodes=${nnodes} gpus_per_node=${gpus} model=${model} out=${out}"
+"$PYTHON" -m verl.trainer.main_ppo \
+  --config-path="$(dirname "$CONFIG")" --config-name="$(basename "$CONFIG" .yaml)" \
+  "${profile_overrides[@]}" "${run_overrides[@]}" "${overrides[@]}"
+
+step="$(cat "$out/latest_checkpointed_iteration.txt" 2>/dev/null || true)"
+if [[ -n "$step" && -d "$out/global_step_${step}/actor/huggingface" ]]; then
+  ln -sfn "global_step_${step}/actor/huggingface" "$out/final_hf"
+  echo "[stage3_grpo] HF checkpoint: $out/final_hf -> global_step_${step}/actor/huggingface"
+fi
