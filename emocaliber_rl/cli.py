@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.loops",
     "emocaliber_rl.evaluation.cli",
     "emocaliber_rl.data.cli",
+    "emocaliber_rl.stage2_cli",
     
 )
 

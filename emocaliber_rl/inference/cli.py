@@ -1,0 +1,156 @@
+"""Command-line pieces shared by every command that runs a model (``stage2 generate``,
+``eval run``): engine options, sampling options, and the ``eval run`` subcommand itself.
+
+Heavy imports (torch, transformers, vLLM) happen inside the command functions so that ``--help``
+stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--model``, ``--backend`` and the backend settings."""
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="HF model directory (the scaffold model for stage 2, any VLM for eval)")
+    p.add_argument("--backend", choices=("vllm", "hf"), default="vllm",
+                   help="vllm: vLLM's offline LLM (GPU, or CPU with vLLM's CPU build); hf: "
+                        "transformers generate, batched with left padding (default: vllm)")
+    p.add_argument("--dtype", default="auto",
+                   help="weight dtype: auto (as stored), float32, bfloat16, float16 (default: auto)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="prompts per engine call; also the unit of resumption: each batch is "
+                        "appended and fsynced before the next starts (default: 64)")
+    p.add_argument("--max-model-len", type=int, default=None,
+                   help="vllm: prompt + completion tokens per sequence (default: the model's)")
+    p.add_argument("--kv-cache-memory-bytes", type=int, default=None,
+                   help="vllm: KV-cache size in bytes (default: vLLM's on GPU, 64 MiB on CPU, "
+                        "which vLLM's CPU build needs to start)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=None,
+                   help="vllm: fraction of GPU memory vLLM may take (default: vLLM's, 0.9)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1,
+                   help="vllm: GPUs to shard the model over (default: 1)")
+    p.add_argument("--device", default=None,
+                   help="hf: torch device (default: cuda when available, else cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_sampling_options(p: argparse.ArgumentParser, *, default_temperature: float = 0.7) -> None:
+    p.add_argument("--temperature", type=float, default=default_temperature,
+                   help=f"sampling temperature (default: {default_temperature}, the official "
+                        "release's inference setting)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0)")
+    p.add_argument("--max-new-tokens", type=int, default=1024,
+                   help="completion length cap (default: 1024, the official release's)")
+    p.add_argument("--greedy", action="store_true",
+                   help="greedy decoding (temperature 0); overrides --temperature/--top-p")
+    p.add_argument("--seed", type=int, default=0,
+                   help="run seed; each sample's seed is derived from it and the sample id, so a "
+                        "resumed run draws what an unbroken one would (default: 0)")
+
+
+def sampling_from_args(args: argparse.Namespace) -> Any:
+    from emocaliber_rl.inference.engine import SamplingConfig
+
+    return SamplingConfig(
+        temperature=0.0 if args.greedy else args.temperature,
+        top_p=1.0 if args.greedy else args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+
+
+def engine_from_args(args: argparse.Namespace) -> Any:
+    from emocaliber_rl.inference.engine import make_engine
+
+    if args.backend == "vllm":
+        opts: dict[str, Any] = {"dtype": args.dtype, "max_model_len": args.max_model_len,
+                                "kv_cache_memory_bytes": args.kv_cache_memory_bytes,
+                                "tensor_parallel_size": args.tensor_parallel_size,
+                                "seed": args.seed}
+        if args.gpu_memory_utilization is not None:
+            opts["gpu_memory_utilization"] = args.gpu_memory_utilization
+        return make_engine("vllm", args.model, **opts)
+    return make_engine("hf", args.model, dtype=args.dtype, device=args.device)
+
+
+def print_stats(prefix: str, stats: dict[str, Any]) -> None:
+    print(f"{prefix}: {stats['written']} written, {stats['skipped']} already done"
+          + (f", {stats['duplicates']} duplicate ids skipped" if stats["duplicates"] else "")
+          + f"; {stats['samples_per_s']:.2f} samples/s, {stats['tokens_per_s']:.1f} tokens/s",
+          file=sys.stderr)
+    if stats.get("torn_bytes_dropped"):
+        print(f"{prefix}: dropped a torn last line ({stats['torn_bytes_dropped']} bytes) "
+              "left by an interrupted run", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# eval run
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from emocaliber_rl.inference.eval_run import run_eval
+
+    if not args.manifest.is_file():
+        print(f"error: no evaluation manifest at {args.manifest} (write one with "
+              "`emocaliber export eval TEST.jsonl -o MANIFEST`)", file=sys.stderr)
+        return 2
+    engine = engine_from_args(args)
+    try:
+        stats = run_eval(engine, args.manifest, args.out, sampling=sampling_from_args(args),
+                         ask_confidence=args.ask_confidence, batch_size=args.batch_size,
+                         limit=args.limit, progress=not args.no_progress)
+    finally:
+        engine.close()
+    print_stats("eval run", stats)
+    print(json.dumps({"predictions": str(args.out), **stats}))
+    return 0
+
+
+def configure_eval_run(p: argparse.ArgumentParser) -> None:
+    from pathlib import Path
+
+    from emocaliber_rl.inference.eval_run import DEFAULT_MANIFEST
+
+    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, metavar="MANIFEST.jsonl",
+                   help="evaluation manifest from `emocaliber export eval` (rows: id, task, "
+                        "image, label, candidates, system, prompt) "
+                        f"(default: {DEFAULT_MANIFEST}, the VECBench test manifest)")
+    p.add_argument("--out", required=True, metavar="PRED.jsonl",
+                   help="predictions, one row per sample in `eval score`'s format; resumable: "
+                        "an existing file is continued, finished ids are skipped")
+    add_engine_options(p)
+    add_sampling_options(p)
+    conf = p.add_mutually_exclusive_group()
+    conf.add_argument("--ask-confidence", dest="ask_confidence", action="store_const", const=True,
+                      default=None,
+                      help="rebuild each prompt asking for a verbalized confidence in "
+                           "<confidence></confidence> (Table 5 'Verb' for a baseline model)")
+    conf.add_argument("--no-ask-confidence", dest="ask_confidence", action="store_const",
+                      const=False,
+                      help="rebuild each prompt without the confidence request "
+                           "(default: neither; the manifest's prompt is used verbatim)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N manifest rows (smoke runs)")
+    p.set_defaults(func=_run_eval)
+
+
+EVAL_RUN_DESCRIPTION = (
+    "Run a model over an evaluation manifest and write predictions that `emocaliber eval score` "
+    "reads: response, parsed prediction, and the three confidences of paper section 4.5 "
+    "(conf_verb: the verbalized <confidence>; conf_ans: probability of the first answer token; "
+    "conf_avg: mean token probability). Sampling follows the official release (vLLM, "
+    "temperature 0.7, 1024 new tokens) unless --greedy."
+)
+
+
+def register_eval_run() -> None:
+    """Add ``emocaliber eval run`` through the evaluation CLI's documented hook."""
+    from emocaliber_rl.evaluation.cli import add_eval_subcommand
+
+    add_eval_subcommand("run", configure_eval_run, help="model + manifest -> predictions JSONL",
+                        description=EVAL_RUN_DESCRIPTION)

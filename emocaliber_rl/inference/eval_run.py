@@ -1,0 +1,120 @@
+"""Inference over an evaluation manifest (``emocaliber eval run``): one prediction row per test
+sample, in exactly the format ``emocaliber eval score`` reads.
+
+Input: the manifest ``emocaliber export eval`` writes (jsonl rows: id, task, group, image, label,
+candidates, system, prompt with ``<image>``). Output rows (resumable jsonl, see
+``inference.resumable``)::
+
+    {"id", "task", "group", "label", "candidates", "response", "pred",
+     "conf_verb", "conf_ans", "conf_avg", "num_tokens", "finish_reason"}
+
+``pred`` is the strict parse (``evaluation.parsing``; null = unparsed), ``conf_verb`` the
+verbalized confidence (null when the response has none), ``conf_ans`` the probability of the first
+decisive answer token, ``conf_avg`` the mean token probability (paper section 4.5).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from emocaliber_rl.inference.engine import GenerationRequest, SamplingConfig, request_seed
+from emocaliber_rl.inference.probs import confidences
+from emocaliber_rl.inference.resumable import ResumableJsonl, run_batches
+
+# Where `emocaliber bench build -o data/vecbench` + `emocaliber export eval` put the VECBench
+# test manifest by convention (the README's evaluation section gives the commands).
+DEFAULT_MANIFEST = Path("data/vecbench/test.eval.jsonl")
+
+
+def read_eval_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of an evaluation manifest; ValueError names the line of a bad row."""
+    from emocaliber_rl.data.records import iter_jsonl
+
+    out = []
+    for n, obj, err in iter_jsonl(path):
+        if err is not None:
+            raise ValueError(f"{path}:{n}: {err}")
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}:{n}: expected a JSON object")  # noqa: TRY004  (bad data, not a bad call)
+        task = obj.get("task") or obj.get("subtask")
+        missing = [k for k, v in (("id", obj.get("id")), ("task", task), ("image", obj.get("image")),
+                                  ("label", obj.get("label"))) if v is None]
+        if missing:
+            raise ValueError(f"{path}:{n}: missing {', '.join(missing)}")
+        obj["id"] = str(obj["id"])
+        obj["task"] = task
+        out.append(obj)
+    return out
+
+
+def eval_messages(row: dict[str, Any], ask_confidence: bool | None) -> list[dict[str, str]]:
+    """System + user turn of one manifest row.
+
+    ``ask_confidence=None`` keeps the manifest's prompt verbatim; True / False rebuild it with
+    :func:`emocaliber_rl.prompts.task_question` with / without the confidence request (Table 5's
+    "Verb" for a baseline needs the request; a model trained to emit ``<confidence>`` does not).
+    """
+    from emocaliber_rl.prompts import SYSTEM_PROMPT, task_question
+
+    if ask_confidence is None and row.get("prompt"):
+        prompt = row["prompt"]
+        if "<image>" not in prompt:
+            prompt = "<image>" + prompt
+    else:
+        prompt = task_question(row["task"], ask_confidence=bool(ask_confidence))
+    return [{"role": "system", "content": row.get("system") or SYSTEM_PROMPT},
+            {"role": "user", "content": prompt}]
+
+
+def run_eval(
+    engine: Any,
+    manifest: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    sampling: SamplingConfig | None = None,
+    ask_confidence: bool | None = None,
+    batch_size: int = 64,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predict every manifest row (the first ``limit`` rows if given) into ``out_path``."""
+    from emocaliber_rl.evaluation.parsing import parse_prediction
+
+    rows = read_eval_manifest(manifest)
+    if limit is not None:
+        rows = rows[:limit]
+    base = sampling or SamplingConfig()
+    if base.n != 1:
+        raise ValueError("eval run draws one response per sample (n=1)")
+    tokenizer = engine.tokenizer
+
+    def process(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        reqs = [GenerationRequest(eval_messages(r, ask_confidence), [r["image"]],
+                                  replace(base, seed=request_seed(base.seed, r["id"])))
+                for r in batch]
+        gens = engine.generate(reqs)
+        out = []
+        for r, g in zip(batch, gens):
+            cands = list(r.get("candidates") or [])
+            out.append({
+                "id": r["id"],
+                "task": r["task"],
+                "group": r.get("group"),
+                "label": r["label"],
+                "candidates": cands,
+                "response": g.text,
+                "pred": parse_prediction(g.text, r["task"], cands or None),
+                **confidences(g.text, g.token_ids, g.logprobs, tokenizer),
+                "num_tokens": g.num_tokens,
+                "finish_reason": g.finish_reason,
+            })
+        return out, sum(g.num_tokens for g in gens)
+
+    with ResumableJsonl(out_path) as sink:
+        stats = run_batches(rows, sink, process, key=lambda r: r["id"], batch_size=batch_size,
+                            desc="eval run", progress=progress)
+        stats["torn_bytes_dropped"] = sink.torn_bytes
+    return stats

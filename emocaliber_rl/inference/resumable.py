@@ -1,0 +1,181 @@
+"""Resumable JSON-lines output for long generation runs (stage-2 generation, ``eval run``).
+
+Guarantees:
+
+* a batch is one ``write`` of whole lines, then ``flush`` + ``fsync``: a crash loses at most the
+  batch in flight;
+* on restart the file is read, ids already present are skipped, and a torn last line (the tail
+  of a batch cut by a crash: no trailing newline, or not valid JSON) is cut off so that the next
+  append starts on a line boundary. Complete earlier lines are never rewritten;
+* no id is written twice: ids already in the file and ids repeated in the input are skipped;
+* one writer at a time: an exclusive ``flock`` on the file stops a second run on the same output
+  from interleaving lines (it fails at once with a clear message).
+
+:func:`run_batches` drives an engine over pending items with a tqdm bar showing samples/s and
+tokens/s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+T = TypeVar("T")
+
+
+class OutputLockedError(RuntimeError):
+    """Another process is writing the same output file."""
+
+
+class ResumableJsonl:
+    """Append-only jsonl keyed by ``key``; open with ``with ResumableJsonl(path) as out:``."""
+
+    def __init__(self, path: str | os.PathLike[str], key: str = "id") -> None:
+        self.path = Path(path)
+        self.key = key
+        self.done: set[str] = set()
+        self.torn_bytes = 0
+        self._fh: Any = None
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # "a+b": create if missing, never truncate on open; the lock is taken before reading so
+        # the ids we see are final.
+        fh = open(self.path, "a+b")  # noqa: SIM115  (held open across append() calls)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise OutputLockedError(f"{self.path} is being written by another process") from None
+        self._fh = fh
+        self._recover()
+
+    def _recover(self) -> None:
+        fh = self._fh
+        fh.seek(0)
+        good_end = 0
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
+                break  # torn tail: no newline means the write was cut
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError:
+                # Only the last line can be torn; garbage in the middle is not ours to repair.
+                rest = fh.read()
+                if rest.strip():
+                    raise ValueError(f"{self.path}:{lineno}: invalid JSON in the middle of the "
+                                     "file; refusing to append to it") from None
+                break
+            if not isinstance(obj, dict) or self.key not in obj:
+                raise ValueError(f"{self.path}:{lineno}: not an object with {self.key!r}")
+            self.done.add(str(obj[self.key]))
+            good_end += len(raw)
+        size = os.fstat(fh.fileno()).st_size
+        if size > good_end:
+            self.torn_bytes = size - good_end
+            fh.truncate(good_end)
+            os.fsync(fh.fileno())
+        fh.seek(0, os.SEEK_END)
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Write the rows whose id is new as one batch (flush + fsync); returns how many."""
+        lines = []
+        for row in rows:
+            k = str(row[self.key])
+            if k in self.done:
+                continue
+            self.done.add(k)
+            lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+        if lines:
+            self._fh.write("".join(lines).encode("utf-8"))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        return len(lines)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the flock
+            self._fh = None
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for it in items:
+        batch.append(it)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run_batches(
+    items: Sequence[T],
+    out: ResumableJsonl,
+    process: Callable[[list[T]], tuple[list[dict[str, Any]], int]],
+    *,
+    key: Callable[[T], str],
+    batch_size: int,
+    desc: str = "generate",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run ``process`` over the items whose key is not in ``out`` yet, ``batch_size`` at a time.
+
+    ``process(batch) -> (rows, generated_tokens)``; rows are appended after each batch. Returns
+    counts and throughput: ``{"total", "skipped", "written", "duplicates", "seconds",
+    "samples_per_s", "tokens_per_s", "tokens"}``.
+    """
+    from tqdm import tqdm
+
+    pending: list[T] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for it in items:
+        k = key(it)
+        if k in out.done:
+            continue
+        if k in seen:
+            duplicates += 1
+            continue
+        seen.add(k)
+        pending.append(it)
+    skipped = len(items) - len(pending) - duplicates
+    written = tokens = 0
+    start = time.perf_counter()
+    bar = tqdm(total=len(items), initial=skipped, desc=desc, unit="sample", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        for batch in batched(pending, batch_size):
+            rows, n_tok = process(batch)
+            written += out.append(rows)
+            tokens += n_tok
+            bar.update(len(batch))
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(samples_s=f"{written / elapsed:.2f}", tokens_s=f"{tokens / elapsed:.1f}")
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    return {
+        "total": len(items),
+        "skipped": skipped,
+        "written": written,
+        "duplicates": duplicates,
+        "tokens": tokens,
+        "seconds": elapsed,
+        "samples_per_s": written / elapsed if elapsed > 0 else 0.0,
+        "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+    }

@@ -1,0 +1,132 @@
+"""vLLM backend: the offline ``vllm.LLM`` (GPU; CPU through vLLM's CPU build).
+
+The prompt is the model processor's chat template (the same string the HF backend feeds), with
+the PIL images as ``multi_modal_data``; vLLM expands the image placeholder itself. Each request
+gets its own ``SamplingParams`` (its seed is per request), all requests go to one
+``LLM.generate`` call so vLLM's scheduler batches them continuously. ``logprobs=0`` asks for
+the log-probability of the sampled token only (raw logits, vLLM's default ``logprobs_mode``).
+
+On CPU (no CUDA device) the defaults are those that work with vLLM's CPU build
+(see the README's install section): ``enforce_eager=True`` (torch.compile costs ~30 s of start
+for nothing on small batches) and an explicit KV-cache size (``kv_cache_memory_bytes``, 64 MiB),
+without which the CPU build refuses to start on a box with little free memory. Scripts that use
+this backend need ``if __name__ == "__main__":``: the engine core is started with the
+multiprocessing *spawn* method, which re-imports the main module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from emocaliber_rl.inference.engine import Engine, Generation, GenerationRequest, prompt_text
+
+CPU_KV_CACHE_BYTES = 64 << 20
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class VLLMEngine(Engine):
+    """Args:
+    model_path: a local HF model directory.
+    dtype: vLLM's ``dtype`` (``"auto"``, ``"float32"``, ``"bfloat16"``...).
+    max_model_len: prompt + completion tokens per sequence (default: the model's).
+    max_images_per_prompt: ``limit_mm_per_prompt["image"]`` (video is disabled).
+    seed: engine seed (requests without their own seed draw from it).
+    enforce_eager, kv_cache_memory_bytes: default ``True`` / 64 MiB on CPU, vLLM's defaults on GPU.
+    gpu_memory_utilization, tensor_parallel_size: vLLM's, for GPU runs.
+    **llm_kwargs: anything else ``vllm.LLM`` accepts.
+    """
+
+    backend = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        max_images_per_prompt: int = 1,
+        seed: int = 0,
+        enforce_eager: bool | None = None,
+        kv_cache_memory_bytes: int | None = None,
+        gpu_memory_utilization: float | None = None,
+        tensor_parallel_size: int = 1,
+        **llm_kwargs: Any,
+    ) -> None:
+        from transformers import AutoProcessor
+        from vllm import LLM
+
+        self.model_path = model_path
+        gpu = _on_gpu()
+        kwargs: dict[str, Any] = {
+            "model": model_path,
+            "dtype": dtype,
+            "seed": seed,
+            "limit_mm_per_prompt": {"image": max_images_per_prompt, "video": 0},
+            "enforce_eager": (not gpu) if enforce_eager is None else enforce_eager,
+            "tensor_parallel_size": tensor_parallel_size,
+        }
+        if max_model_len is not None:
+            kwargs["max_model_len"] = max_model_len
+        if kv_cache_memory_bytes is None and not gpu:
+            kv_cache_memory_bytes = CPU_KV_CACHE_BYTES
+        if kv_cache_memory_bytes is not None:
+            kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
+        if gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        kwargs.update(llm_kwargs)
+        self.llm = LLM(**kwargs)
+        self.processor = AutoProcessor.from_pretrained(model_path)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        from vllm import SamplingParams
+
+        prompts: list[dict[str, Any]] = []
+        params: list[Any] = []
+        for req in requests:
+            text, images = prompt_text(self.processor, req)
+            prompt: dict[str, Any] = {"prompt": text}
+            if images:
+                prompt["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}
+            prompts.append(prompt)
+            s = req.sampling
+            params.append(
+                SamplingParams(
+                    n=s.n,
+                    temperature=s.temperature,
+                    top_p=1.0 if s.greedy else s.top_p,
+                    max_tokens=s.max_new_tokens,
+                    seed=s.seed,
+                    logprobs=0,
+                )
+            )
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        result: list[Generation] = []
+        for i, out in enumerate(outputs):
+            for j, comp in enumerate(sorted(out.outputs, key=lambda c: c.index)):
+                ids = list(comp.token_ids)
+                if comp.logprobs is None or len(comp.logprobs) != len(ids):
+                    raise RuntimeError("vLLM returned no per-token log-probabilities")
+                lps = [float(step[t].logprob) for step, t in zip(comp.logprobs, ids)]
+                finish = "length" if comp.finish_reason == "length" else "stop"
+                result.append(Generation(comp.text, ids, lps, finish, i, j))
+        return result
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        # Stop the engine-core process now rather than at interpreter exit.
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        self.llm = None

@@ -1,0 +1,418 @@
+"""Stage 2 (paper section 3.2): the scaffold model answers the VEC-CoT-2 prompts, and each answer
+gets a confidence target by Eq. 2, appended as ``<confidence>c</confidence>``.
+
+Generation (:func:`generate_stage2`, ``emocaliber stage2 generate``) reads the prompt set written
+by ``emocaliber export prompts2`` (jsonl or parquet rows: id, subtask, image, label, candidates,
+messages) and writes one resumable jsonl line per prompt: the response, its token ids and the
+log-probability of every sampled token.
+
+Labelling (:func:`label_generations`, ``emocaliber stage2 label``), Eq. 2::
+
+    c* = 0.5 * (1 + p)   if e == e*        (in [0.5, 1])
+    c* = 0.5 - d * p     otherwise         (in [0, 0.5], since d in [0, 0.5] and p in [0, 1])
+
+with ``e`` the label named inside ``<answer>`` (canonicalised with the subtask's aliases; it must
+name exactly one of the subtask's labels), ``e*`` the annotated label, ``p`` the mean probability
+of the response's tokens and ``d`` the normalised distance on the subtask's emotion loop
+(:func:`emocaliber_rl.loops.distance`). ``c*`` is rounded half-up to two decimals. The result is a
+veRL SFT parquet in the stage-1 schema (``emocaliber_rl.data.exports.sft_schema``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+from emocaliber_rl.inference.probs import mean_token_prob
+from emocaliber_rl.taxonomy import UnknownLabelError, canonical_label, get_subtask
+from reward_fns.emocaliber import extract_answer, parse_response
+
+# ----------------------------------------------------------------------------------------------
+# Eq. 2
+
+
+def confidence_target(correct: bool, p: float, d: float) -> float:
+    """Eq. 2 before rounding: ``0.5*(1+p)`` if correct, else ``0.5 - d*p``.
+
+    Raises ValueError when ``p`` is outside [0, 1] or ``d`` outside [0, 0.5]: the range
+    guarantees of Eq. 2 (correct in [0.5, 1], wrong in [0, 0.5]) rest on them.
+    """
+    if not (0.0 <= p <= 1.0) or math.isnan(p):
+        raise ValueError(f"mean token probability must lie in [0, 1], got {p}")
+    if not (0.0 <= d <= 0.5) or math.isnan(d):
+        raise ValueError(f"loop distance must lie in [0, 0.5], got {d}")
+    return 0.5 * (1.0 + p) if correct else 0.5 - d * p
+
+
+def round_confidence(c: float) -> float:
+    """Round half-up to two decimals on the decimal spelling (``0.745 -> 0.75``).
+
+    ``round(0.745, 2)`` gives 0.74 because the binary double is 0.74499..; the paper rounds the
+    number it writes, so we round ``repr(c)``, the shortest decimal that reads back as ``c``.
+    """
+    return float(Decimal(repr(float(c))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def confidence_tag(c: float) -> str:
+    return f"<confidence>{c:.2f}</confidence>"
+
+
+# ----------------------------------------------------------------------------------------------
+# Prediction
+
+_WORD = re.compile(r"[a-z]+")
+
+
+def predicted_label(subtask: str, response: str) -> tuple[str | None, str]:
+    """``(canonical label, "")`` or ``(None, reason)`` for the answer in ``response``.
+
+    The answer is the content of the last ``<answer>..</answer>`` (the reward's reading). It is
+    accepted when, as a whole, it is one label or alias of the subtask (``"Sad."`` ->
+    ``sadness``), or when its words name exactly one of the subtask's labels (``"It is awe"``).
+    Reasons: ``no_answer``, ``empty_answer``, ``unknown_label``, ``several_labels``.
+    """
+    answer = extract_answer(response)
+    if answer is None:
+        return None, "no_answer"
+    if not answer.strip():
+        return None, "empty_answer"
+    if len(answer) <= 64:
+        try:
+            return canonical_label(subtask, answer), ""
+        except UnknownLabelError:
+            pass
+    alias_map = get_subtask(subtask).alias_map()
+    named = {alias_map[w] for w in _WORD.findall(answer.lower()) if w in alias_map}
+    if len(named) == 1:
+        return named.pop(), ""
+    return None, "several_labels" if named else "unknown_label"
+
+
+# ----------------------------------------------------------------------------------------------
+# Generation
+
+
+def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a stage-2 prompt set (``export prompts2``): jsonl, or parquet by suffix.
+
+    Raises ValueError naming the line of a row without ``id``, ``subtask``, ``image``, ``label``
+    or ``messages``.
+    """
+    p = Path(path)
+    if p.suffix == ".parquet":
+        import pandas as pd
+
+        rows = [_plain(r) for r in pd.read_parquet(p).to_dict(orient="records")]
+        numbered = list(enumerate(rows, start=1))
+    else:
+        from emocaliber_rl.data.records import iter_jsonl
+
+        numbered = []
+        for n, obj, err in iter_jsonl(p):
+            if err is not None:
+                raise ValueError(f"{p}:{n}: {err}")
+            numbered.append((n, obj))
+    out = []
+    for n, row in numbered:
+        missing = [k for k in ("id", "subtask", "image", "label", "messages") if row.get(k) is None]
+        if missing:
+            raise ValueError(f"{p}:{n}: missing {', '.join(missing)}")
+        row["id"] = str(row["id"])
+        out.append(row)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays / scalars from a parquet round trip -> plain lists / Python values."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def generate_stage2(
+    engine: Any,
+    prompts: str | os.PathLike[str] | Sequence[dict[str, Any]],
+    out_path: str | os.PathLike[str],
+    *,
+    batch_size: int = 64,
+    sampling: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate one response per prompt into a resumable jsonl (see ``inference.resumable``).
+
+    Each line: ``id, subtask, label, candidates, image, messages, response, token_ids, logprobs,
+    finish_reason, num_tokens, mean_prob, backend, model, temperature, seed``. Returns the run's
+    counts and throughput.
+    """
+    from dataclasses import replace
+
+    from emocaliber_rl.inference.engine import GenerationRequest, SamplingConfig, request_seed
+    from emocaliber_rl.inference.resumable import ResumableJsonl, run_batches
+
+    rows = read_prompt_set(prompts) if isinstance(prompts, (str, os.PathLike)) else list(prompts)
+    base = sampling or SamplingConfig()
+    if base.n != 1:
+        raise ValueError("stage-2 generation draws one response per prompt (n=1)")
+
+    def process(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        reqs = [
+            GenerationRequest(
+                messages=r["messages"],
+                images=[r["image"]],
+                sampling=replace(base, seed=request_seed(base.seed, r["id"])),
+            )
+            for r in batch
+        ]
+        gens = engine.generate(reqs)
+        out = []
+        for r, req, g in zip(batch, reqs, gens):
+            out.append(
+                {
+                    "id": r["id"],
+                    "subtask": r["subtask"],
+                    "label": r["label"],
+                    "candidates": r.get("candidates"),
+                    "image": r["image"],
+                    "messages": r["messages"],
+                    "response": g.text,
+                    "token_ids": g.token_ids,
+                    "logprobs": g.logprobs,
+                    "finish_reason": g.finish_reason,
+                    "num_tokens": g.num_tokens,
+                    "mean_prob": mean_token_prob(g.logprobs),
+                    "backend": engine.backend,
+                    "model": engine.model_path,
+                    "temperature": req.sampling.temperature,
+                    "seed": req.sampling.seed,
+                }
+            )
+        return out, sum(g.num_tokens for g in gens)
+
+    with ResumableJsonl(out_path) as sink:
+        stats = run_batches(rows, sink, process, key=lambda r: r["id"], batch_size=batch_size,
+                            desc="stage2 generate", progress=progress)
+        stats["torn_bytes_dropped"] = sink.torn_bytes
+    return stats
+
+
+# ----------------------------------------------------------------------------------------------
+# Labelling
+
+
+@dataclass
+class LabelResult:
+    """What :func:`label_generations` wrote and why rows were left out."""
+
+    out_path: Path
+    rejects_path: Path
+    targets_path: Path
+    summary_json: Path | None
+    summary_png: Path | None
+    kept: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def label_row(row: dict[str, Any], *, require_format: bool = False) -> tuple[dict[str, Any] | None, str, str]:
+    """Eq. 2 for one generation line: ``(target, "", "")`` or ``(None, reason, detail)``.
+
+    ``target`` holds ``pred, correct, p, d, confidence`` (rounded) and ``assistant`` (response +
+    confidence tag).
+    """
+    for key in ("id", "subtask", "label", "response", "logprobs"):
+        if row.get(key) is None:
+            return None, "missing_field", f"no {key!r}"
+    subtask, response = row["subtask"], row["response"]
+    try:
+        label = canonical_label(subtask, str(row["label"]))
+    except (UnknownLabelError, ValueError) as e:
+        return None, "bad_label", str(e)
+    if "<confidence>" in response:
+        return None, "has_confidence", "the response already holds a <confidence> tag"
+    pred, reason = predicted_label(subtask, response)
+    if pred is None:
+        return None, reason, f"answer: {extract_answer(response)!r}"
+    logprobs = row["logprobs"]
+    if not logprobs:
+        return None, "no_tokens", "empty logprobs"
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) and x <= 0 for x in logprobs):
+        return None, "bad_logprobs", "log-probabilities must be finite and <= 0"
+    from emocaliber_rl.loops import loop_for_subtask
+
+    p = mean_token_prob(logprobs)
+    assert p is not None
+    p = min(max(p, 0.0), 1.0)  # fsum of exp(<=0) / n can overshoot 1 by an ulp
+    correct = pred == label
+    d = 0.0 if correct else loop_for_subtask(subtask).distance(pred, label)
+    c = round_confidence(confidence_target(correct, p, d))
+    assistant = response.rstrip() + confidence_tag(c)
+    if require_format:
+        parsed = parse_response(assistant)
+        if not parsed.format_ok:
+            return None, "format", parsed.reason
+    return {"pred": pred, "label": label, "correct": correct, "p": p, "d": d, "confidence": c,
+            "assistant": assistant}, "", ""
+
+
+def histogram(targets: Sequence[tuple[float, bool]]) -> list[dict[str, Any]]:
+    """Counts per 0.1 bin ``[lo, hi)`` (the last bin holds 1.0), correct vs wrong.
+
+    Binning is on integer hundredths, so 0.3 goes to [0.3, 0.4) (float edges would put it in
+    [0.2, 0.3)).
+    """
+    bins = [{"lo": k / 10, "hi": (k + 1) / 10, "correct": 0, "wrong": 0} for k in range(10)]
+    for c, ok in targets:
+        k = min(round(c * 100) // 10, 9)
+        bins[k]["correct" if ok else "wrong"] += 1
+    return bins
+
+
+def _plot_histogram(bins: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centers = [(b["lo"] + b["hi"]) / 2 for b in bins]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.bar(centers, [b["correct"] for b in bins], width=0.09, label="correct prediction",
+           color="#2a9d8f")
+    ax.bar(centers, [b["wrong"] for b in bins], width=0.09, bottom=[b["correct"] for b in bins],
+           label="wrong prediction", color="#e76f51")
+    ax.set_xlim(0, 1)
+    ax.set_xticks([k / 10 for k in range(11)])
+    ax.set_xlabel("confidence target c* (Eq. 2)")
+    ax.set_ylabel("responses")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def label_generations(
+    gen_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    summary_dir: str | os.PathLike[str] | None = None,
+    require_format: bool = False,
+    plot: bool = True,
+    batch_rows: int = 256,
+) -> LabelResult:
+    """Eq. 2 targets for every generation in ``gen_path`` -> veRL SFT parquet at ``out_path``.
+
+    Beside the parquet: ``OUT.rejects.jsonl`` (id, reason, detail of every row left out),
+    ``OUT.targets.jsonl`` (id, pred, label, correct, p, d, confidence per kept row) and, in
+    ``summary_dir`` (default: the parquet's folder), ``OUT_STEM.summary.json`` / ``.png`` (the
+    target distribution per 0.1 bin, correct vs wrong).
+    """
+    from emocaliber_rl.data.exports import _ParquetSink, sft_schema
+    from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
+    from emocaliber_rl.data.records import iter_jsonl
+
+    out = Path(out_path)
+    rejects_path = out.with_name(out.name + ".rejects.jsonl")
+    targets_path = out.with_name(out.name + ".targets.jsonl")
+    sdir = Path(summary_dir) if summary_dir is not None else out.parent
+    sdir.mkdir(parents=True, exist_ok=True)
+    stem = out.name.removesuffix(".parquet")
+    result = LabelResult(out, rejects_path, targets_path, sdir / f"{stem}.summary.json",
+                         sdir / f"{stem}.summary.png" if plot else None)
+    sink = _ParquetSink(out, sft_schema(), batch_rows)
+    seen: set[str] = set()
+    hist_in: list[tuple[float, bool]] = []
+    rejects: list[dict[str, Any]] = []
+    targets: list[dict[str, Any]] = []
+    n_format_ok = 0
+    try:
+        for n, row, err in iter_jsonl(gen_path):
+            if err is not None:
+                rejects.append({"line": n, "id": None, "reason": "bad_json", "detail": err})
+                continue
+            rid = str(row.get("id"))
+            if rid in seen:
+                rejects.append({"line": n, "id": rid, "reason": "duplicate_id",
+                                "detail": "an earlier line has this id"})
+                continue
+            seen.add(rid)
+            target, reason, detail = label_row(row, require_format=require_format)
+            if target is None:
+                rejects.append({"line": n, "id": rid, "reason": reason, "detail": detail})
+                continue
+            messages = row.get("messages")
+            if not messages or not isinstance(messages, list):
+                rejects.append({"line": n, "id": rid, "reason": "missing_field",
+                                "detail": "no 'messages'"})
+                continue
+            try:
+                data, _ = image_bytes_for_parquet(row["image"])
+            except (ImageProblem, KeyError, TypeError) as e:
+                rejects.append({"line": n, "id": rid, "reason": "image", "detail": str(e)})
+                continue
+            msgs = [{"role": m["role"], "content": m["content"]} for m in messages
+                    if m["role"] in ("system", "user")]
+            msgs.append({"role": "assistant", "content": target["assistant"]})
+            sink.add({"messages": msgs, "images": [{"bytes": data, "path": None}], "id": rid,
+                      "subtask": get_subtask(row["subtask"]).name, "label": target["label"]})
+            n_format_ok += parse_response(target["assistant"]).format_ok
+            hist_in.append((target["confidence"], target["correct"]))
+            targets.append({"id": rid, **{k: target[k] for k in
+                                          ("pred", "label", "correct", "p", "d", "confidence")}})
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+
+    from emocaliber_rl.data.records import write_jsonl
+
+    write_jsonl(rejects_path, rejects)
+    write_jsonl(targets_path, targets)
+    result.kept = sink.rows
+    result.rejected = len(rejects)
+    result.reasons = Counter(r["reason"] for r in rejects)
+    bins = histogram(hist_in)
+    n_correct = sum(ok for _, ok in hist_in)
+    result.summary = {
+        "generations": str(Path(gen_path)),
+        "parquet": str(out),
+        "kept": result.kept,
+        "rejected": result.rejected,
+        "reject_reasons": dict(sorted(result.reasons.items())),
+        "correct": n_correct,
+        "wrong": result.kept - n_correct,
+        "accuracy": n_correct / result.kept if result.kept else None,
+        "format_ok": n_format_ok,
+        "mean_confidence": (math.fsum(c for c, _ in hist_in) / len(hist_in)) if hist_in else None,
+        "bins": bins,
+    }
+    assert result.summary_json is not None
+    result.summary_json.write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
+    if result.summary_png is not None:
+        _plot_histogram(bins, result.summary_png,
+                        f"stage-2 targets: {result.kept} kept, {result.rejected} rejected")
+    return result
+
+
+def print_reject_counts(result: LabelResult, stream: Any = None) -> None:
+    """Reject counts per reason on stderr (the rejects jsonl has every row)."""
+    stream = stream or sys.stderr
+    total = result.kept + result.rejected
+    print(f"stage2 label: kept {result.kept} of {total}, rejected {result.rejected}", file=stream)
+    for reason, count in sorted(result.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {reason}: {count}", file=stream)
+    if result.rejected:
+        print(f"  (every rejected row with its reason: {result.rejects_path})", file=stream)

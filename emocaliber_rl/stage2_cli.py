@@ -1,0 +1,129 @@
+"""`emocaliber stage2 generate` and `emocaliber stage2 label` (and, through the evaluation CLI's
+hook, `emocaliber eval run`, which shares the engine options).
+
+Other stage-2 commands (e.g. the confidence-only SFT) can join the ``stage2`` parser from their
+own module with :func:`add_stage2_subcommand`, the same pattern as ``eval``'s subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_EXTRA: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, Any]]] = {}
+_STAGE2_SUBPARSERS: argparse._SubParsersAction | None = None
+
+
+def add_stage2_subcommand(
+    name: str, configure: Callable[[argparse.ArgumentParser], None], **parser_kwargs: Any
+) -> None:
+    """Add ``emocaliber stage2 NAME``; ``configure(parser)`` adds its options and ``func``."""
+    if name in ("generate", "label"):
+        raise ValueError(f"stage2 {name} is built in")
+    _EXTRA[name] = (configure, parser_kwargs)
+    if _STAGE2_SUBPARSERS is not None and name not in _STAGE2_SUBPARSERS.choices:
+        configure(_STAGE2_SUBPARSERS.add_parser(name, **parser_kwargs))
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from emocaliber_rl.inference.cli import engine_from_args, print_stats, sampling_from_args
+    from emocaliber_rl.stage2 import generate_stage2, read_prompt_set
+
+    try:
+        prompts = read_prompt_set(args.prompts)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.limit is not None:
+        prompts = prompts[: args.limit]
+    engine = engine_from_args(args)
+    try:
+        stats = generate_stage2(engine, prompts, args.out, batch_size=args.batch_size,
+                                sampling=sampling_from_args(args), progress=not args.no_progress)
+    finally:
+        engine.close()
+    print_stats("stage2 generate", stats)
+    print(json.dumps({"generations": str(args.out), **stats}))
+    return 0
+
+
+def _run_label(args: argparse.Namespace) -> int:
+    from emocaliber_rl.stage2 import label_generations, print_reject_counts
+
+    if not Path(args.generations).is_file():
+        print(f"error: {args.generations}: no such file", file=sys.stderr)
+        return 2
+    res = label_generations(args.generations, args.out, summary_dir=args.summary_dir,
+                            require_format=args.require_format, plot=not args.no_plot)
+    print_reject_counts(res)
+    print(json.dumps({"parquet": str(res.out_path), "kept": res.kept, "rejected": res.rejected,
+                      "rejects": str(res.rejects_path), "targets": str(res.targets_path),
+                      "summary": str(res.summary_json),
+                      "histogram": str(res.summary_png) if res.summary_png else None}))
+    return 0 if res.kept else 1
+
+
+def _configure_generate(p: argparse.ArgumentParser) -> None:
+    from emocaliber_rl.inference.cli import add_engine_options, add_sampling_options
+
+    p.add_argument("--prompts", required=True, metavar="PROMPTS",
+                   help="the VEC-CoT-2 prompt set from `emocaliber export prompts2` (.jsonl or "
+                        ".parquet; rows: id, subtask, image, label, candidates, messages)")
+    p.add_argument("--out", required=True, metavar="GEN.jsonl",
+                   help="generations, one line per prompt (response, token ids, per-token "
+                        "log-probabilities); resumable: rerun the same command after a crash and "
+                        "finished ids are skipped")
+    add_engine_options(p)
+    add_sampling_options(p)
+    p.add_argument("--limit", type=int, default=None, help="only the first N prompts (smoke runs)")
+    p.set_defaults(func=_run_generate)
+
+
+def _configure_label(p: argparse.ArgumentParser) -> None:
+    p.add_argument("generations", metavar="GEN.jsonl", help="output of `stage2 generate`")
+    p.add_argument("--out", required=True, metavar="STAGE2.parquet",
+                   help="veRL SFT parquet (stage-1 schema: messages [system, user, assistant = "
+                        "response + <confidence>c</confidence>], images, id, subtask, label); "
+                        "OUT.rejects.jsonl and OUT.targets.jsonl are written beside it")
+    p.add_argument("--summary-dir", default=None, metavar="DIR",
+                   help="where STEM.summary.json (counts per 0.1 bin, correct vs wrong) and "
+                        "STEM.summary.png (histogram) go (default: the parquet's folder)")
+    p.add_argument("--require-format", action="store_true",
+                   help="also reject responses whose target fails the strict response format "
+                        "(think with five steps, answer, confidence); default: keep them, the "
+                        "paper filters nothing but unparseable answers")
+    p.add_argument("--no-plot", action="store_true", help="skip the histogram PNG")
+    p.set_defaults(func=_run_label)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    global _STAGE2_SUBPARSERS
+    from emocaliber_rl.inference.cli import register_eval_run
+
+    p = sub.add_parser(
+        "stage2", help="stage 2: scaffold generations and their Eq. 2 confidence targets",
+        description="Stage 2 of the paper (section 3.2): the scaffold model answers the VEC-CoT-2 "
+                    "prompts (`generate`), then each answer gets the Eq. 2 confidence target "
+                    "from its correctness, its mean token probability and the emotion-loop "
+                    "distance, written as a veRL SFT parquet (`label`).")
+    _STAGE2_SUBPARSERS = p.add_subparsers(dest="stage2_command", metavar="STAGE2_COMMAND",
+                                          required=True)
+    _configure_generate(_STAGE2_SUBPARSERS.add_parser(
+        "generate", help="scaffold model + prompt set -> generations jsonl (resumable)",
+        description="Generate one response per stage-2 prompt with its per-token "
+                    "log-probabilities. Written batch by batch (append + fsync); a rerun skips "
+                    "finished ids and drops a torn last line."))
+    _configure_label(_STAGE2_SUBPARSERS.add_parser(
+        "label", help="generations jsonl -> stage-2 SFT parquet with Eq. 2 confidences",
+        description="Eq. 2: c = 0.5*(1+p) if the <answer> names the label, else 0.5 - d*p (p: "
+                    "mean token probability of the response, d: emotion-loop distance in "
+                    "[0, 0.5]); rounded to two decimals and appended as "
+                    "<confidence>c</confidence>. Unparseable answers are left out and counted "
+                    "per reason on stderr. Exit 1 when no row is kept."))
+    for name, (configure, kwargs) in _EXTRA.items():
+        configure(_STAGE2_SUBPARSERS.add_parser(name, **kwargs))
+    register_eval_run()

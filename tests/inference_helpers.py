@@ -1,0 +1,97 @@
+"""Helpers for the inference / stage-2 / eval-run tests (not a test module itself).
+
+``taught_scaffold`` fine-tunes the tiny random Qwen2.5-VL for a few seconds until it answers the
+Mikels-8 prompt (FI-8, EmoSet-8, Abstract-8, Artphoto-8 share it) with one fixed, well-formed
+response naming ``amusement``: a real model with real probabilities that emits parseable
+``<answer>`` blocks, which a random model never does. What it learns ignores the image, so its
+answer is right for amusement images and wrong for the others: both branches of Eq. 2 get
+exercised by real generations. Asked for a confidence (the prompt ``--ask-confidence`` builds)
+it also writes ``<confidence>0.80</confidence>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emocaliber_rl.prompts import SYSTEM_PROMPT, format_response, task_question
+
+STEPS = {"element": "red sky", "human": "a child", "context": "a park",
+         "interaction": "the child plays", "analysis": "a light scene"}
+TAUGHT_ANSWER = "amusement"
+TAUGHT_CONFIDENCE = 0.8
+MIKELS_SUBTASKS = ("FI-8", "EmoSet-8", "Abstract-8", "Artphoto-8")
+
+
+def taught_response(*, confidence: float | None = None) -> str:
+    return format_response(STEPS, TAUGHT_ANSWER, confidence)
+
+
+def one_thread():
+    """Context manager: torch on one thread. With 2 cores shared by several jobs, two spinning
+    OpenMP threads make a tiny model's step 10x slower than one thread."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def _ctx():
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(prev)
+
+    return _ctx()
+
+
+def teach_scaffold(base_dir: Path, out_dir: Path, *, steps: int = 80, lr: float = 3e-3) -> Path:
+    """Copy of ``base_dir`` trained on the two (prompt, response) pairs described above."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from tests.conftest import draw_image
+
+    torch.manual_seed(0)
+    proc = AutoProcessor.from_pretrained(base_dir)
+    model = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
+    batches = []
+    for i, ask in enumerate((False, True)):
+        user = task_question("FI-8", ask_confidence=ask, image_token="")
+        msgs = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]}]
+        prompt = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        full = prompt + taught_response(confidence=TAUGHT_CONFIDENCE if ask else None) + "<|im_end|>"
+        image = draw_image(100 + i)
+        enc = proc(text=[full], images=[image], return_tensors="pt")
+        n_prompt = proc(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1]
+        labels = enc["input_ids"].clone()
+        labels[:, :n_prompt] = -100
+        batches.append((enc, labels))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    with one_thread():
+        for _ in range(steps):
+            opt.zero_grad()
+            for enc, labels in batches:
+                model(**enc, labels=labels).loss.backward()
+            opt.step()
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    proc.save_pretrained(out_dir)
+    proc.tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def taught_scaffold(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> Path:
+    """The taught model, built once per pytest session (cached under the session's basetemp,
+    so every test module that asks reuses it)."""
+    out = tmp_path_factory.getbasetemp() / "taught-scaffold"
+    if not (out / "config.json").is_file():
+        tmp = tmp_path_factory.getbasetemp() / "taught-scaffold.tmp"
+        teach_scaffold(base_dir, tmp)
+        tmp.rename(out)
+    return out

@@ -1,0 +1,208 @@
+"""Stage-2 labelling (paper Eq. 2) without a model: hand-computed targets, the range guarantee
+over every label pair of every loop, answer parsing, rejects, the parquet and the summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from emocaliber_rl.loops import LOOP_NAMES, load_loop
+from emocaliber_rl.stage2 import (
+    confidence_target,
+    histogram,
+    label_generations,
+    label_row,
+    predicted_label,
+    round_confidence,
+)
+from tests.conftest import draw_image
+from tests.inference_helpers import taught_response
+
+# Shipped mikels8 loop positions (emocaliber_rl/data/loops/mikels8.json), copied by hand:
+# amusement 0.0, anger 0.237138, fear 0.352222, sadness 0.530258, excitement 0.947376.
+
+
+@pytest.mark.parametrize(
+    ("correct", "p", "d", "expected"),
+    [
+        # 0.5 * (1 + 0.6) = 0.8
+        (True, 0.6, 0.0, 0.80),
+        # 0.5 * (1 + 0.49) = 0.745 -> half-up 0.75 (Python's round(0.745, 2) would give 0.74)
+        (True, 0.49, 0.0, 0.75),
+        # amusement vs sadness: d = min(0.530258, 1 - 0.530258) = 0.469742;
+        # 0.5 - 0.469742 * 0.6 = 0.5 - 0.2818452 = 0.2181548 -> 0.22
+        (False, 0.6, 0.469742, 0.22),
+        # amusement vs excitement: d = min(0.947376, 0.052624) = 0.052624;
+        # 0.5 - 0.052624 * 0.9 = 0.5 - 0.0473616 = 0.4526384 -> 0.45
+        (False, 0.9, 0.052624, 0.45),
+        # anger vs fear: d = 0.352222 - 0.237138 = 0.115084; 0.5 - 0.115084 * 0.7 = 0.4194412 -> 0.42
+        (False, 0.7, 0.115084, 0.42),
+        # positive vs negative: d = 0.5; 0.5 - 0.5 * 0.5 = 0.25
+        (False, 0.5, 0.5, 0.25),
+        # extremes: p = 1 correct -> 1.0; p = 1 and d = 0.5 wrong -> 0.0; p = 0 -> 0.5 both ways
+        (True, 1.0, 0.0, 1.00),
+        (False, 1.0, 0.5, 0.00),
+        (True, 0.0, 0.0, 0.50),
+        (False, 0.0, 0.3, 0.50),
+    ],
+)
+def test_eq2_hand_computed(correct: bool, p: float, d: float, expected: float) -> None:
+    assert round_confidence(confidence_target(correct, p, d)) == expected
+
+
+def test_loop_distances_used_by_the_hand_values() -> None:
+    loop = load_loop("mikels8")
+    assert loop.distance("amusement", "sadness") == pytest.approx(0.469742, abs=1e-9)
+    assert loop.distance("amusement", "excitement") == pytest.approx(0.052624, abs=1e-9)
+    assert loop.distance("anger", "fear") == pytest.approx(0.115084, abs=1e-9)
+
+
+def test_eq2_ranges_over_every_label_pair_of_every_loop() -> None:
+    rng = random.Random(0)
+    ps = [0.0, 1.0, 0.5] + [rng.random() for _ in range(40)]
+    checked = 0
+    for name in LOOP_NAMES:
+        loop = load_loop(name)
+        for a in loop.order:
+            for b in loop.order:
+                d = loop.distance(a, b)
+                assert 0.0 <= d <= 0.5
+                for p in ps:
+                    c = confidence_target(a == b, p, d)
+                    r = round_confidence(c)
+                    if a == b:
+                        assert 0.5 <= c <= 1.0 and 0.5 <= r <= 1.0
+                    else:
+                        assert 0.0 <= c <= 0.5 and 0.0 <= r <= 0.5
+                    assert abs(r - c) <= 0.005 + 1e-12
+                    checked += 1
+    # 8^2 + 2^2 + 6^2 + 7^2 + 25^2 label pairs, 43 probabilities each
+    assert checked == (64 + 4 + 36 + 49 + 625) * 43
+
+
+def test_eq2_rejects_out_of_range_inputs() -> None:
+    with pytest.raises(ValueError):
+        confidence_target(True, 1.2, 0.0)
+    with pytest.raises(ValueError):
+        confidence_target(False, 0.5, 0.6)
+    with pytest.raises(ValueError):
+        confidence_target(False, math.nan, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("subtask", "response", "expected"),
+    [
+        ("FI-8", "<answer>amusement</answer>", ("amusement", "")),
+        ("FI-8", "<answer> Sad. </answer>", ("sadness", "")),
+        ("WebEmo-25", "<answer>cheerfullness</answer>", ("cheerfulness", "")),
+        ("FI-8", "<answer>It is awe.</answer>", ("awe", "")),
+        ("FI-8", "<answer>a</answer> then <answer>fear</answer>", ("fear", "")),  # last block
+        ("FI-8", "amusement", (None, "no_answer")),
+        ("FI-8", "<answer>  </answer>", (None, "empty_answer")),
+        ("FI-8", "<answer>joy</answer>", (None, "unknown_label")),
+        ("FI-8", "<answer>awe or fear</answer>", (None, "several_labels")),
+        ("FI-2", "<answer>Positive</answer>", ("positive", "")),
+    ],
+)
+def test_predicted_label(subtask: str, response: str, expected: tuple) -> None:
+    assert predicted_label(subtask, response) == expected
+
+
+def test_histogram_bins_on_hundredths() -> None:
+    bins = histogram([(0.3, True), (0.29, False), (1.0, True), (0.0, False), (0.7, True)])
+    assert [b["lo"] for b in bins] == [k / 10 for k in range(10)]
+    assert bins[3]["correct"] == 1 and bins[2]["wrong"] == 1  # 0.3 is not pushed into [0.2, 0.3)
+    assert bins[9]["correct"] == 1 and bins[0]["wrong"] == 1 and bins[7]["correct"] == 1
+    assert sum(b["correct"] + b["wrong"] for b in bins) == 5
+
+
+def _gen_line(i: str, response: str, probs: list[float], image: Path, label: str = "amusement",
+              subtask: str = "FI-8") -> dict:
+    return {"id": i, "subtask": subtask, "label": label, "image": str(image),
+            "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                         {"role": "user", "content": "<image>Which emotion?"}],
+            "response": response, "logprobs": [math.log(p) for p in probs],
+            "token_ids": list(range(len(probs)))}
+
+
+def test_label_generations_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    from emocaliber_rl.cli import main
+    from emocaliber_rl.data.exports import sft_schema
+
+    img = tmp_path / "a.png"
+    draw_image(1).save(img)
+    sad = taught_response().replace("<answer>amusement</answer>", "<answer>Sad.</answer>")
+    lines = [
+        _gen_line("ok", taught_response(), [0.5, 0.7], img),          # p 0.6, correct -> 0.80
+        _gen_line("wrong", sad, [0.6, 0.6, 0.6], img),                 # d 0.469742 -> 0.22
+        _gen_line("noans", "<think>hm</think>", [0.5], img),
+        _gen_line("two", "<answer>awe or fear</answer>", [0.5], img),
+        _gen_line("joy", "<answer>joy</answer>", [0.5], img),
+        _gen_line("ok", taught_response(), [0.9], img),                # duplicate id
+        _gen_line("noimg", taught_response(), [0.5], tmp_path / "missing.png"),
+        _gen_line("conf", taught_response(confidence=0.5), [0.5], img),
+    ]
+    gen = tmp_path / "gen.jsonl"
+    text = "".join(json.dumps(x) + "\n" for x in lines) + '{"id": "torn", "resp'
+    gen.write_text(text)
+    out = tmp_path / "stage2.parquet"
+    rc = main(["stage2", "label", str(gen), "--out", str(out), "--summary-dir", str(tmp_path / "s")])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "kept 2 of 9, rejected 7" in err
+    for reason in ("no_answer", "several_labels", "unknown_label", "duplicate_id", "image",
+                   "has_confidence", "bad_json"):
+        assert f"  {reason}: 1" in err
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table.schema.equals(sft_schema())
+    rows = table.to_pylist()
+    assert [r["id"] for r in rows] == ["ok", "wrong"]
+    assert rows[0]["messages"][-1] == {
+        "role": "assistant", "content": taught_response() + "<confidence>0.80</confidence>"}
+    assert rows[1]["messages"][-1]["content"].endswith(
+        "<answer>Sad.</answer><confidence>0.22</confidence>")
+    assert [m["role"] for m in rows[0]["messages"]] == ["system", "user", "assistant"]
+    assert rows[0]["images"] == [{"bytes": img.read_bytes(), "path": None}]
+    assert rows[1]["label"] == "amusement" and rows[1]["subtask"] == "FI-8"
+
+    rejects = [json.loads(x) for x in (tmp_path / "stage2.parquet.rejects.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["reason"] for r in rejects if r["id"]} == {
+        "noans": "no_answer", "two": "several_labels", "joy": "unknown_label",
+        "ok": "duplicate_id", "noimg": "image", "conf": "has_confidence"}
+    targets = [json.loads(x) for x in (tmp_path / "stage2.parquet.targets.jsonl").read_text().splitlines()]
+    assert targets[0]["confidence"] == 0.80 and targets[0]["p"] == pytest.approx(0.6)
+    assert targets[1]["pred"] == "sadness" and targets[1]["d"] == pytest.approx(0.469742)
+
+    summary = json.loads((tmp_path / "s" / "stage2.summary.json").read_text())
+    assert summary["kept"] == 2 and summary["rejected"] == 7 and summary["accuracy"] == 0.5
+    assert summary["bins"][8]["correct"] == 1 and summary["bins"][2]["wrong"] == 1
+    assert sum(b["correct"] + b["wrong"] for b in summary["bins"]) == 2
+    with Image.open(tmp_path / "s" / "stage2.summary.png") as im:
+        assert im.size[0] > 100
+
+
+def test_require_format_rejects_unstructured_answers(tmp_path: Path) -> None:
+    img = tmp_path / "a.png"
+    draw_image(2).save(img)
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text(json.dumps(_gen_line("bare", "<answer>awe</answer>", [0.5], img, "awe")) + "\n"
+                   + json.dumps(_gen_line("full", taught_response(), [0.5], img)) + "\n")
+    res = label_generations(gen, tmp_path / "f.parquet", require_format=True, plot=False)
+    assert (res.kept, dict(res.reasons)) == (1, {"format": 1})
+    res = label_generations(gen, tmp_path / "g.parquet", plot=False)
+    assert res.kept == 2 and res.summary["format_ok"] == 1
+
+
+def test_label_row_refuses_positive_logprobs() -> None:
+    row = {"id": "x", "subtask": "FI-8", "label": "awe", "response": "<answer>awe</answer>",
+           "logprobs": [0.1]}
+    assert label_row(row)[1] == "bad_logprobs"
