@@ -1,0 +1,295 @@
+"""Stage-2 SFT dataset for veRL: the loss covers only the verbalised confidence (paper Eq. 3).
+
+Plugged into veRL 0.9.1's SFT trainer by path, with no registration::
+
+    data.custom_cls.path=pkg://emocaliber_rl.verl_plugins.confidence_sft_dataset
+    data.custom_cls.name=ConfidenceOnlySFTDataset
+
+It is veRL's ``MultiTurnSFTDataset`` (same parquet schema, chat templating, images, Qwen2-VL mrope
+position ids, ``no_padding``/``right`` pad modes, truncation) with one change: the loss mask. veRL
+trains every token of every assistant turn; Eq. 3 trains
+``-log pi(c*_t | x, y, c*_<t)`` only, where ``y`` (the scaffold's reasoning and answer) is context.
+
+Which tokens carry loss (``loss_mask == 1``; veRL's SFT loss shifts the mask by one, so a 1 at
+position t trains the prediction of token t):
+
+* the tokens strictly between the **last** ``<confidence>`` of the **last** assistant turn and the
+  first ``</confidence>`` after it: the confidence value, e.g. ``0 . 8 3``. Nothing else: not the
+  reasoning, not the answer, not earlier assistant turns, not ``<|im_end|>``.
+* optionally the tags themselves, with the Hydra keys (both default false)::
+
+      data.confidence_mask.include_open_tag=true    # also train emitting <confidence>
+      data.confidence_mask.include_close_tag=true   # also train emitting </confidence>
+
+  The default is the value only because Eq. 3 is written over the confidence c. Note what that
+  implies: a value-only run never trains the model to *emit* ``<confidence>`` after ``</answer>``
+  (that prediction is at the open tag's position, which carries no loss); the model sees the tag
+  only as context. ``include_open_tag`` is the switch for a run that should learn it in stage 2
+  rather than from the prompt and the stage-3 format reward.
+
+How the span is found (``data.confidence_mask.locate``, default ``auto``):
+
+* ``token_ids`` - when both tags are whole added tokens of the tokenizer (our tiny model; a
+  tokenizer extended with the tags), the tokenizer always emits each tag as exactly one id, so the
+  span is found by id: exact, no text round trip.
+* ``char_offsets`` - otherwise (stock Qwen tokenizers: BPE merges ``"><"`` of ``</answer><confidence>``
+  into one token), the turn is re-rendered with the chat template, re-tokenized with offsets
+  (checked to give the very same ids), and a token carries loss only if its characters lie
+  *entirely* inside the span. A token that straddles a boundary never carries loss (it would
+  leak a tag character into the target); such rows are counted and reported by a warning.
+* ``auto`` - ``token_ids`` when possible, else ``char_offsets``.
+
+Rows that cannot be trained are an **error naming the rows** (parquet row index and ``id`` column),
+raised when the dataset is built, before any training step: no assistant turn, no
+``<confidence>...</confidence>`` in the last assistant turn, an unclosed tag, or a value that is
+not a number in [0, 1]. Skipping them silently would change the data the run claims to train on;
+fix the parquet (``emocaliber stage2 label`` writes one confidence per row) instead. A row whose
+confidence tokens are cut by truncation (``truncation=left/right``) is also an error, when read.
+Several confidence pairs in one turn are allowed - only the last is the target (the appended
+label of Eq. 2; earlier ones are part of the response ``y``) - and reported by a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+from verl.utils.tokenizer.chat_template import apply_chat_template
+
+logger = logging.getLogger(__name__)
+
+OPEN_TAG = "<confidence>"
+CLOSE_TAG = "</confidence>"
+LOCATE_MODES = ("auto", "token_ids", "char_offsets")
+# A confidence the reward and the metrics can parse: 0.83, 1.00, .5, 1, 0. (surrounding spaces ok).
+_NUMBER = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)\s*")
+# How many offending rows an error message lists before "... and N more".
+_MAX_LISTED = 20
+
+
+class ConfidenceSpanError(ValueError):
+    """A row has no trainable confidence span (see the module docstring)."""
+
+
+def _message_text(content: Any) -> str:
+    """The text of a message whose content is a string or veRL's list of typed parts."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content or []:
+        if isinstance(part, dict) and part.get("type", "text") == "text" and "text" in part:
+            parts.append(part["text"])
+        elif isinstance(part, str):
+            parts.append(part)
+    return "".join(parts)
+
+
+def last_confidence_span(text: str) -> tuple[int, int, int, int] | None:
+    """Character offsets ``(open_start, value_start, value_end, close_end)`` of the target span.
+
+    The last ``<confidence>`` and the first ``</confidence>`` after it; ``None`` if either is
+    missing. One definition shared by the row check and both locate modes, so they cannot disagree
+    about which pair is the target.
+    """
+    open_start = text.rfind(OPEN_TAG)
+    if open_start < 0:
+        return None
+    value_start = open_start + len(OPEN_TAG)
+    value_end = text.find(CLOSE_TAG, value_start)
+    if value_end < 0:
+        return None
+    return open_start, value_start, value_end, value_end + len(CLOSE_TAG)
+
+
+def row_problem(messages: Sequence[dict[str, Any]]) -> str | None:
+    """Why a conversation cannot be trained on its confidence, or ``None`` when it can."""
+    assistant = [m for m in messages if m.get("role") == "assistant"]
+    if not assistant:
+        return "no assistant message"
+    text = _message_text(assistant[-1].get("content"))
+    if OPEN_TAG not in text:
+        return f"the last assistant message has no {OPEN_TAG}"
+    span = last_confidence_span(text)
+    if span is None:
+        return f"the last {OPEN_TAG} of the last assistant message is not closed by {CLOSE_TAG}"
+    value = text[span[1] : span[2]]
+    if not _NUMBER.fullmatch(value):
+        return f"the confidence {value!r} is not a number"
+    if not 0.0 <= float(value) <= 1.0:
+        return f"the confidence {value!r} is outside [0, 1]"
+    return None
+
+
+class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
+    """veRL's ``MultiTurnSFTDataset`` whose loss mask is the last confidence value (Eq. 3)."""
+
+    def __init__(self, parquet_files: str | list[str], tokenizer: Any, config: Any,
+                 processor: Any = None, max_samples: int = -1) -> None:
+        cfg = (config.get("confidence_mask", None) if config is not None else None) or {}
+        self.include_open_tag = bool(cfg.get("include_open_tag", False))
+        self.include_close_tag = bool(cfg.get("include_close_tag", False))
+        self.locate = str(cfg.get("locate", "auto"))
+        if self.locate not in LOCATE_MODES:
+            raise ValueError(f"data.confidence_mask.locate must be one of {LOCATE_MODES}, got {self.locate!r}")
+        # Per-item state for error messages and the post-truncation check (each DataLoader worker
+        # has its own copy of the dataset, so this is not shared between concurrent reads).
+        self._current_item: int | None = None
+        self._expected_loss_tokens: int | None = None
+        self._straddle_reported = False
+        super().__init__(parquet_files, tokenizer, config, processor=processor, max_samples=max_samples)
+
+        tags_are_tokens = self._tags_are_single_tokens()
+        if self.locate == "token_ids" and not tags_are_tokens:
+            raise ValueError(
+                f"data.confidence_mask.locate=token_ids needs {OPEN_TAG} and {CLOSE_TAG} to be whole added "
+                "tokens of the tokenizer; use auto or char_offsets"
+            )
+        self.use_token_ids = tags_are_tokens if self.locate == "auto" else self.locate == "token_ids"
+        if self.use_token_ids:
+            self.open_id = int(self.tokenizer.convert_tokens_to_ids(OPEN_TAG))
+            self.close_id = int(self.tokenizer.convert_tokens_to_ids(CLOSE_TAG))
+        elif not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError("locating the confidence by character offsets needs a fast tokenizer (offset mapping)")
+        self._check_rows()
+
+    # ------------------------------------------------------------------------------------------
+    # Set-up checks
+
+    def _tags_are_single_tokens(self) -> bool:
+        # Only an *added* token is guaranteed to come out as one id in every context; a plain
+        # vocabulary entry can still be merged with its neighbours by BPE ("><").
+        added = self.tokenizer.get_added_vocab()
+        return OPEN_TAG in added and CLOSE_TAG in added
+
+    def row_name(self, item: int) -> str:
+        """``row N (id 'X')`` for error messages: the position in the (concatenated) parquet and its id."""
+        name = f"row {item}"
+        if "id" in self.dataframe.columns:
+            name += f" (id {str(self.dataframe['id'].iloc[item])!r})"
+        return name
+
+    def _check_rows(self) -> None:
+        problems: list[str] = []
+        several = 0
+        for item, messages in enumerate(self.messages):
+            why = row_problem(messages)
+            if why is not None:
+                problems.append(f"{self.row_name(item)}: {why}")
+                continue
+            last = [m for m in messages if m.get("role") == "assistant"][-1]
+            several += _message_text(last.get("content")).count(OPEN_TAG) > 1
+        if problems:
+            listed = "\n  ".join(problems[:_MAX_LISTED])
+            more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+            raise ConfidenceSpanError(
+                f"{len(problems)} of {len(self.messages)} rows in {list(self.parquet_files)} have no trainable "
+                f"confidence (stage 2 trains only <confidence>VALUE</confidence> of the last assistant message):"
+                f"\n  {listed}{more}"
+            )
+        if several:
+            logger.warning(
+                "%d of %d rows have several %s tags in the last assistant message; only the last one carries loss",
+                several, len(self.messages), OPEN_TAG,
+            )
+
+    # ------------------------------------------------------------------------------------------
+    # Masking
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        self._current_item = item
+        self._expected_loss_tokens = None
+        res = super().__getitem__(item)
+        # After veRL's truncation and padding: the target must have survived whole. A silent
+        # all-zero (or partial) mask would train on nothing and still count as a sample.
+        kept = int(res["loss_mask"].sum())
+        if self._expected_loss_tokens is None or kept != self._expected_loss_tokens:
+            raise ConfidenceSpanError(
+                f"{self.row_name(item)}: {kept} of {self._expected_loss_tokens} confidence tokens left after "
+                f"truncation to max_length={self.max_length} (truncation={self.truncation})"
+            )
+        return res
+
+    def _process_single_message(self, index: int, message: dict[str, Any], full_message: list,
+                                tools: list[dict[str, Any]] | None = None,
+                                enable_thinking: bool | None = None):
+        input_ids, loss_mask, attention_mask, inputs = super()._process_single_message(
+            index, message, full_message, tools=tools, enable_thinking=enable_thinking
+        )
+        if message["role"] != "assistant":
+            return input_ids, loss_mask, attention_mask, inputs
+        last_assistant = max(i for i, m in enumerate(full_message) if m["role"] == "assistant")
+        new_mask = torch.zeros_like(loss_mask)
+        if index == last_assistant:
+            positions = (
+                self._positions_by_token_ids(input_ids)
+                if self.use_token_ids
+                else self._positions_by_offsets(input_ids, message, index, tools, enable_thinking)
+            )
+            if not positions:
+                raise ConfidenceSpanError(f"{self._row()}: the confidence span holds no whole token")
+            # veRL's own mask is 0 on the generation prompt; the target must lie inside the turn body.
+            if not all(int(loss_mask[p]) == 1 for p in positions):
+                raise ConfidenceSpanError(f"{self._row()}: the confidence span overlaps the generation prompt")
+            new_mask[positions] = 1
+            self._expected_loss_tokens = len(positions)
+        return input_ids, new_mask, attention_mask, inputs
+
+    def _row(self) -> str:
+        return self.row_name(self._current_item) if self._current_item is not None else "a row"
+
+    def _positions_by_token_ids(self, input_ids: torch.Tensor) -> list[int]:
+        ids = input_ids.tolist()
+        opens = [i for i, t in enumerate(ids) if t == self.open_id]
+        if not opens:
+            raise ConfidenceSpanError(f"{self._row()}: no {OPEN_TAG} token in the last assistant message")
+        start = opens[-1]
+        close = next((i for i in range(start + 1, len(ids)) if ids[i] == self.close_id), None)
+        if close is None:
+            raise ConfidenceSpanError(f"{self._row()}: no {CLOSE_TAG} token after the last {OPEN_TAG}")
+        first = start if self.include_open_tag else start + 1
+        last = close if self.include_close_tag else close - 1
+        return list(range(first, last + 1))
+
+    def _positions_by_offsets(self, input_ids: torch.Tensor, message: dict[str, Any], index: int,
+                              tools: list[dict[str, Any]] | None, enable_thinking: bool | None) -> list[int]:
+        # Re-render this one turn exactly as veRL tokenized it, then tokenize the text with offsets.
+        kwargs = dict(self.apply_chat_template_kwargs)
+        if enable_thinking is not None:
+            kwargs["enable_thinking"] = enable_thinking
+        processor = self.processor if self.processor is not None else self.tokenizer
+        text = apply_chat_template(processor, [message], tools=tools, add_generation_prompt=False,
+                                   tokenize=False, **kwargs)
+        if isinstance(text, list):
+            text = text[0]
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        offsets = list(enc["offset_mapping"])
+        n = len(input_ids)
+        # veRL drops the template's system-prompt prefix from later turns: compare the suffix.
+        if len(ids) < n or ids[len(ids) - n :] != input_ids.tolist():
+            raise ConfidenceSpanError(
+                f"{self._row()}: re-tokenizing the rendered assistant message does not reproduce veRL's token ids, "
+                "so character offsets cannot be mapped to tokens safely (an image in the assistant turn?)"
+            )
+        offsets = offsets[len(ids) - n :]
+        body_start = offsets[0][0] if offsets else 0
+        span = last_confidence_span(text[body_start:])
+        if span is None:
+            raise ConfidenceSpanError(f"{self._row()}: no {OPEN_TAG}...{CLOSE_TAG} in the last assistant message")
+        open_start, value_start, value_end, close_end = (body_start + x for x in span)
+        lo = open_start if self.include_open_tag else value_start
+        hi = close_end if self.include_close_tag else value_end
+        positions = [i for i, (s, e) in enumerate(offsets) if lo <= s and e <= hi and e > s]
+        straddles = any(s < lo < e or s < hi < e for s, e in offsets)
+        if straddles and not self._straddle_reported:
+            # Once per dataset: the boundary token is left out of the loss rather than leaked into it.
+            self._straddle_reported = True
+            logger.warning(
+                "%s: a token straddles the confidence span boundary (e.g. a BPE merge with the tag); "
+                "it carries no loss, so the target is shorter than the value", self._row(),
+            )
+        return positions
