@@ -7,7 +7,9 @@ edited. What it does on import:
 * always: registers the ``grpo_no_std`` advantage estimator (``advantage.py``) and the ``cpu``
   platform class (inactive unless selected), and installs the equal-length position_ids fix
   (``position_ids_fix.py``), which protects GPU runs too, and the ``EMOCALIBER_FREEZE_MODULES``
-  switch of veRL's FSDP engine (``frozen_modules.py``; stages 1-2 freeze the vision tower);
+  switch of veRL's FSDP engine (``frozen_modules.py``; stages 1-2 freeze the vision tower), and
+  calibration metrics (ECE, Brier, ROC-AUC, confidence histogram) in the PPO trainers' validation
+  metrics (``validation_calibration.py``);
 * with ``VERL_PLATFORM=cpu``: activates the CPU platform (gloo process groups, FSDP engines for
   the ``cpu`` device) and, in vLLM rollout workers, vLLM's plain-linear weights so veRL's weight
   sync works (``vllm_cpu_weights.py``).
@@ -19,7 +21,13 @@ from __future__ import annotations
 
 import os
 
-from emocaliber_rl.verl_plugins import advantage, frozen_modules, position_ids_fix, vllm_cpu_weights
+from emocaliber_rl.verl_plugins import (
+    advantage,
+    frozen_modules,
+    position_ids_fix,
+    validation_calibration,
+    vllm_cpu_weights,
+)
 from emocaliber_rl.verl_plugins.cpu_platform import activate, cpu_platform_selected
 from emocaliber_rl.verl_plugins.import_hooks import when_imported
 
@@ -27,6 +35,8 @@ if os.environ.get("EMOCALIBER_VERL_PLUGINS", "1") != "0":
     when_imported("verl.trainer.ppo.core_algos", advantage.register)
     when_imported("verl.utils.tensordict_utils", position_ids_fix.install)
     when_imported("verl.workers.engine.fsdp.transformer_impl", frozen_modules.install)
+    when_imported("verl.trainer.ppo.v1.trainer_base", validation_calibration.install_v1)
+    when_imported("verl.trainer.ppo.ray_trainer", validation_calibration.install_legacy)
     if cpu_platform_selected():
         activate()
         when_imported("vllm.model_executor.layers.utils", vllm_cpu_weights.install)
