@@ -15,7 +15,10 @@ supported with GPUs". This platform is selected with ``VERL_PLATFORM=cpu`` and g
   the Ray cluster is started with logical GPUs (``ray_init.num_gpus``), one per trainer rank;
 * no CUDA IPC: weight sync to the rollout server takes veRL's shared-memory path;
 * veRL's FSDP engines (registered for ``cuda``/``npu`` only) registered for ``cpu`` too, through
-  ``EngineRegistry.register``, as soon as their module is imported.
+  ``EngineRegistry.register``, as soon as their module is imported;
+* FSDP2's ``CPUOffloadPolicy`` without pinned memory in that engine: veRL builds every
+  forward-only model (the reference policy of a KL loss) with ``CPUOffloadPolicy(pin_memory=True)``,
+  and pinning needs an accelerator ("Cannot access accelerator device when none is available").
 """
 
 from __future__ import annotations
@@ -259,7 +262,24 @@ def _register_fsdp_engines_for_cpu(module: ModuleType) -> None:
                 )
 
 
+def _unpinned_cpu_offload_policy(module: ModuleType) -> None:
+    policy_cls = module.CPUOffloadPolicy
+    if policy_cls is None or getattr(policy_cls, "_emocaliber_unpinned", False):
+        return
+
+    class UnpinnedCPUOffloadPolicy(policy_cls):  # type: ignore[misc, valid-type]
+        """``CPUOffloadPolicy`` whose ``pin_memory`` is always False (no accelerator to pin for)."""
+
+        _emocaliber_unpinned = True
+
+        def __init__(self, pin_memory: bool = False) -> None:
+            super().__init__(pin_memory=False)
+
+    module.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
+
+
 def activate() -> None:
     """Apply the process-wide pieces; called by the plug-in when ``VERL_PLATFORM=cpu``."""
     _wrap_init_process_group()
     when_imported("verl.workers.engine.fsdp.transformer_impl", _register_fsdp_engines_for_cpu)
+    when_imported("verl.workers.engine.fsdp.transformer_impl", _unpinned_cpu_offload_policy)
