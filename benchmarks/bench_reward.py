@@ -108,6 +108,15 @@ def degenerate_responses(size: int) -> dict[str, str]:
     }
 
 
+def fi8_extra_info() -> dict:
+    """extra_info as the stage-3 export writes it for FI-8 (aliases: a struct of every alias)."""
+    from emocaliber_rl.data.exports import alias_keys
+    from emocaliber_rl.taxonomy import aliases_for
+
+    aliases = aliases_for("FI-8")
+    return {"candidates": list(LABELS), "aliases": {k: aliases.get(k) for k in alias_keys()}}
+
+
 def _rate(fn, items) -> tuple[float, list]:
     start = time.perf_counter()
     out = [fn(text, gt) for text, gt in items]
@@ -141,11 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     base_rate, base_out = _rate(regex_official_score, items)
     off_rate, off_out = _rate(lambda t, g: compute_score("FI-8", t, g, None, preset="official"), items)
     paper_rate, _ = _rate(lambda t, g: compute_score("FI-8", t, g), items)
+    info = fi8_extra_info()
+    info_rate, _ = _rate(lambda t, g: compute_score("FI-8", t, g, info), items)
     mismatches = sum(a != b for a, b in zip(base_out, off_out))
     print(f"  regex baseline (official semantics) {base_rate:>10,.0f} samples/s")
     print(f"  compute_score preset=official       {off_rate:>10,.0f} samples/s   ratio {off_rate / base_rate:.2f}x"
           f"   (disagreements with baseline: {mismatches})")
     print(f"  compute_score preset=paper          {paper_rate:>10,.0f} samples/s   ratio {paper_rate / base_rate:.2f}x")
+    print(f"    + extra_info aliases, candidates  {info_rate:>10,.0f} samples/s   ratio {info_rate / base_rate:.2f}x")
 
     print("degenerate (best of 3, milliseconds per response):")
     print(f"  {'pattern':<28}{'size':>10}{'regex':>12}{'official':>10}{'paper':>10}{'regex/paper':>13}")

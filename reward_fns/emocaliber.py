@@ -68,6 +68,7 @@ import math
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -253,14 +254,59 @@ def _alias_map(aliases: Any) -> dict[str, str]:
     return out
 
 
-def _named_labels(answer_norm: str, labels: Mapping[str, str]) -> set[str]:
+@dataclass(frozen=True)
+class _LabelTables:
+    aliases: dict[str, str]  # normalised alias -> normalised canonical label
+    labels: dict[str, str] | None  # every accepted spelling of a candidate -> canonical; None: no candidates
+    spans: frozenset[int]  # word counts of those spellings
+
+
+def _hashable(obj: Any) -> Any:
+    """A hashable stand-in for aliases/candidates as stored (dict, pairs, array, JSON string)."""
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, Mapping):
+        return tuple(obj.items())
+    return tuple(p if p is None or isinstance(p, str) else tuple(p) for p in obj)
+
+
+@lru_cache(maxsize=1024)
+def _cached_tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> _LabelTables:
+    return _build_tables(global_aliases, sample_aliases, candidates)
+
+
+def _build_tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> _LabelTables:
+    aliases = _alias_map(global_aliases)
+    aliases.update(_alias_map(sample_aliases))  # per-sample aliases win over global ones
+    if candidates is None:
+        return _LabelTables(aliases, None, frozenset())
+    labels: dict[str, str] = {}
+    for cand in candidates:
+        if cand is not None:
+            norm = normalize_answer(str(cand))
+            labels[norm] = aliases.get(norm, norm)
+    canon = set(labels.values())
+    labels.update({a: c for a, c in aliases.items() if c in canon})
+    return _LabelTables(aliases, labels, frozenset(len(k.split()) for k in labels))
+
+
+def _tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> _LabelTables:
+    # Every row of a subtask carries the same aliases and candidates; normalising them anew for
+    # each response would cost more than parsing the response.
+    try:
+        return _cached_tables(_hashable(global_aliases), _hashable(sample_aliases), _hashable(candidates))
+    except TypeError:  # unhashable contents: same tables, uncached
+        return _build_tables(global_aliases, sample_aliases, candidates)
+
+
+def _named_labels(answer_norm: str, tables: _LabelTables) -> set[str]:
     """Canonical labels whose spelling (or an alias) occurs in the answer as whole words."""
+    assert tables.labels is not None
     words = answer_norm.split()
-    spans = {len(k.split()) for k in labels}
     grams: set[str] = set()
-    for n in spans:
+    for n in tables.spans:
         grams.update(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-    return {canonical for spelling, canonical in labels.items() if spelling in grams}
+    return {tables.labels[g] for g in grams if g in tables.labels}
 
 
 def is_correct(
@@ -284,33 +330,22 @@ def is_correct(
     With ``candidates`` given, an answer naming two or more candidate labels is wrong in both
     modes. An answer longer than ``MAX_ANSWER_CHARS`` is wrong.
     """
-    return _is_correct(answer, ground_truth, _alias_map(aliases), candidates, match)
+    return _is_correct(answer, ground_truth, _tables(None, aliases, candidates), match)
 
 
-def _is_correct(
-    answer: str | None,
-    ground_truth: str,
-    alias_map: Mapping[str, str],
-    candidates: Sequence[str] | None,
-    match: str,
-) -> bool:
+def _is_correct(answer: str | None, ground_truth: str, tables: _LabelTables, match: str) -> bool:
     if match not in ("exact", "word"):
         raise ValueError(f"match must be 'exact' or 'word', got {match!r}")
-    if match == "word" and candidates is None:
+    if match == "word" and tables.labels is None:
         raise ValueError("match='word' needs the candidate labels (extra_info['candidates'])")
     if answer is None or len(answer) > MAX_ANSWER_CHARS:
         return False
+    alias_map = tables.aliases
     answer_norm = normalize_answer(answer)
     truth = normalize_answer(str(ground_truth))
     truth = alias_map.get(truth, truth)
-    if candidates is not None:
-        labels: dict[str, str] = {}
-        for cand in candidates:
-            norm = normalize_answer(str(cand))
-            labels[norm] = alias_map.get(norm, norm)
-        canon = set(labels.values())
-        labels.update({a: c for a, c in alias_map.items() if c in canon})
-        named = _named_labels(answer_norm, labels)
+    if tables.labels is not None:
+        named = _named_labels(answer_norm, tables)
         if len(named) > 1:
             return False
         if match == "word":
@@ -416,13 +451,10 @@ def _options(extra_info: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     if opts["conf_reward"] not in ("loglik", "brier"):
         raise ValueError(f"conf_reward must be 'loglik' or 'brier', got {opts['conf_reward']!r}")
     info = extra_info if isinstance(extra_info, Mapping) else {}
-    aliases = _alias_map(kwargs.get("aliases"))
-    aliases.update(_alias_map(info.get("aliases")))  # per-sample aliases win over global ones
-    opts["aliases"] = aliases
     candidates = info.get("candidates")
     if candidates is None:
         candidates = kwargs.get("candidates")
-    opts["candidates"] = None if candidates is None else [str(c) for c in candidates if c is not None]
+    opts["tables"] = _tables(kwargs.get("aliases"), info.get("aliases"), candidates)
     return opts
 
 
@@ -450,7 +482,7 @@ def compute_score(
     if opts["preset"] == "official":
         return official_compute_score(text, ground_truth)
     parsed = parse_response(text)
-    correct = _is_correct(parsed.answer, ground_truth, opts["aliases"], opts["candidates"], opts["match"])
+    correct = _is_correct(parsed.answer, ground_truth, opts["tables"], opts["match"])
     loglik = confidence_reward(correct, parsed.confidence, "loglik", opts["eps"])
     brier = confidence_reward(correct, parsed.confidence, "brier")
     conf_reward = loglik if opts["conf_reward"] == "loglik" else brier
