@@ -7,12 +7,15 @@ after ``--delay`` seconds, so the ideal rate is concurrency / delay. For each co
 full synthesis path runs (image -> data URL, request, parse, fsync'd group-committed append) and
 the table prints requests/s and its ratio to the ideal (target >= 0.8 up to 64), plus the CPU
 time per request of the client (this process) and of the server: on a shared machine the wall
-clock rate depends on the load (printed), the CPU cost per request does not.
+clock rate depends on the load (printed), the CPU cost per request does not. The baseline, run
+just before each level, is bare ``ChatClient.chat`` round trips (tiny text prompt, nothing read or
+written): ``vs bare`` is the share of the raw HTTP rate that the full pipeline keeps.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import resource
 import subprocess
@@ -63,12 +66,21 @@ def main() -> None:
             print(f"server delay {args.delay * 1000:.0f} ms; ideal rate = concurrency / delay; "
                   f"cores {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.1f}")
             print(f"{'concurrency':>11} {'records':>8} {'seconds':>8} {'req/s':>8} {'ideal':>8} {'ratio':>6}"
-                  f" {'client ms/req':>13} {'server ms/req':>13}")
+                  f" {'bare req/s':>10} {'vs bare':>7} {'client ms/req':>13} {'server ms/req':>13}")
             for c in levels:
                 ideal = c / args.delay
                 n = max(20, int(ideal * args.seconds))
                 recs = [Record.make(f"c{c}-{i}", "FI-8", images[i % 64], "awe") for i in range(n)]
                 out = tmp / f"out{c}.jsonl"
+
+                async def bare(recs=recs, c=c):
+                    async with ChatClient(url, "bench", concurrency=c, timeout=30) as client:
+                        msgs = [{"role": "user", "content": "labelled the emotion it evokes as: awe"}]
+                        t0 = time.perf_counter()
+                        await asyncio.gather(*(client.chat(msgs, record_id=r.id) for r in recs))
+                        return time.perf_counter() - t0
+
+                bare_rate = n / run_async(bare())
 
                 async def run(recs=recs, out=out, c=c):
                     async with ChatClient(url, "bench", concurrency=c, timeout=30) as client:
@@ -83,7 +95,7 @@ def main() -> None:
                 assert stats.done == n and stats.failed == 0, stats
                 rate = n / elapsed
                 print(f"{c:>11} {n:>8} {elapsed:>8.2f} {rate:>8.1f} {ideal:>8.1f} {rate / ideal:>6.2f}"
-                      f" {c_ms:>13.3f} {s_ms:>13.3f}")
+                      f" {bare_rate:>10.1f} {rate / bare_rate:>7.2f} {c_ms:>13.3f} {s_ms:>13.3f}")
             print(f"load average at the end {os.getloadavg()[0]:.1f}")
     finally:
         server.kill()
