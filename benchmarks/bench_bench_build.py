@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,15 @@ from emocaliber_rl.data.synthetic import make_layout
 # Share of the images per dataset, and the label-set size make_layout multiplies by.
 MIX = {"FI": (0.3, 8), "EmoSet": (0.25, 8), "WebEmo": (0.25, 25), "Abstract": (0.05, 8),
        "ArtPhoto": (0.05, 8), "UnbiasedEmo": (0.1, 6)}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process plus its finished children (the pool's workers)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
 
 
 def main() -> None:
@@ -44,15 +54,16 @@ def main() -> None:
         mb = sum(f.stat().st_size for r in roots.values() for f in r.rglob("*.jpg")) / 1e6
         print(f"generated {n} images ({w}x{h}, {mb:.0f} MB) in {time.perf_counter() - t0:.1f}s; "
               f"cores available: {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.1f}")
-        print(f"{'workers':>7} {'seconds':>8} {'images/s':>9} {'speed-up':>8}")
+        print(f"{'workers':>7} {'seconds':>8} {'images/s':>9} {'speed-up':>8} {'CPU ms/image':>12}")
         base = None
         for k in (int(x) for x in args.workers.split(",")):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), _cpu()
             res = build_splits(roots, seed=0, test_size=args.test_size, workers=k, progress=False)
             write_build(res, tmp / f"out{k}", seed=0, test_size=args.test_size)
             dt = time.perf_counter() - t0
             base = base or dt
-            print(f"{k:>7} {dt:>8.2f} {n / dt:>9.0f} {base / dt:>8.2f}")
+            cpu_ms = (_cpu() - cpu0) / n * 1000
+            print(f"{k:>7} {dt:>8.2f} {n / dt:>9.0f} {base / dt:>8.2f} {cpu_ms:>12.3f}")
             assert res.overlap == 0 and len(res.report) == 0
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
