@@ -22,7 +22,10 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:  # aiohttp is imported lazily at run time
+    from aiohttp import web
 
 _LABEL = re.compile(r'(?:labelled the emotion it evokes as:?|is labelled) \\?"?([A-Za-z]+)')
 
@@ -54,7 +57,7 @@ def cot_for(label: str, leak: bool = False) -> str:
     )
 
 
-def make_app(config: ServerConfig, state: ServerState):
+def make_app(config: ServerConfig, state: ServerState) -> web.Application:
     from aiohttp import web
 
     async def completions(request: web.Request) -> web.StreamResponse:

@@ -17,7 +17,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pyarrow is imported lazily at run time
+    import pyarrow as pa
 
 from emocaliber_rl.data.conversations import (
     ParsedRow,
@@ -160,7 +163,7 @@ def _image_type():
     return pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
 
 
-def sft_schema():
+def sft_schema() -> pa.Schema:
     pa = _pa()
     return pa.schema(
         [
@@ -185,7 +188,7 @@ def alias_keys() -> list[str]:
     return sorted(keys)
 
 
-def rl_schema():
+def rl_schema() -> pa.Schema:
     pa = _pa()
     return pa.schema(
         [
