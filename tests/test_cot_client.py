@@ -42,11 +42,11 @@ def test_retry_after_parsing() -> None:
 def test_client_survives_misbehaving_server(tmp_path: Path) -> None:
     logs: list[str] = []
     out = tmp_path / "synth.jsonl"
-    cfg = ServerConfig(slow_s=1.0, script=SCRIPT, expect_key=KEY)
+    cfg = ServerConfig(slow_s=1.6, script=SCRIPT, expect_key=KEY)
     with ServerThread(cfg) as server:
 
         async def run():
-            async with ChatClient(server.url, "teacher", api_key=KEY, concurrency=8, timeout=0.6,
+            async with ChatClient(server.url, "teacher", api_key=KEY, concurrency=8, timeout=1.0,
                                   max_retries=3, backoff_base=0.01, backoff_max=0.05,
                                   log=logs.append, seed=0) as client:
                 t0 = time.perf_counter()
