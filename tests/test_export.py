@@ -141,7 +141,9 @@ def test_stage1_from_published_layouts_reports_every_bad_line(tmp_path: Path) ->
     assert [r["subtask"] for r in out] == ["EmoSet-8", "UnbiasedEmo-6"]
     assert out[0]["messages"][2]["content"] == RESP.format("awe")
     # 'ours' replaces the published question; 'original' keeps it verbatim
-    assert "Choose one from: amusement" in out[0]["messages"][1]["content"]
+    from emocaliber_rl.prompts import task_question
+
+    assert out[0]["messages"][1]["content"] == task_question("EmoSet-8")
     res2 = export_sft_stage1(load_rows([src], ProblemReport()), tmp_path / "sft2.parquet",
                              ProblemReport(), user_prompt="original")
     assert pq.read_table(res2.path).to_pylist()[1]["messages"][1]["content"].startswith("<image>Pick one")
