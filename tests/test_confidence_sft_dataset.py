@@ -304,3 +304,37 @@ def test_char_offsets_never_leak_a_boundary_token(tmp_path, bpe_without_tags):
 
     with pytest.raises(ValueError, match="locate=token_ids needs"):
         ConfidenceOnlySFTDataset(str(path), tok, _cfg(confidence_mask={"locate": "token_ids"}), processor=None)
+
+
+# ------------------------------------------------------------------------------------------------
+# The contract with `emocaliber stage2 label`: its parquet trains as is
+
+
+def test_stage2_label_output_trains_on_its_targets(tmp_path, tiny):
+    from emocaliber_rl.data.exports import prompt_messages
+    from emocaliber_rl.prompts import format_response
+    from emocaliber_rl.stage2 import label_generations
+
+    tok, _ = tiny
+    steps = {"element": "a red balloon", "human": "a child", "context": "a street", "interaction": "contrast",
+             "analysis": "playful"}
+    lines = []
+    for i, (subtask, label, pred) in enumerate([("FI-8", "amusement", "amusement"), ("FI-8", "anger", "awe"),
+                                                ("FI-2", "positive", "negative")]):
+        image = tmp_path / f"img{i}.png"
+        draw_image(i).save(image)
+        lines.append({"id": f"g{i}", "subtask": subtask, "label": label, "image": str(image),
+                      "messages": prompt_messages(subtask, ask_confidence=False),
+                      "response": format_response(steps, pred), "logprobs": [-0.1, -0.3 * i, -0.2]})
+    (tmp_path / "gen.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    result = label_generations(tmp_path / "gen.jsonl", tmp_path / "stage2.parquet", plot=False)
+    assert result.kept == len(lines)
+
+    targets = {json.loads(x)["id"]: json.loads(x)["confidence"]
+               for x in (tmp_path / "stage2.parquet.targets.jsonl").read_text().splitlines()}
+    ds = _ours(tmp_path / "stage2.parquet", tiny)
+    for i in range(len(ds)):
+        sample = ds[i]
+        rid = str(ds.dataframe["id"].iloc[i])
+        masked = sample["input_ids"][sample["loss_mask"].bool()].tolist()
+        assert masked == tok.encode(f"{targets[rid]:.2f}", add_special_tokens=False), rid
