@@ -145,13 +145,16 @@ def official_style(path: Path) -> dict:
     return {"tasks": tasks, "overall": overall, "groups": groups}
 
 
-def _time(fn, repeat: int) -> tuple[float, float]:
-    times = []
+def _time_interleaved(fns: list, repeat: int) -> list[tuple[float, float]]:
+    """(median, min) seconds of each function; the functions alternate within every repeat, so a
+    load spike on the shared machine hits all of them alike and the ratio stays fair."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return [(statistics.median(t), min(t)) for t in times]
 
 
 def main() -> int:
@@ -167,9 +170,9 @@ def main() -> int:
         ours_scores, _ = score_file(path)
         ours_official_parse, _ = score_file(path, parse="official")
         official = official_style(path)
-        ours_med, ours_min = _time(lambda: score_file(path), args.repeat)
-        off_med, off_min = _time(lambda: official_style(path), args.repeat)
-        ours_ans_med, _ = _time(lambda: score_file(path, parse="official"), args.repeat)
+        (ours_med, ours_min), (off_med, off_min), (ours_ans_med, _) = _time_interleaved(
+            [lambda: score_file(path), lambda: official_style(path),
+             lambda: score_file(path, parse="official")], args.repeat)
         exe = Path(sys.executable).with_name("emocaliber")
         t0 = time.perf_counter()
         subprocess.run([str(exe), "eval", "score", str(path), "--json", str(Path(tmp) / "s.json")],
