@@ -78,7 +78,7 @@ def _independent_losses(model_dir: Path, parquet: Path) -> dict[str, Any]:
     open_id, close_id = tok.convert_tokens_to_ids("<confidence>"), tok.convert_tokens_to_ids("</confidence>")
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     gen_prompt = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
-    nlls: dict[str, list[torch.Tensor]] = {"value": [], "value+close": [], "open+value": [], "turn": []}
+    nlls: dict[str, list[torch.Tensor]] = {"value": [], "value+close": [], "open+value": [], "open+value+close": [], "turn": []}
     seq_tokens = 0
     for row in pd.read_parquet(parquet).to_dict("records"):
         msgs = []
@@ -105,7 +105,8 @@ def _independent_losses(model_dir: Path, parquet: Path) -> dict[str, Any]:
         assert ids[start:end].tolist() == value_ids and int(ids[end]) == close_id
         body = int((ids == im_start).nonzero()[-1]) + len(gen_prompt)
         for name, (lo, hi) in {"value": (start, end), "value+close": (start, end + 1),
-                               "open+value": (start - 1, end), "turn": (body, ids.numel())}.items():
+                               "open+value": (start - 1, end), "open+value+close": (start - 1, end + 1),
+                               "turn": (body, ids.numel())}.items():
             nlls[name] += [nll[t - 1] for t in range(lo, hi)]
     out: dict[str, Any] = {name: float(torch.stack(v).mean()) for name, v in nlls.items()}
     out["n_value"] = len(nlls["value"])
@@ -132,12 +133,18 @@ def _metric(log: str, name: str) -> list[float]:
     return [float(x) for x in re.findall(rf"step:\d+ - .*?{re.escape(name)}:([0-9.]+)", log)]
 
 
-@pytest.mark.parametrize("include_close_tag", [False, True], ids=["value-only", "with-close-tag"])
-def test_stage2_sft_trains_on_confidence_tokens_only(include_close_tag, tiny_model_dir, stage2_parquet, tmp_path):
+@pytest.mark.parametrize(
+    ("extra", "target"),
+    [
+        ([], "open+value+close"),  # the recipe's default: the encapsulated confidence
+        (["data.confidence_mask.include_open_tag=false", "data.confidence_mask.include_close_tag=false"], "value"),
+    ],
+    ids=["recipe-default", "value-only"],
+)
+def test_stage2_sft_trains_on_confidence_tokens_only(extra, target, tiny_model_dir, stage2_parquet, tmp_path):
     from safetensors.torch import load_file
 
     out = tmp_path / "ckpt"
-    extra = ["data.confidence_mask.include_close_tag=true"] if include_close_tag else []
     log = _train(tiny_model_dir, stage2_parquet, out, *extra)
     assert "froze" in log  # EMOCALIBER_FREEZE_MODULES=visual took effect
 
@@ -150,10 +157,9 @@ def test_stage2_sft_trains_on_confidence_tokens_only(include_close_tag, tiny_mod
     # every step sees the whole 4-row parquet (train/global_tokens counts all input tokens, not loss tokens)
     assert seq_tokens == [ref["seq_tokens"]] * N_STEPS
     # step 1 is computed on the initial weights: veRL's loss is the mean NLL of exactly this mask
-    target = "value+close" if include_close_tag else "value"
     assert losses[0] == pytest.approx(ref[target], abs=1e-4), (losses, ref)
     # ... and no other candidate mask comes within 10x that tolerance, so the match is decisive
-    others = {k: ref[k] for k in ("value", "value+close", "open+value", "turn") if k != target}
+    others = {k: ref[k] for k in ("value", "value+close", "open+value", "open+value+close", "turn") if k != target}
     assert all(abs(v - ref[target]) > 1e-3 for v in others.values()), ref
     assert losses[1] < losses[0], losses
 
