@@ -56,12 +56,14 @@ def _run_export(args: argparse.Namespace) -> int:
         if args.only_subtask:
             keep = set(args.only_subtask)
             rows = [r for r in rows if r.record.subtask in keep]
+        bounds = _pixel_bounds(args)
         if args.kind == "sft1":
-            res = exports.export_sft_stage1(rows, out, report, user_prompt=args.user_prompt)
+            res = exports.export_sft_stage1(rows, out, report, user_prompt=args.user_prompt,
+                                            pixel_bounds=bounds)
         elif args.kind == "prompts2":
             res = exports.export_prompts_stage2(rows, out, report)
         elif args.kind == "rl3":
-            res = exports.export_rl_stage3(rows, out, report, split=args.split)
+            res = exports.export_rl_stage3(rows, out, report, split=args.split, pixel_bounds=bounds)
         else:
             res = exports.export_eval_manifest(rows, out, report,
                                                ask_confidence=not args.no_confidence)
@@ -74,6 +76,18 @@ def _run_export(args: argparse.Namespace) -> int:
     report.print_summary("input records")
     print(f"problem report: {report_path}", file=sys.stderr)
     return 0
+
+
+def _pixel_bounds(args: argparse.Namespace) -> tuple[int, int] | None:
+    from emocaliber_rl.data import exports
+
+    if args.official_pixels:
+        return exports.OFFICIAL_PIXEL_BOUNDS
+    if (args.min_pixels is None) != (args.max_pixels is None):
+        raise SystemExit("export: give both --min-pixels and --max-pixels, or neither")
+    if args.min_pixels is None:
+        return None
+    return exports.check_pixel_bounds((args.min_pixels, args.max_pixels))
 
 
 def _register_export(sub: argparse._SubParsersAction) -> None:
@@ -106,6 +120,13 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="train", help="rl3 only: extra_info.split for records without one")
     p.add_argument("--no-confidence", action="store_true",
                    help="eval only: the prompt does not ask for a confidence (plain baselines)")
+    p.add_argument("--min-pixels", type=int, default=None,
+                   help="sft1/rl3: smallest image area in pixels the trainer resizes to (stored with "
+                        "each image; veRL hands it to qwen-vl-utils). Default: the processor's own")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="sft1/rl3: largest image area in pixels (with --min-pixels)")
+    p.add_argument("--official-pixels", action="store_true",
+                   help="sft1/rl3: the official release's bounds, 200704..451584 (256..576 28x28 patches)")
     p.add_argument("--report", default=None,
                    help="problem report path (default: OUTPUT.report.jsonl)")
     p.add_argument("--strict", action="store_true",

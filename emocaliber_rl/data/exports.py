@@ -157,18 +157,38 @@ def _message_type():
     return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 
-def _image_type():
+# The official release trains and evaluates with images bounded to 256..576 28x28 patches.
+OFFICIAL_PIXEL_BOUNDS: tuple[int, int] = (200_704, 451_584)
+
+
+def check_pixel_bounds(pixel_bounds: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Validate ``(min_pixels, max_pixels)``; ``None`` keeps the model processor's own bounds."""
+    if pixel_bounds is None:
+        return None
+    lo, hi = (int(v) for v in pixel_bounds)
+    if lo <= 0 or hi < lo:
+        raise ValueError(f"pixel bounds must satisfy 0 < min_pixels <= max_pixels, got {lo}, {hi}")
+    return lo, hi
+
+
+def _image_type(with_bounds: bool = False):
     pa = _pa()
-    # veRL's process_image accepts {"bytes": ..., "path": ...} dicts (the HF datasets Image layout).
-    return pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    # veRL's process_image accepts {"bytes": ..., "path": ...} dicts (the HF datasets Image layout)
+    # and hands the whole dict to qwen-vl-utils' fetch_image, which resizes the image into
+    # [min_pixels, max_pixels]: that is how per-image bounds reach veRL's SFT and RL datasets. The
+    # fields exist only when bounds are set, since fetch_image would read a null as the bound.
+    fields = [("bytes", pa.binary()), ("path", pa.string())]
+    if with_bounds:
+        fields += [("min_pixels", pa.int64()), ("max_pixels", pa.int64())]
+    return pa.list_(pa.struct(fields))
 
 
-def sft_schema() -> pa.Schema:
+def sft_schema(pixel_bounds: tuple[int, int] | None = None) -> pa.Schema:
     pa = _pa()
     return pa.schema(
         [
             ("messages", _message_type()),
-            ("images", _image_type()),
+            ("images", _image_type(pixel_bounds is not None)),
             ("id", pa.string()),
             ("subtask", pa.string()),
             ("label", pa.string()),
@@ -188,13 +208,13 @@ def alias_keys() -> list[str]:
     return sorted(keys)
 
 
-def rl_schema() -> pa.Schema:
+def rl_schema(pixel_bounds: tuple[int, int] | None = None) -> pa.Schema:
     pa = _pa()
     return pa.schema(
         [
             ("data_source", pa.string()),
             ("prompt", _message_type()),
-            ("images", _image_type()),
+            ("images", _image_type(pixel_bounds is not None)),
             ("ability", pa.string()),
             ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
             (
@@ -252,7 +272,8 @@ class _ParquetSink:
         self.tmp.unlink(missing_ok=True)
 
 
-def _image_cell(row: ParsedRow, report: ProblemReport) -> list[dict[str, Any]] | None:
+def _image_cell(row: ParsedRow, report: ProblemReport,
+                pixel_bounds: tuple[int, int] | None = None) -> list[dict[str, Any]] | None:
     try:
         data, digest = image_bytes_for_parquet(row.record.image)
     except ImageProblem as e:
@@ -262,7 +283,10 @@ def _image_cell(row: ParsedRow, report: ProblemReport) -> list[dict[str, Any]] |
         _add(report, row, "image_changed",
              f"{row.record.image} has sha256 {digest}, the manifest says {row.record.sha256}")
         return None
-    return [{"bytes": data, "path": None}]
+    cell: dict[str, Any] = {"bytes": data, "path": None}
+    if pixel_bounds is not None:
+        cell["min_pixels"], cell["max_pixels"] = pixel_bounds
+    return [cell]
 
 
 def export_sft_stage1(
@@ -272,6 +296,7 @@ def export_sft_stage1(
     *,
     user_prompt: str = "ours",
     batch_rows: int = 256,
+    pixel_bounds: tuple[int, int] | None = None,
 ) -> ExportResult:
     """Stage-1 SFT parquet for veRL's ``MultiTurnSFTDataset``.
 
@@ -279,11 +304,13 @@ def export_sft_stage1(
     ``images`` (one ``{"bytes", "path": None}``), plus ``id``, ``subtask``, ``label`` for tracing.
     ``user_prompt="ours"`` uses :func:`emocaliber_rl.prompts.task_question`; ``"original"`` keeps the
     published user turn (when the row had one) so a release can be trained on verbatim.
+    ``pixel_bounds=(min_pixels, max_pixels)`` (e.g. ``OFFICIAL_PIXEL_BOUNDS``) travels with every image.
     """
+    pixel_bounds = check_pixel_bounds(pixel_bounds)
     if user_prompt not in ("ours", "original"):
         raise ValueError("user_prompt must be 'ours' or 'original'")
     report = report if report is not None else ProblemReport()
-    sink = _ParquetSink(Path(out_path), sft_schema(), batch_rows)
+    sink = _ParquetSink(Path(out_path), sft_schema(pixel_bounds), batch_rows)
     try:
         for row in _as_rows(items):
             rec = row.record
@@ -296,7 +323,7 @@ def export_sft_stage1(
             if user_prompt == "original" and row.user_text:
                 text = row.user_text if "<image>" in row.user_text else "<image>" + row.user_text
                 messages[1]["content"] = text
-            images = _image_cell(row, report)
+            images = _image_cell(row, report, pixel_bounds)
             if images is None:
                 continue
             messages.append({"role": "assistant", "content": answer})
@@ -316,6 +343,7 @@ def export_rl_stage3(
     *,
     split: str = "train",
     batch_rows: int = 256,
+    pixel_bounds: tuple[int, int] | None = None,
 ) -> ExportResult:
     """Stage-3 RL parquet for veRL's ``RLHFDataset`` (schema: ``rl_schema()``).
 
@@ -324,12 +352,13 @@ def export_rl_stage3(
     candidates and the subtask's aliases (reward functions use them to accept dataset spellings).
     """
     report = report if report is not None else ProblemReport()
-    sink = _ParquetSink(Path(out_path), rl_schema(), batch_rows)
+    pixel_bounds = check_pixel_bounds(pixel_bounds)
+    sink = _ParquetSink(Path(out_path), rl_schema(pixel_bounds), batch_rows)
     keys = alias_keys()
     try:
         for row in _as_rows(items):
             rec = row.record
-            images = _image_cell(row, report)
+            images = _image_cell(row, report, pixel_bounds)
             if images is None:
                 continue
             aliases = aliases_for(rec.subtask)
