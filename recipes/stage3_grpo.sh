@@ -96,9 +96,6 @@ if [[ "$profile" == cpu ]]; then
   # Each line avoids an error the README's "Stage 3" section quotes.
   profile_overrides=(
     trainer.device=cpu
-    # Ray: veRL counts GPU resources; TransferQueue and the workers want more CPUs than 2 cores
-    ray_kwargs.ray_init.num_cpus=16
-    +ray_kwargs.ray_init.num_gpus="$gpus"
     transfer_queue.backend.SimpleStorage.num_data_storage_units=1
     # model: no flash-attn on CPU
     +actor_rollout_ref.model.override_config.attn_implementation=sdpa
@@ -135,6 +132,12 @@ if [[ "$profile" == cpu ]]; then
     actor_rollout_ref.actor.ppo_mini_batch_size=2
     "trainer.logger=[console]"
   )
+  if [[ -z "${RAY_ADDRESS:-}" ]]; then
+    # Ray: veRL counts GPU resources and TransferQueue plus the workers want more CPUs than 2
+    # cores; a local cluster gets logical ones. An existing cluster (RAY_ADDRESS, a Ray job) must
+    # have been started with them: ray start --head --num-cpus=16 --num-gpus=1.
+    profile_overrides+=(ray_kwargs.ray_init.num_cpus=16 +ray_kwargs.ray_init.num_gpus="$gpus")
+  fi
 else
   gpus="${gpus:-$(nvidia-smi -L 2>/dev/null | wc -l)}"
   [[ "$gpus" -ge 1 ]] || { echo "stage3_grpo.sh: no GPU visible; use --profile cpu or --gpus-per-node" >&2; exit 2; }

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Shared `ray job submit` launcher (sourced by recipes/submit_stage{1,2,3}.sh). Ships the
+# repository as the job's working_dir, sets the emocaliber veRL plug-in environment in the job's
+# runtime_env and runs the stage's recipe as the job entrypoint on an existing Ray cluster.
+# The calling script sets STAGE_NAME, STAGE_SCRIPT (path relative to the repository root) and
+# STAGE_NOTE (one paragraph for --help).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+submit_usage() {
+  cat <<USAGE
+Usage: bash recipes/submit_${STAGE_NAME}.sh [options] -- RECIPE_ARGS...
+       bash recipes/submit_${STAGE_NAME}.sh [options] --check
+
+Submits \`bash ${STAGE_SCRIPT} RECIPE_ARGS...\` as a job to an existing Ray cluster with
+\`ray job submit\`. RECIPE_ARGS are the recipe's own options (see \`bash ${STAGE_SCRIPT} --help\`);
+data and model paths must exist on the node that runs the job (or be hub ids / shared storage).
+
+${STAGE_NOTE}
+
+Options:
+  --address URL        the cluster's job server, i.e. its dashboard (default: \$RAY_ADDRESS if it is
+                       an http(s) URL, else http://127.0.0.1:8265).
+  --profile P          gpu (default) or cpu: cpu adds VERL_PLATFORM=cpu to the job environment
+                       (and passes --profile cpu to the recipe unless RECIPE_ARGS name one).
+  --python PATH        interpreter the job runs the recipe and the check with, on the cluster
+                       (default: this repository's .venv/bin/python when it exists, else python3;
+                       the recipe reads it as PYTHON).
+  --submission-id ID   job id (default: Ray picks one).
+  --entrypoint-num-gpus N   GPUs reserved for the job's driver process (default 0 for Ray-based
+                       stage 3, whose workers reserve their own; stage 1/2 run torchrun inside the
+                       driver, so give them the node's GPUs here).
+  --no-wait            return after submission (default: follow the logs until the job ends and
+                       exit non-zero unless it SUCCEEDED).
+  --check              instead of the recipe, submit a short job that imports emocaliber_rl and veRL
+                       in the driver and in a Ray task on the cluster and prints the plug-in state
+                       (platform, grpo_no_std registered, validation calibration hook installed).
+  -h, --help           this help.
+
+The job's runtime_env: working_dir = the repository root (excluding .venv, .git, checkpoints,
+runs, outputs, tensorboard_log, wandb, caches), env_vars = VERL_USE_EXTERNAL_MODULES=
+emocaliber_rl.verl_plugins, PYTHON, EMOCALIBER_FREEZE_MODULES (stage 1/2: visual; stage 3: empty),
+WANDB_MODE when set here, VERL_PLATFORM=cpu with --profile cpu.
+
+Authentication: Ray 2.60 clusters started with \`ray start\` require a token (token auth is on by
+default; never turn it off with RAY_AUTH_MODE=disabled on a reachable cluster). \`ray job submit\`
+reads it, in this order, from RAY_AUTH_TOKEN (the token itself), RAY_AUTH_TOKEN_PATH (a file
+holding it) or ~/.ray/auth_token; \`ray start --head\` writes ~/.ray/auth_token when none exists.
+Copy that file (or export RAY_AUTH_TOKEN) on the submitting machine. Keep the dashboard on
+loopback (\`ray start --head --dashboard-host=127.0.0.1\`) and reach a remote head with
+\`ssh -L 8265:127.0.0.1:8265 HEAD\` rather than binding it to a public address.
+USAGE
+}
+
+_check_code() {
+  cat <<'PY'
+import json, os, socket
+import ray
+
+def state():
+    import os, socket
+    import emocaliber_rl, verl
+    from verl.trainer.ppo import core_algos
+    import verl.trainer.ppo.v1.trainer_base as trainer_base
+    from verl.plugin.platform import get_platform
+    return {
+        "host": socket.gethostname(),
+        "emocaliber_rl": os.path.dirname(emocaliber_rl.__file__),
+        "verl": verl.__version__,
+        "VERL_USE_EXTERNAL_MODULES": os.environ.get("VERL_USE_EXTERNAL_MODULES"),
+        "VERL_PLATFORM": os.environ.get("VERL_PLATFORM"),
+        "platform": type(get_platform()).__name__,
+        "grpo_no_std": "grpo_no_std" in core_algos.ADV_ESTIMATOR_REGISTRY,
+        "val_calibration_hook": bool(getattr(trainer_base.PPOTrainer._val_metrics_update,
+                                             "_emocaliber_val_calibration", False)),
+    }
+
+print("EMOCALIBER_PLUGIN_STATE driver " + json.dumps(state(), sort_keys=True), flush=True)
+ray.init()
+print("EMOCALIBER_PLUGIN_STATE worker " + json.dumps(ray.get(ray.remote(num_cpus=0)(state).remote()), sort_keys=True), flush=True)
+PY
+}
+
+submit_main() {
+  local address="" profile="gpu" python="" submission_id="" entry_gpus="${STAGE_ENTRY_GPUS:-0}" wait=1 check=0
+  local -a recipe_args=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --address) address="$2"; shift 2 ;;
+      --profile) profile="$2"; shift 2 ;;
+      --python) python="$2"; shift 2 ;;
+      --submission-id) submission_id="$2"; shift 2 ;;
+      --entrypoint-num-gpus) entry_gpus="$2"; shift 2 ;;
+      --no-wait) wait=0; shift ;;
+      --check) check=1; shift ;;
+      -h|--help) submit_usage; return 0 ;;
+      --) shift; recipe_args+=("$@"); break ;;
+      *) echo "submit_${STAGE_NAME}.sh: unknown option '$1' (recipe options go after --; see --help)" >&2; return 2 ;;
+    esac
+  done
+  [[ "$profile" == gpu || "$profile" == cpu ]] || { echo "submit_${STAGE_NAME}.sh: --profile must be gpu or cpu" >&2; return 2; }
+  if [[ -z "$address" ]]; then
+    if [[ "${RAY_ADDRESS:-}" == http://* || "${RAY_ADDRESS:-}" == https://* ]]; then address="$RAY_ADDRESS"; else address="http://127.0.0.1:8265"; fi
+  fi
+  if [[ -z "$python" ]]; then
+    if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then python="$REPO_ROOT/.venv/bin/python"; else python=python3; fi
+  fi
+  (( check == 1 || ${#recipe_args[@]} > 0 )) || { echo "submit_${STAGE_NAME}.sh: give the recipe's arguments after -- (or --check; see --help)" >&2; return 2; }
+  if [[ "${RAY_AUTH_MODE:-}" != disabled && -z "${RAY_AUTH_TOKEN:-}" && -z "${RAY_AUTH_TOKEN_PATH:-}" && ! -s "$HOME/.ray/auth_token" ]]; then
+    echo "submit_${STAGE_NAME}.sh: warning: no Ray auth token here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token);" \
+         "a cluster with token auth (the Ray 2.60 default) will answer 'Missing authentication token'" >&2
+  fi
+
+  local ray_bin
+  ray_bin="$(dirname "$python")/ray"
+  [[ -x "$ray_bin" ]] || ray_bin="ray"
+
+  local runtime_env
+  runtime_env="$(
+    REPO_ROOT="$REPO_ROOT" PROFILE="$profile" JOB_PYTHON="$python" FREEZE="${STAGE_FREEZE_MODULES-}" "$python" - <<'PY'
+import json, os
+env = {
+    "VERL_USE_EXTERNAL_MODULES": "emocaliber_rl.verl_plugins",
+    "PYTHON": os.environ["JOB_PYTHON"],
+    "EMOCALIBER_FREEZE_MODULES": os.environ["FREEZE"],
+}
+if os.environ["PROFILE"] == "cpu":
+    env["VERL_PLATFORM"] = "cpu"
+if os.environ.get("WANDB_MODE"):
+    env["WANDB_MODE"] = os.environ["WANDB_MODE"]
+print(json.dumps({
+    "working_dir": os.environ["REPO_ROOT"],
+    "excludes": [".venv/", ".git/", "checkpoints/", "runs/", "outputs/", "tensorboard_log/", "wandb/",
+                 "__pycache__/", ".pytest_cache/", "*.egg-info/"],
+    "env_vars": env,
+}))
+PY
+  )"
+
+  local -a entry
+  if (( check == 1 )); then
+    entry=("$python" -c "$(_check_code)")
+  else
+    local has_profile=0 a
+    for a in "${recipe_args[@]}"; do [[ "$a" == --profile ]] && has_profile=1; done
+    entry=(bash "$STAGE_SCRIPT")
+    (( has_profile == 1 )) || entry+=(--profile "$profile")
+    entry+=("${recipe_args[@]}")
+  fi
+
+  local -a submit=("$ray_bin" job submit --address "$address" --runtime-env-json "$runtime_env"
+                   --entrypoint-num-gpus "$entry_gpus")
+  [[ -z "$submission_id" ]] || submit+=(--submission-id "$submission_id")
+  (( wait == 1 )) || submit+=(--no-wait)
+  echo "[submit_${STAGE_NAME}] address=${address} profile=${profile} check=${check}" >&2
+  "${submit[@]}" -- "${entry[@]}"
+}
