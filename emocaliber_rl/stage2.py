@@ -127,8 +127,14 @@ def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if missing:
             raise ValueError(f"{p}:{n}: missing {', '.join(missing)}")
         row["id"] = str(row["id"])
+        row["image"] = _resolve_image(str(row["image"]), p.parent)
         out.append(row)
     return out
+
+
+def _resolve_image(image: str, base: Path) -> str:
+    """A relative image path resolves against the file's own folder (the data exports' rule)."""
+    return image if Path(image).is_absolute() else str(base / image)
 
 
 def _plain(value: Any) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from emocaliber_rl.inference import (
+    GREEDY,
     GenerationRequest,
     SamplingConfig,
     confidences,
@@ -97,6 +98,20 @@ def test_sampling_n_and_seeds(hf, vllm) -> None:
     other = vllm.generate(_requests(3, SamplingConfig(temperature=1.0, max_new_tokens=24, seed=6)))
     assert [g.token_ids for g in other] != [g.token_ids for g in vllm.generate(
         _requests(3, SamplingConfig(temperature=1.0, max_new_tokens=24, seed=5)))]
+
+
+def test_seeded_batch_larger_than_one_prefill_step(vllm) -> None:
+    # 100 prompts of ~90 tokens exceed vLLM's 4096-token step budget. With chunked prefill on
+    # (vLLM's default) the CPU build died at the first split seeded prefill ("CPU Generator does
+    # not use offset"); the engine turns it off on CPU.
+    reqs = [GenerationRequest(r.messages, r.images,
+                              SamplingConfig(temperature=1.0, max_new_tokens=2, seed=i))
+            for i, r in enumerate(_requests(100, GREEDY))]
+    user_tokens = len(vllm.tokenizer.encode(reqs[0].messages[1]["content"]))  # a lower bound
+    assert 100 * user_tokens > 4096
+    gens = vllm.generate(reqs)
+    assert [g.request_index for g in gens] == list(range(100))
+    _check_logprobs(gens)
 
 
 def test_confidences_of_a_real_generation(hf) -> None:

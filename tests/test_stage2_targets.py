@@ -206,3 +206,28 @@ def test_label_row_refuses_positive_logprobs() -> None:
     row = {"id": "x", "subtask": "FI-8", "label": "awe", "response": "<answer>awe</answer>",
            "logprobs": [0.1]}
     assert label_row(row)[1] == "bad_logprobs"
+
+
+def test_read_prompt_set_jsonl_and_parquet(tmp_path: Path) -> None:
+    from emocaliber_rl.data.exports import export_prompts_stage2
+    from emocaliber_rl.data.records import Record
+    from emocaliber_rl.stage2 import read_prompt_set
+
+    draw_image(3).save(tmp_path / "x.png")
+    rec = Record.make("r1", "WebEmo-2", tmp_path / "x.png", "negative")
+    export_prompts_stage2([rec], tmp_path / "p.parquet")
+    export_prompts_stage2([rec], tmp_path / "p.jsonl")
+    from_parquet = read_prompt_set(tmp_path / "p.parquet")
+    from_jsonl = read_prompt_set(tmp_path / "p.jsonl")
+    assert from_parquet == from_jsonl  # numpy arrays from parquet come back as plain lists
+    row = from_jsonl[0]
+    assert row["candidates"] == ["positive", "negative"] and isinstance(row["messages"], list)
+    assert row["messages"][1]["content"].startswith("<image>")
+    # a relative image path resolves against the prompt file's folder
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "q.jsonl").write_text(json.dumps({**row, "image": "x.png"}) + "\n")
+    assert read_prompt_set(sub / "q.jsonl")[0]["image"] == str(sub / "x.png")
+    (sub / "bad.jsonl").write_text(json.dumps({"id": 1, "subtask": "FI-8"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: missing image, label, messages"):
+        read_prompt_set(sub / "bad.jsonl")

@@ -46,6 +46,8 @@ def read_eval_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{n}: missing {', '.join(missing)}")
         obj["id"] = str(obj["id"])
         obj["task"] = task
+        if not Path(obj["image"]).is_absolute():  # relative to the manifest (the exports' rule)
+            obj["image"] = str(Path(path).parent / obj["image"])
         out.append(obj)
     return out
 
