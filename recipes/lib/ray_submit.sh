@@ -15,7 +15,9 @@ Usage: bash recipes/submit_${STAGE_NAME}.sh [options] -- RECIPE_ARGS...
 
 Submits \`bash ${STAGE_SCRIPT} RECIPE_ARGS...\` as a job to an existing Ray cluster with
 \`ray job submit\`. RECIPE_ARGS are the recipe's own options (see \`bash ${STAGE_SCRIPT} --help\`);
-data and model paths must exist on the node that runs the job (or be hub ids / shared storage).
+data and model paths must exist on the node that runs the job (or be hub ids / shared storage);
+give --out as an absolute path on shared storage (a relative one lands in the job's temporary
+working_dir).
 
 ${STAGE_NOTE}
 
