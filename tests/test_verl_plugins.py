@@ -139,3 +139,12 @@ def test_freeze_modules_rejects_unknown_names():
     assert not model.visual.weight.requires_grad and model.lm.weight.requires_grad
     with pytest.raises(ValueError, match="vision_tower"):
         freeze_modules(model, ["vision_tower"])
+
+
+def test_rollout_servers_get_a_fixed_kv_cache(monkeypatch):
+    from emocaliber_rl.verl_plugins.cpu_platform import PlatformCPU
+
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    assert PlatformCPU().rollout_env_vars() == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")
+    assert PlatformCPU().rollout_env_vars() == {"VLLM_CPU_KVCACHE_SPACE": "3"}

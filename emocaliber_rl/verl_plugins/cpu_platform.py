@@ -14,6 +14,8 @@ supported with GPUs". This platform is selected with ``VERL_PLATFORM=cpu`` and g
 * Ray resource name ``GPU``: veRL's resource-pool check counts only GPU/NPU resources, so on CPU
   the Ray cluster is started with logical GPUs (``ray_init.num_gpus``), one per trainer rank;
 * no CUDA IPC: weight sync to the rollout server takes veRL's shared-memory path;
+* a fixed vLLM KV cache for rollout servers (``VLLM_CPU_KVCACHE_SPACE``, GiB, default 1): with a
+  fraction of host RAM instead, vLLM refuses to start when other processes hold memory;
 * veRL's FSDP engines (registered for ``cuda``/``npu`` only) registered for ``cpu`` too, through
   ``EngineRegistry.register``, as soon as their module is imported;
 * FSDP2's ``CPUOffloadPolicy`` without pinned memory in that engine: veRL builds every
@@ -204,6 +206,12 @@ class PlatformCPU(PlatformBase):
 
     def is_ipc_supported(self) -> bool:
         return False
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        # vLLM's CPU worker otherwise reserves gpu_memory_utilization x host RAM for its KV cache
+        # and refuses to start ("Available memory ... is less than desired CPU memory
+        # utilization") whenever other processes hold that much; a fixed size skips that check.
+        return {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
 
     def cudart(self) -> Any:
         return None
