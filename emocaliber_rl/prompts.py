@@ -12,14 +12,13 @@ load it by path); this module re-exports it for the package.
 
 from __future__ import annotations
 
+from emocaliber_rl.taxonomy import get_subtask
 from reward_fns.emocaliber import (  # noqa: F401  (re-exported)
     STEP_TAGS,
     extract_answer,
     extract_confidence,
     parse_response,
 )
-
-from emocaliber_rl.taxonomy import get_subtask
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 

@@ -67,7 +67,7 @@ QWEN2_VL_CHAT_TEMPLATE = (
 MIN_PIXELS = 28 * 28 * 4
 MAX_PIXELS = 28 * 28 * 16
 
-_WORDS = (
+_CORPUS_WORDS = (
     "the a an of in on at with and or but to from by is are was were be this that these those "
     "image picture photo scene person people man woman child children group crowd face faces "
     "smile smiling tears crying eyes hands body posture gesture light dark bright colors color "
@@ -80,7 +80,8 @@ _WORDS = (
     "positive negative sentiment polarity which does evoke choose one from first reason step "
     "think structured salient visual broader these how finally give exactly label state "
     "number between inside correct you are helpful assistant what"
-).split()
+)
+_WORDS = _CORPUS_WORDS.split()
 
 
 def _corpus(seed: int, n_lines: int = 3000) -> list[str]:
@@ -99,8 +100,7 @@ def _corpus(seed: int, n_lines: int = 3000) -> list[str]:
 
 def build_tokenizer(seed: int = 0, vocab_size: int = 2000):
     """Train a byte-level BPE with Qwen2's pre-tokenizer and wrap it as a ``Qwen2Tokenizer``."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 

@@ -57,7 +57,7 @@ def install(module: ModuleType) -> None:
         return
 
     @functools.wraps(original)
-    def _build_module(self):  # noqa: ANN001, ANN202
+    def _build_module(self):
         model = original(self)
         names = modules_to_freeze()
         if names and not getattr(self.engine_config, "forward_only", False):

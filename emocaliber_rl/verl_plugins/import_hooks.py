@@ -22,7 +22,7 @@ class _HookLoader(importlib.abc.Loader):
         self._wrapped = wrapped
         self._name = name
 
-    def create_module(self, spec):  # noqa: ANN001
+    def create_module(self, spec):
         return self._wrapped.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
@@ -32,7 +32,7 @@ class _HookLoader(importlib.abc.Loader):
 
 
 class _HookFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):  # noqa: ANN001
+    def find_spec(self, fullname, path, target=None):
         if fullname not in _HOOKS:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
