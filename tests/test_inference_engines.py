@@ -95,6 +95,13 @@ def test_sampling_n_and_seeds(hf, vllm) -> None:
         _check_logprobs(first)
         assert [g.token_ids for g in first] == [g.token_ids for g in again]
         assert all(g.num_tokens <= 24 for g in first)
+    greedy = _requests(2, SamplingConfig(temperature=0.0, max_new_tokens=8, n=3))
+    for engine in (vllm, hf):
+        with one_thread():
+            gens = engine.generate(greedy)
+        assert [(g.request_index, g.sample_index) for g in gens] == [
+            (i, j) for i in range(2) for j in range(3)]
+        assert gens[0].token_ids == gens[1].token_ids == gens[2].token_ids
     other = vllm.generate(_requests(3, SamplingConfig(temperature=1.0, max_new_tokens=24, seed=6)))
     assert [g.token_ids for g in other] != [g.token_ids for g in vllm.generate(
         _requests(3, SamplingConfig(temperature=1.0, max_new_tokens=24, seed=5)))]

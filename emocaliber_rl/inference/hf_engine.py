@@ -90,7 +90,9 @@ class HFEngine(Engine):
         ).to(self.device)
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
-            "num_return_sequences": sampling.n,
+            # transformers refuses n > 1 for greedy search; greedy samples are identical anyway,
+            # so it runs once and the completion is copied below
+            "num_return_sequences": 1 if sampling.greedy else sampling.n,
             "return_dict_in_generate": True,
             "output_logits": True,
             "pad_token_id": self.tokenizer.pad_token_id,
@@ -117,8 +119,11 @@ class HFEngine(Engine):
             finish = "stop" if end is not None else "length"
             ids, lps = ids[: end or len(ids)], lps[: end or len(ids)]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            req_i, sample_i = divmod(r, sampling.n)
-            rows[req_i].append(Generation(text, ids, lps, finish, req_i, sample_i))
+            if sampling.greedy:
+                rows[r] = [Generation(text, list(ids), list(lps), finish, r, j) for j in range(sampling.n)]
+            else:
+                req_i, sample_i = divmod(r, sampling.n)
+                rows[req_i].append(Generation(text, ids, lps, finish, req_i, sample_i))
         return rows
 
     def close(self) -> None:

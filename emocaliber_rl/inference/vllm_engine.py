@@ -113,7 +113,9 @@ class VLLMEngine(Engine):
             s = req.sampling
             params.append(
                 SamplingParams(
-                    n=s.n,
+                    # vLLM refuses n > 1 for greedy decoding; the samples would be identical,
+                    # so one is drawn and copied below
+                    n=1 if s.greedy else s.n,
                     temperature=s.temperature,
                     top_p=1.0 if s.greedy else s.top_p,
                     max_tokens=s.max_new_tokens,
@@ -127,8 +129,11 @@ class VLLMEngine(Engine):
             )
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         result: list[Generation] = []
-        for i, out in enumerate(outputs):
-            for j, comp in enumerate(sorted(out.outputs, key=lambda c: c.index)):
+        for i, (req, out) in enumerate(zip(requests, outputs)):
+            comps = sorted(out.outputs, key=lambda c: c.index)
+            if req.sampling.greedy:
+                comps = comps[:1] * req.sampling.n
+            for j, comp in enumerate(comps):
                 ids = list(comp.token_ids)
                 if comp.logprobs is None or len(comp.logprobs) != len(ids):
                     raise RuntimeError("vLLM returned no per-token log-probabilities")
