@@ -292,6 +292,7 @@ def _plot_histogram(bins: list[dict[str, Any]], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     centers = [(b["lo"] + b["hi"]) / 2 for b in bins]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
@@ -303,6 +304,7 @@ def _plot_histogram(bins: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_xticks([k / 10 for k in range(11)])
     ax.set_xlabel("confidence target c* (Eq. 2)")
     ax.set_ylabel("responses")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # counts, not fractions
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
