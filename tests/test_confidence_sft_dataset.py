@@ -153,6 +153,18 @@ def test_optional_tags_carry_loss(cases_parquet, tiny, open_tag, close_tag):
         assert pos.tolist() == list(range(int(pos[0]), int(pos[0]) + len(expected)))
 
 
+def test_end_of_turn_after_the_close_tag_carries_loss(cases_parquet, tiny):
+    tok, _ = tiny
+    for locate in ("auto", "char_offsets"):
+        ds = _ours(cases_parquet, tiny, confidence_mask={"include_open_tag": True, "include_close_tag": True,
+                                                          "include_end_of_turn": True, "locate": locate})
+        sample = ds[0]  # <confidence>0.83</confidence><|im_end|>
+        masked = sample["input_ids"][sample["loss_mask"].bool()].tolist()
+        expected = tok.convert_tokens_to_ids(["<confidence>", "0", ".", "8", "3", "</confidence>", "<|im_end|>"])
+        assert tok.encode("0.83", add_special_tokens=False) == expected[1:5]
+        assert masked == expected, locate
+
+
 def test_only_the_last_assistant_turn_counts(tmp_path, tiny):
     tok, _ = tiny
     turns = [

@@ -78,7 +78,8 @@ def _independent_losses(model_dir: Path, parquet: Path) -> dict[str, Any]:
     open_id, close_id = tok.convert_tokens_to_ids("<confidence>"), tok.convert_tokens_to_ids("</confidence>")
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     gen_prompt = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
-    nlls: dict[str, list[torch.Tensor]] = {"value": [], "value+close": [], "open+value": [], "open+value+close": [], "turn": []}
+    nlls: dict[str, list[torch.Tensor]] = {"value": [], "value+close": [], "open+value": [], "open+value+close": [],
+                                          "open+value+close+eot": [], "turn": []}
     seq_tokens = 0
     for row in pd.read_parquet(parquet).to_dict("records"):
         msgs = []
@@ -103,9 +104,11 @@ def _independent_losses(model_dir: Path, parquet: Path) -> dict[str, Any]:
         start = int((ids == open_id).nonzero()[-1]) + 1
         end = start + len(value_ids)
         assert ids[start:end].tolist() == value_ids and int(ids[end]) == close_id
+        assert int(ids[end + 1]) == tok.convert_tokens_to_ids("<|im_end|>")
         body = int((ids == im_start).nonzero()[-1]) + len(gen_prompt)
         for name, (lo, hi) in {"value": (start, end), "value+close": (start, end + 1),
                                "open+value": (start - 1, end), "open+value+close": (start - 1, end + 1),
+                               "open+value+close+eot": (start - 1, end + 2),
                                "turn": (body, ids.numel())}.items():
             nlls[name] += [nll[t - 1] for t in range(lo, hi)]
     out: dict[str, Any] = {name: float(torch.stack(v).mean()) for name, v in nlls.items()}
@@ -136,8 +139,9 @@ def _metric(log: str, name: str) -> list[float]:
 @pytest.mark.parametrize(
     ("extra", "target"),
     [
-        ([], "open+value+close"),  # the recipe's default: the encapsulated confidence
-        (["data.confidence_mask.include_open_tag=false", "data.confidence_mask.include_close_tag=false"], "value"),
+        ([], "open+value+close+eot"),  # the recipe's default: the encapsulated confidence and the stop
+        (["data.confidence_mask.include_open_tag=false", "data.confidence_mask.include_close_tag=false",
+          "data.confidence_mask.include_end_of_turn=false"], "value"),
     ],
     ids=["recipe-default", "value-only"],
 )
@@ -159,7 +163,8 @@ def test_stage2_sft_trains_on_confidence_tokens_only(extra, target, tiny_model_d
     # step 1 is computed on the initial weights: veRL's loss is the mean NLL of exactly this mask
     assert losses[0] == pytest.approx(ref[target], abs=1e-4), (losses, ref)
     # ... and no other candidate mask comes within 10x that tolerance, so the match is decisive
-    others = {k: ref[k] for k in ("value", "value+close", "open+value", "open+value+close", "turn") if k != target}
+    others = {k: ref[k] for k in ("value", "value+close", "open+value", "open+value+close", "open+value+close+eot",
+                                  "turn") if k != target}
     assert all(abs(v - ref[target]) > 1e-3 for v in others.values()), ref
     assert losses[1] < losses[0], losses
 

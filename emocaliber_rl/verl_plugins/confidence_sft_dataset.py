@@ -20,6 +20,11 @@ position t trains the prediction of token t):
 
       data.confidence_mask.include_open_tag=true    # also train emitting <confidence>
       data.confidence_mask.include_close_tag=true   # also train emitting </confidence>
+      data.confidence_mask.include_end_of_turn=true # also train the end-of-turn token after it
+
+  ``recipes/config/stage2_sft.yaml`` turns all three on (the "encapsulated confidence" of the
+  paper, plus stopping after it: a model trained on the close tag but not on ``<|im_end|>`` learns
+  to repeat ``</confidence>``).
 
   The default is the value only because Eq. 3 is written over the confidence c. Note what that
   implies: a value-only run never trains the model to *emit* ``<confidence>`` after ``</answer>``
@@ -132,6 +137,10 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
         cfg = (config.get("confidence_mask", None) if config is not None else None) or {}
         self.include_open_tag = bool(cfg.get("include_open_tag", False))
         self.include_close_tag = bool(cfg.get("include_close_tag", False))
+        # The end-of-turn token right after </confidence>: without it nothing teaches the model to
+        # stop after the confidence, and a model trained on the close tag alone repeats it.
+        self.include_end_of_turn = bool(cfg.get("include_end_of_turn", False))
+        self._eot_reported = False
         self.locate = str(cfg.get("locate", "auto"))
         if self.locate not in LOCATE_MODES:
             raise ValueError(f"data.confidence_mask.locate must be one of {LOCATE_MODES}, got {self.locate!r}")
@@ -234,9 +243,22 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
             # veRL's own mask is 0 on the generation prompt; the target must lie inside the turn body.
             if not all(int(loss_mask[p]) == 1 for p in positions):
                 raise ConfidenceSpanError(f"{self._row()}: the confidence span overlaps the generation prompt")
+            if self.include_end_of_turn:
+                positions = self._with_end_of_turn(input_ids, positions)
             new_mask[positions] = 1
             self._expected_loss_tokens = len(positions)
         return input_ids, new_mask, attention_mask, inputs
+
+    def _with_end_of_turn(self, input_ids: torch.Tensor, positions: list[int]) -> list[int]:
+        eot = self.tokenizer.eos_token_id
+        nxt = positions[-1] + 1
+        if eot is not None and nxt < len(input_ids) and int(input_ids[nxt]) == eot:
+            return [*positions, nxt]
+        if not self._eot_reported:
+            self._eot_reported = True
+            logger.warning("%s: the confidence is not followed by the end-of-turn token %r; it carries no loss",
+                           self._row(), self.tokenizer.eos_token)
+        return positions
 
     def _row(self) -> str:
         return self.row_name(self._current_item) if self._current_item is not None else "a row"
