@@ -6,7 +6,8 @@ of the test split represented); writes CoT-shaped stage-1 data from templates (t
 asks an MLLM: `emocaliber cot synthesize`) and splits it 6:3:1; trains stage 1 on veRL's SFT
 trainer; generates with vLLM (its CPU build), labels with Eq. 2 and trains the confidence-only
 stage 2; runs stage 3 on veRL's GRPO trainer with vLLM rollouts for a few steps; evaluates the
-scaffold, cold-start and final models on the test split and writes the report with its plots.
+scaffold, cold-start and final models on the test split (HF transformers engine by default, vLLM
+with ``--eval-backend vllm``) and writes the report with its plots and an index, ``OUT/README.md``.
 
 Every step is the same command a user runs (`emocaliber ...`, `recipes/*.sh`); the demo only
 chooses tiny sizes and a high learning rate so the random model learns the response format in a
@@ -55,7 +56,7 @@ def _write_cot_manifest(train_manifest: Path, out: Path, seed: int) -> int:
 class Demo:
     """The demo's stages; sizes chosen so the whole run fits in minutes on 2 CPU cores."""
 
-    def __init__(self, out: Path, *, seed: int = 0, eval_backend: str = "vllm") -> None:
+    def __init__(self, out: Path, *, seed: int = 0, eval_backend: str = "hf") -> None:
         self.out = out
         self.seed = seed
         self.eval_backend = eval_backend
@@ -228,6 +229,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="skip the stages that finished in an earlier run into the same --out")
     p.add_argument("--seed", type=int, default=0, help="seed of the model, data and sampling (default 0)")
-    p.add_argument("--eval-backend", choices=("vllm", "hf"), default="vllm",
-                   help="inference engine of the evaluation (default vllm, its CPU build here)")
+    p.add_argument("--eval-backend", choices=("vllm", "hf"), default="hf",
+                   help="inference engine of the evaluation of the three checkpoints (default hf: on the tiny "
+                        "model a vLLM engine start costs more than the generation; stage 2 and stage 3 "
+                        "already run vLLM)")
     p.set_defaults(func=_run)

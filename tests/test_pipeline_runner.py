@@ -1,0 +1,43 @@
+"""The demo's stage runner: wall times, resume, and a failure that names stage, command and log."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from emocaliber_rl.pipeline_runner import Stage, StageFailed, load_state, run_pipeline
+
+
+def test_resume_skips_finished_stages_and_failure_names_the_stage(tmp_path):
+    calls: list[str] = []
+    marker = tmp_path / "fixed"
+
+    def ok(ctx):
+        calls.append(ctx.name)
+        ctx.run([sys.executable, "-c", "print('hello from ok')"])
+        ctx.outputs["x"] = "1"
+
+    def flaky(ctx):
+        calls.append(ctx.name)
+        code = "import sys, pathlib; print('boom: missing input'); sys.exit(0 if pathlib.Path(sys.argv[1]).exists() else 3)"
+        ctx.run([sys.executable, "-c", code, str(marker)])
+
+    stages = [Stage("first", "a stage that works", ok), Stage("second", "a stage that fails once", flaky)]
+    lines: list[str] = []
+    with pytest.raises(StageFailed) as err:
+        run_pipeline(stages, tmp_path / "out", echo=lines.append)
+    message = str(err.value)
+    assert "stage 'second' failed (exit code 3)" in message
+    assert "boom: missing input" in message  # the log tail is in the error
+    assert str(tmp_path / "out" / "logs" / "second.log") in message
+    assert "hello from ok" in (tmp_path / "out" / "logs" / "first.log").read_text()
+    state = load_state(tmp_path / "out")
+    assert state["stages"]["first"]["done"] and "second" not in state["stages"]
+
+    marker.touch()
+    state = run_pipeline(stages, tmp_path / "out", resume=True, echo=lines.append)
+    assert calls == ["first", "second", "second"]  # the finished stage was not run again
+    assert state["stages"]["second"]["done"] and state["stages"]["first"]["outputs"] == {"x": "1"}
+    assert any("first: done earlier" in line and "skipped" in line for line in lines)
+    assert all(s["seconds"] >= 0 for s in state["stages"].values())
