@@ -102,6 +102,8 @@ class VLLMEngine(Engine):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         from vllm import SamplingParams
 
+        if not requests:
+            return []
         prompts: list[dict[str, Any]] = []
         params: list[Any] = []
         for req in requests:
