@@ -30,11 +30,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emocaliber_rl.inference.probs import mean_token_prob
 from emocaliber_rl.taxonomy import UnknownLabelError, canonical_label, get_subtask
 from reward_fns.emocaliber import extract_answer, parse_response
+
+if TYPE_CHECKING:
+    from emocaliber_rl.inference.engine import Engine, SamplingConfig
 
 # ----------------------------------------------------------------------------------------------
 # Eq. 2
@@ -149,12 +152,12 @@ def _plain(value: Any) -> Any:
 
 
 def generate_stage2(
-    engine: Any,
+    engine: Engine,
     prompts: str | os.PathLike[str] | Sequence[dict[str, Any]],
     out_path: str | os.PathLike[str],
     *,
     batch_size: int = 64,
-    sampling: Any = None,
+    sampling: SamplingConfig | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate one response per prompt into a resumable jsonl (see ``inference.resumable``).

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emocaliber_rl.inference.engine import Engine, SamplingConfig
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -53,7 +56,7 @@ def add_sampling_options(p: argparse.ArgumentParser, *, default_temperature: flo
                         "resumed run draws what an unbroken one would (default: 0)")
 
 
-def sampling_from_args(args: argparse.Namespace) -> Any:
+def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
     from emocaliber_rl.inference.engine import SamplingConfig
 
     return SamplingConfig(
@@ -64,7 +67,7 @@ def sampling_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def engine_from_args(args: argparse.Namespace) -> Any:
+def engine_from_args(args: argparse.Namespace) -> Engine:
     from emocaliber_rl.inference.engine import make_engine
 
     if args.backend == "vllm":

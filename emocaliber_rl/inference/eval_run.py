@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from emocaliber_rl.inference.engine import GenerationRequest, SamplingConfig, request_seed
+from emocaliber_rl.inference.engine import Engine, GenerationRequest, SamplingConfig, request_seed
 from emocaliber_rl.inference.probs import confidences
 from emocaliber_rl.inference.resumable import ResumableJsonl, run_batches
 
@@ -72,7 +72,7 @@ def eval_messages(row: dict[str, Any], ask_confidence: bool | None) -> list[dict
 
 
 def run_eval(
-    engine: Any,
+    engine: Engine,
     manifest: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     *,
