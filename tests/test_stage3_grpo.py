@@ -178,6 +178,11 @@ def test_two_grpo_steps_log_rewards_and_components(stage3_run: dict) -> None:
         assert m["actor/kl_coef"] == pytest.approx(0.01)
         assert m["actor/grad_norm"] > 0
         assert m["critic/score/max"] > m["critic/score/min"]  # rewards differ: there is a signal
+        # each reward component of the training rollouts (plug-in hook), consistent with the sum
+        comp = {k: m[f"reward_extra/{k}/mean"] for k in ("score", "format", "correct", "conf_reward", "loglik", "brier")}
+        assert comp["score"] == pytest.approx(m["critic/score/mean"], abs=1e-4)
+        assert comp["score"] == pytest.approx(comp["format"] + comp["correct"] + comp["conf_reward"], abs=1e-4)
+        assert comp["format"] > 0.5 and comp["conf_reward"] == pytest.approx(comp["loglik"])
     # every component of the reward, per data_source, at validation (before and after training)
     for step in (0, STEPS):
         for task in TASKS:

@@ -85,6 +85,17 @@ def test_trainers_validation_metrics_carry_calibration() -> None:
         del os.environ["EMOCALIBER_VAL_CALIBRATION"]
 
 
+def test_training_reward_components() -> None:
+    from emocaliber_rl.verl_plugins.validation_calibration import training_reward_metrics
+
+    fields = [{"reward_extra_info": {"score": 1.5, "format": 1.0, "correct": 1, "note": "x"}},
+              {"reward_extra_info": {"score": -4.6, "format": 0.0, "correct": 0}},
+              {"other": 1}]
+    assert training_reward_metrics(fields) == {
+        "reward_extra/score/mean": pytest.approx(-1.55), "reward_extra/format/mean": 0.5,
+        "reward_extra/correct/mean": 0.5}
+
+
 _FSDP2_OFFLOAD = textwrap.dedent(
     """
     import os, sys, tempfile

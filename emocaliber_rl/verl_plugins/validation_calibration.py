@@ -31,6 +31,13 @@ Per-sample inputs are the reward function's extra info (``reward_fns/emocaliber.
 format passed). Samples without a valid confidence leave the calibration metrics (the
 ``exclude`` policy of ``emocaliber eval score``) and still count for accuracy. A run whose reward
 returns no confidence gets no ``val-calib`` keys. ``EMOCALIBER_VAL_CALIBRATION=0`` turns this off.
+
+Training steps, too: veRL's v1 trainer logs the summed reward of each training step
+(``critic/score/*``) but not the components the reward function returns. The same hook wraps
+``PPOTrainer._compute_metrics`` (v1) to add ``reward_extra/<key>/mean`` for every numeric key of the
+reward's extra info (``format``, ``correct``, ``confidence``, ``loglik``, ...; ``confidence`` is
+-1 where none was stated, as in veRL's ``val-aux`` means), read from the step's rollouts in
+TransferQueue before veRL clears them.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 PREFIX = "val-calib"
+TRAIN_PREFIX = "reward_extra"
 N_BINS = 10
 ENV_VAR = "EMOCALIBER_VAL_CALIBRATION"
 _MARK = "_emocaliber_val_calibration"
@@ -166,9 +174,49 @@ def _wrap(cls: type) -> None:
     cls._val_metrics_update = _val_metrics_update
 
 
+def training_reward_metrics(extra_fields: Sequence[Any]) -> dict[str, float]:
+    """``reward_extra/<key>/mean`` over samples from their ``extra_fields["reward_extra_info"]``."""
+    values: dict[str, list[float]] = {}
+    for fields in extra_fields:
+        info = fields.get("reward_extra_info", {}) if isinstance(fields, Mapping) else {}
+        for key, value in (info or {}).items():
+            number = _as_float(value) if not isinstance(value, (str, bytes)) else None
+            if number is not None:
+                values.setdefault(str(key), []).append(number)
+    return {f"{TRAIN_PREFIX}/{key}/mean": sum(v) / len(v) for key, v in values.items() if v}
+
+
+def _wrap_training_metrics(cls: type) -> None:
+    original = cls.__dict__.get("_compute_metrics")
+    if original is None:
+        raise AttributeError(f"{cls.__qualname__}._compute_metrics not found: veRL changed, update {__name__}")
+    if getattr(original, _MARK, False):
+        return
+
+    @functools.wraps(original)
+    def _compute_metrics(self, batch, metrics, *args, **kwargs):
+        result = original(self, batch, metrics, *args, **kwargs)
+        if os.environ.get(ENV_VAR, "1") != "0":
+            try:
+                import transfer_queue as tq
+
+                keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
+                data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+                column = data["extra_fields"]  # numpy array, NonTensorStack or LinkedList by backend
+                items = column.tolist() if hasattr(column, "tolist") else list(column)
+                metrics.update(training_reward_metrics(items))
+            except Exception as exc:  # a metrics gap must never stop training
+                logger.warning("%s: reward components of the training step not logged: %r", TRAIN_PREFIX, exc)
+        return result
+
+    setattr(_compute_metrics, _MARK, True)
+    cls._compute_metrics = _compute_metrics
+
+
 def install_v1(module: ModuleType) -> None:
     """Hook for ``verl.trainer.ppo.v1.trainer_base`` (the default ``trainer.use_v1=True``)."""
     _wrap(module.PPOTrainer)
+    _wrap_training_metrics(module.PPOTrainer)
 
 
 def install_legacy(module: ModuleType) -> None:
