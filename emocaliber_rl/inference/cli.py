@@ -52,8 +52,9 @@ def add_sampling_options(p: argparse.ArgumentParser, *, default_temperature: flo
     p.add_argument("--greedy", action="store_true",
                    help="greedy decoding (temperature 0); overrides --temperature/--top-p")
     p.add_argument("--seed", type=int, default=0,
-                   help="run seed; each sample's seed is derived from it and the sample id, so a "
-                        "resumed run draws what an unbroken one would (default: 0)")
+                   help="run seed; each sample's seed is derived from it and the sample id, so "
+                        "with vllm a resumed run draws what an unbroken one would (hf seeds a "
+                        "whole batch with its first sample's seed) (default: 0)")
 
 
 def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:

@@ -196,9 +196,10 @@ def prompt_text(processor: Any, request: GenerationRequest) -> tuple[str, list[A
 
 
 def request_seed(base_seed: int | None, item_id: str) -> int | None:
-    """Per-item seed derived from a run seed and the item id: the same id draws the same sample
-    in a resumed run as in an unbroken one, whatever the batch it lands in (vLLM seeds each
-    request; the HF backend seeds a batch with its first request's seed)."""
+    """Per-item seed derived from a run seed and the item id. vLLM seeds each request, so the
+    same id draws the same sample in a resumed run as in an unbroken one, whatever batch it lands
+    in (up to batch-dependent floating-point differences); the HF backend seeds a whole batch with
+    its first request's seed."""
     if base_seed is None:
         return None
     return (base_seed * 1_000_003 + zlib.crc32(item_id.encode("utf-8"))) % (2**31)
