@@ -39,6 +39,12 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="vllm: GPUs to shard the model over (default: 1)")
     p.add_argument("--device", default=None,
                    help="hf: torch device (default: cuda when available, else cpu)")
+    p.add_argument("--min-pixels", type=int, default=None,
+                   help="resize each image to at least this many pixels, as qwen-vl-utils does for "
+                        "training data (default: the model processor's own bounds)")
+    p.add_argument("--max-pixels", type=int, default=None, help="... and at most this many (with --min-pixels)")
+    p.add_argument("--official-pixels", action="store_true",
+                   help="the official release's bounds, 200704..451584 pixels (use with real Qwen2.5-VL models)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -68,18 +74,32 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
     )
 
 
+def pixel_bounds_from_args(args: argparse.Namespace) -> tuple[int, int] | None:
+    from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS, check_pixel_bounds
+
+    if args.official_pixels:
+        return OFFICIAL_PIXEL_BOUNDS
+    if (args.min_pixels is None) != (args.max_pixels is None):
+        raise SystemExit("give both --min-pixels and --max-pixels, or neither")
+    if args.min_pixels is None:
+        return None
+    return check_pixel_bounds((args.min_pixels, args.max_pixels))
+
+
 def engine_from_args(args: argparse.Namespace) -> Engine:
     from emocaliber_rl.inference.engine import make_engine
+
+    bounds = pixel_bounds_from_args(args)
 
     if args.backend == "vllm":
         opts: dict[str, Any] = {"dtype": args.dtype, "max_model_len": args.max_model_len,
                                 "kv_cache_memory_bytes": args.kv_cache_memory_bytes,
                                 "tensor_parallel_size": args.tensor_parallel_size,
-                                "seed": args.seed}
+                                "seed": args.seed, "pixel_bounds": bounds}
         if args.gpu_memory_utilization is not None:
             opts["gpu_memory_utilization"] = args.gpu_memory_utilization
         return make_engine("vllm", args.model, **opts)
-    return make_engine("hf", args.model, dtype=args.dtype, device=args.device)
+    return make_engine("hf", args.model, dtype=args.dtype, device=args.device, pixel_bounds=bounds)
 
 
 def print_stats(prefix: str, stats: dict[str, Any]) -> None:

@@ -188,11 +188,24 @@ def chat_parts(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[A
     return out, images
 
 
-def prompt_text(processor: Any, request: GenerationRequest) -> tuple[str, list[Any]]:
+def bound_images(images: list[Any], pixel_bounds: tuple[int, int] | None) -> list[Any]:
+    """Resize images into ``[min_pixels, max_pixels]`` as qwen-vl-utils does for veRL's training
+    data, so a model sees images at the resolution it was trained at (the official release uses
+    200,704..451,584 at training and inference); ``None`` leaves them to the model's processor."""
+    if pixel_bounds is None:
+        return images
+    from qwen_vl_utils import fetch_image
+
+    lo, hi = pixel_bounds
+    return [fetch_image({"image": img, "min_pixels": lo, "max_pixels": hi}) for img in images]
+
+
+def prompt_text(processor: Any, request: GenerationRequest,
+                pixel_bounds: tuple[int, int] | None = None) -> tuple[str, list[Any]]:
     """The templated prompt string (with the model's image tokens) and the PIL images."""
     messages, images = chat_parts(request)
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text, images
+    return text, bound_images(images, pixel_bounds)
 
 
 def request_seed(base_seed: int | None, item_id: str) -> int | None:

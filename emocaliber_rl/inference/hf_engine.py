@@ -34,11 +34,13 @@ class HFEngine(Engine):
         dtype: str = "auto",
         device: str | None = None,
         attn_implementation: str | None = None,
+        pixel_bounds: tuple[int, int] | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_path = model_path
+        self.pixel_bounds = pixel_bounds
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
         if attn_implementation:
@@ -82,7 +84,7 @@ class HFEngine(Engine):
         texts: list[str] = []
         images: list[Any] = []
         for req in requests:
-            text, imgs = prompt_text(self.processor, req)
+            text, imgs = prompt_text(self.processor, req, self.pixel_bounds)
             texts.append(text)
             images.extend(imgs)
         inputs = self.processor(

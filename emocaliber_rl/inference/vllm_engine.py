@@ -60,12 +60,14 @@ class VLLMEngine(Engine):
         kv_cache_memory_bytes: int | None = None,
         gpu_memory_utilization: float | None = None,
         tensor_parallel_size: int = 1,
+        pixel_bounds: tuple[int, int] | None = None,
         **llm_kwargs: Any,
     ) -> None:
         from transformers import AutoProcessor
         from vllm import LLM
 
         self.model_path = model_path
+        self.pixel_bounds = pixel_bounds
         gpu = _on_gpu()
         kwargs: dict[str, Any] = {
             "model": model_path,
@@ -107,7 +109,7 @@ class VLLMEngine(Engine):
         prompts: list[dict[str, Any]] = []
         params: list[Any] = []
         for req in requests:
-            text, images = prompt_text(self.processor, req)
+            text, images = prompt_text(self.processor, req, self.pixel_bounds)
             prompt: dict[str, Any] = {"prompt": text}
             if images:
                 prompt["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}

@@ -1,0 +1,39 @@
+"""Pixel bounds given to the engines resize images as veRL's training data is resized, so the
+number of image tokens a model sees at inference matches training."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from emocaliber_rl.inference.engine import GenerationRequest, prompt_text
+from tests.conftest import draw_image
+
+
+def _image_tokens(tiny_model_dir, bounds) -> int:
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    request = GenerationRequest(messages=[{"role": "user", "content": "<image>Which emotion?"}],
+                                images=[draw_image(3, (448, 448))])
+    text, images = prompt_text(processor, request, bounds)
+    inputs = processor(text=[text], images=images, return_tensors="pt")
+    return int((inputs["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum())
+
+
+def test_bounds_set_the_image_token_count(tiny_model_dir):
+    assert _image_tokens(tiny_model_dir, None) == 16  # the tiny processor's own max: 28*28*16 pixels
+    assert _image_tokens(tiny_model_dir, (3136, 3136)) == 4  # 28*28*4 pixels -> a 2x2 merged grid
+
+
+def test_cli_bounds():
+    from emocaliber_rl.inference.cli import add_engine_options, pixel_bounds_from_args
+
+    p = argparse.ArgumentParser()
+    add_engine_options(p)
+    assert pixel_bounds_from_args(p.parse_args(["--model", "m", "--official-pixels"])) == (200704, 451584)
+    assert pixel_bounds_from_args(p.parse_args(["--model", "m"])) is None
+    assert pixel_bounds_from_args(p.parse_args(["--model", "m", "--min-pixels", "10", "--max-pixels", "20"])) == (10, 20)
+    with pytest.raises(SystemExit):
+        pixel_bounds_from_args(p.parse_args(["--model", "m", "--min-pixels", "10"]))
