@@ -141,7 +141,7 @@ class Demo:
         ctx.python("stage2", "label", str(gen), "--out", str(labelled))
         out = self.ckpt / "stage2"
         self._recipe(ctx, "stage2_sft.sh", "--model", str(scaffold), "--train", str(labelled), "--out", str(out),
-                     "--steps", "30", "data.train_batch_size=8", "data.micro_batch_size_per_gpu=8", "optim.lr=1e-3",
+                     "--steps", "20", "data.train_batch_size=8", "data.micro_batch_size_per_gpu=8", "optim.lr=3e-4",
                      "trainer.total_epochs=100", "data.max_length=512")
         ctx.outputs.update(generations=str(gen), labelled=str(labelled), model=str(out / "final_hf"))
 
