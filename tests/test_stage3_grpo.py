@@ -85,10 +85,17 @@ def teach_format(model_dir: Path, parquets: list[Path], out_dir: Path, steps: in
         prompts.append((text, image, list(row["extra_info"]["candidates"]), n_prompt))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
+    # one thread: on 2 shared cores a 2-thread step waits for its preempted thread (1-2 s spikes)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    # one padded shape for every step: CPU kernels warm up per input shape (~1 s each time)
+    width = max(n for *_, n in prompts) + 64
     for _ in range(steps):
         batch = [prompts[rng.randrange(len(prompts))] for _ in range(8)]
         texts = [p + _formatted_response(rng, c) + "<|im_end|>" for p, _, c, _ in batch]
-        enc = proc(text=texts, images=[[im] for _, im, _, _ in batch], return_tensors="pt", padding=True)
+        enc = proc(text=texts, images=[[im] for _, im, _, _ in batch], return_tensors="pt",
+                   padding="max_length", max_length=width)
+        assert enc["input_ids"].shape[1] == width
         labels = enc["input_ids"].clone()
         for i, (_, _, _, n_prompt) in enumerate(batch):
             labels[i, :n_prompt] = -100
@@ -96,6 +103,7 @@ def teach_format(model_dir: Path, parquets: list[Path], out_dir: Path, steps: in
         model(**enc, labels=labels).loss.backward()
         opt.step()
         opt.zero_grad()
+    torch.set_num_threads(threads)
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     return out_dir
