@@ -81,7 +81,7 @@ def ray_head():
            f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
            f"--temp-dir={tmp / 'ray'}", "--num-cpus=2", "--disable-usage-stats"]
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+        proc = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         yield {"address": f"http://127.0.0.1:{dashboard}", "env": env, "tmp": tmp, "marker": marker}
     finally:
@@ -93,7 +93,7 @@ def ray_head():
 def test_submit_without_the_token_is_refused(ray_head: dict) -> None:
     env = {**ray_head["env"], "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # a wrong token wins over the file
     proc = subprocess.run([str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--",
-                           "python", "-c", "print(1)"], env=env, capture_output=True, text=True, timeout=120)
+                           "python", "-c", "print(1)"], env=env, check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "auth" in (proc.stdout + proc.stderr).lower()
 
@@ -103,7 +103,7 @@ def test_submit_stage3_check_job_succeeds_with_token(ray_head: dict) -> None:
     env = dict(ray_head["env"])
     proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", ray_head["address"],
                            "--profile", "cpu", "--submission-id", sub_id, "--check"],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
+                          cwd=REPO_ROOT, env=env, check=False, capture_output=True, text=True, timeout=400)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
     # the job's own output lines (ray job submit also echoes the entrypoint's source)
@@ -121,5 +121,5 @@ def test_submit_stage3_check_job_succeeds_with_token(ray_head: dict) -> None:
     code = ("import sys; from ray.job_submission import JobSubmissionClient; "
             "print('STATUS', JobSubmissionClient(sys.argv[1]).get_job_status(sys.argv[2]).value)")
     status = subprocess.run([str(VENV_BIN / "python"), "-c", code, ray_head["address"], sub_id],
-                            env=env, capture_output=True, text=True, timeout=120)
+                            env=env, check=False, capture_output=True, text=True, timeout=120)
     assert "STATUS SUCCEEDED" in status.stdout, status.stdout[-2000:] + status.stderr[-2000:]

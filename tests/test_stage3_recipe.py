@@ -57,7 +57,7 @@ def test_reward_path_resolves_to_the_reward_function() -> None:
 
 @pytest.mark.parametrize("script", ["stage3_grpo.sh", "submit_stage1.sh", "submit_stage2.sh", "submit_stage3.sh"])
 def test_help_explains_every_option(script: str) -> None:
-    proc = subprocess.run(["bash", str(RECIPES / script), "--help"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["bash", str(RECIPES / script), "--help"], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     source = (RECIPES / script).read_text()
     if script.startswith("submit_"):
@@ -71,5 +71,5 @@ def test_help_explains_every_option(script: str) -> None:
 
 
 def test_submit_refuses_a_run_without_recipe_arguments() -> None:
-    proc = subprocess.run(["bash", str(RECIPES / "submit_stage3.sh")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["bash", str(RECIPES / "submit_stage3.sh")], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "after --" in proc.stderr

@@ -205,7 +205,7 @@ def _wrap_training_metrics(cls: type) -> None:
                 column = data["extra_fields"]  # numpy array, NonTensorStack or LinkedList by backend
                 items = column.tolist() if hasattr(column, "tolist") else list(column)
                 metrics.update(training_reward_metrics(items))
-            except Exception as exc:  # a metrics gap must never stop training
+            except Exception as exc:  # noqa: BLE001  (a metrics gap must never stop training)
                 logger.warning("%s: reward components of the training step not logged: %r", TRAIN_PREFIX, exc)
         return result
 
