@@ -124,7 +124,6 @@ if [[ "$profile" == cpu ]]; then
     reward.num_workers=1
     # small batches and lengths for the tiny model
     data.train_batch_size=4
-    data.val_batch_size=8
     data.max_prompt_length=1024
     data.max_response_length=64
     data.dataloader_num_workers=0
