@@ -49,3 +49,23 @@ def png_bytes(img) -> bytes:
 @pytest.fixture
 def make_image():
     return draw_image
+
+
+def changed_tensors(before_dir: Path, after_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """Compare two HF checkpoints of the tiny model tensor by tensor.
+
+    Returns ``(vision_changed, language_changed, language_all)`` after checking both checkpoints
+    hold the same tensors and both parts exist.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    before = load_file(Path(before_dir) / "model.safetensors")
+    after = load_file(Path(after_dir) / "model.safetensors")
+    assert before.keys() == after.keys()
+    vision = [k for k in before if ".visual." in f".{k}"]
+    language = [k for k in before if k not in vision]
+    assert vision and language
+    vision_changed = [k for k in vision if not torch.equal(before[k], after[k])]
+    language_changed = [k for k in language if not torch.equal(before[k], after[k])]
+    return vision_changed, language_changed, language

@@ -9,9 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.conftest import REPO_ROOT, draw_image
+from tests.conftest import REPO_ROOT, changed_tensors, draw_image
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +62,6 @@ def _train(nproc: int, model: Path, data: Path, out: Path) -> list[float]:
 
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_stage1_sft_trains_language_model_only(nproc, tiny_model_dir, stage1_parquet, tmp_path, make_image):
-    from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     out = tmp_path / "ckpt"
@@ -72,16 +70,9 @@ def test_stage1_sft_trains_language_model_only(nproc, tiny_model_dir, stage1_par
     assert losses[-1] < losses[0], losses
 
     hf_dir = out / "final_hf"
-    assert (hf_dir / "model.safetensors").exists()
-    before = load_file(tiny_model_dir / "model.safetensors")
-    after = load_file(hf_dir / "model.safetensors")
-    assert before.keys() == after.keys()
-    vision = [k for k in before if ".visual." in f".{k}"]
-    language = [k for k in before if k not in vision]
-    assert vision and language
-    assert all(torch.equal(before[k], after[k]) for k in vision), "vision tower changed"
-    changed = [k for k in language if not torch.equal(before[k], after[k])]
-    assert len(changed) == len(language), f"unchanged LM tensors: {set(language) - set(changed)}"
+    vision_changed, language_changed, language = changed_tensors(tiny_model_dir, hf_dir)
+    assert not vision_changed, f"vision tower changed: {vision_changed}"
+    assert language_changed == language, f"unchanged LM tensors: {set(language) - set(language_changed)}"
 
     processor = AutoProcessor.from_pretrained(hf_dir)
     model = AutoModelForImageTextToText.from_pretrained(hf_dir)
