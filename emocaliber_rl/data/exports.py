@@ -394,6 +394,20 @@ def _check_image_exists(row: ParsedRow, report: ProblemReport) -> bool:
     return True
 
 
+def _records_with_images(items: Iterable[Record | ParsedRow], report: ProblemReport) -> Iterator[Record]:
+    """The records whose image file exists; the others go to ``report``."""
+    for row in _as_rows(items):
+        if _check_image_exists(row, report):
+            yield row.record
+
+
+def _sample_fields(rec: Record, task_key: str) -> dict[str, Any]:
+    """The per-sample fields the prompt set and the evaluation manifest share (``task_key``: the
+    column name each consumer reads the subtask from)."""
+    return {"id": rec.id, task_key: rec.subtask, "group": rec.group, "image": rec.image, "label": rec.label,
+            "candidates": list(rec.candidates), "sha256": rec.sha256}
+
+
 def export_prompts_stage2(
     items: Iterable[Record | ParsedRow],
     out_path: str | os.PathLike[str],
@@ -406,23 +420,10 @@ def export_prompts_stage2(
     confidence target from its answer).
     """
     report = report if report is not None else ProblemReport()
-    rows = []
-    for row in _as_rows(items):
-        rec = row.record
-        if not _check_image_exists(row, report):
-            continue
-        rows.append(
-            {
-                "id": rec.id,
-                "subtask": rec.subtask,
-                "group": rec.group,
-                "image": rec.image,
-                "label": rec.label,
-                "candidates": list(rec.candidates),
-                "sha256": rec.sha256,
-                "messages": prompt_messages(rec.subtask, ask_confidence=False),
-            }
-        )
+    rows = [
+        {**_sample_fields(rec, "subtask"), "messages": prompt_messages(rec.subtask, ask_confidence=False)}
+        for rec in _records_with_images(items, report)
+    ]
     out = Path(out_path)
     if out.suffix == ".parquet":
         import pandas as pd
@@ -447,22 +448,9 @@ def export_eval_manifest(
     from emocaliber_rl.prompts import task_question
 
     report = report if report is not None else ProblemReport()
-    rows = []
-    for row in _as_rows(items):
-        rec = row.record
-        if not _check_image_exists(row, report):
-            continue
-        rows.append(
-            {
-                "id": rec.id,
-                "task": rec.subtask,
-                "group": rec.group,
-                "image": rec.image,
-                "label": rec.label,
-                "candidates": list(rec.candidates),
-                "sha256": rec.sha256,
-                "system": SYSTEM_PROMPT,
-                "prompt": task_question(rec.subtask, ask_confidence=ask_confidence),
-            }
-        )
+    rows = [
+        {**_sample_fields(rec, "task"), "system": SYSTEM_PROMPT,
+         "prompt": task_question(rec.subtask, ask_confidence=ask_confidence)}
+        for rec in _records_with_images(items, report)
+    ]
     return ExportResult(Path(out_path), write_jsonl(out_path, rows), report)
