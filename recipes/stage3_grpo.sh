@@ -5,10 +5,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HERE/.." && pwd)"
 CONFIG="$HERE/config/stage3_grpo.yaml"
-# The interpreter: $PYTHON, else the repository's .venv (recipes/install.sh), else python3.
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON="$REPO_ROOT/.venv/bin/python"; else PYTHON=python3; fi
-fi
+# shellcheck source=lib/common.sh
+source "$REPO_ROOT/recipes/lib/common.sh"
+resolve_python "$REPO_ROOT"
 
 usage() {
   cat <<USAGE
@@ -167,8 +166,4 @@ echo "[stage3_grpo] profile=${profile} nnodes=${nnodes} gpus_per_node=${gpus} mo
   --config-path="$(dirname "$CONFIG")" --config-name="$(basename "$CONFIG" .yaml)" \
   "${profile_overrides[@]}" "${run_overrides[@]}" "${overrides[@]}"
 
-step="$(cat "$out/latest_checkpointed_iteration.txt" 2>/dev/null || true)"
-if [[ -n "$step" && -d "$out/global_step_${step}/actor/huggingface" ]]; then
-  ln -sfn "global_step_${step}/actor/huggingface" "$out/final_hf"
-  echo "[stage3_grpo] HF checkpoint: $out/final_hf -> global_step_${step}/actor/huggingface"
-fi
+link_final_hf "$out" actor/huggingface stage3_grpo

@@ -6,10 +6,9 @@
 set -euo pipefail
 
 RECIPES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# The interpreter: $PYTHON, else the repository's .venv (recipes/install.sh), else python3.
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x "$RECIPES_DIR/../.venv/bin/python" ]]; then PYTHON="$RECIPES_DIR/../.venv/bin/python"; else PYTHON=python3; fi
-fi
+# shellcheck source=common.sh
+source "$RECIPES_DIR/lib/common.sh"
+resolve_python "$RECIPES_DIR/.."
 
 sft_usage() {
   cat <<USAGE
@@ -104,10 +103,5 @@ sft_main() {
     trainer.nnodes="${NNODES:-1}" \
     "${data_args[@]}" "${profile_overrides[@]}" "${STAGE_EXTRA_OVERRIDES[@]}" "${overrides[@]}"
 
-  local step
-  step="$(cat "$out/latest_checkpointed_iteration.txt" 2>/dev/null || true)"
-  if [[ -n "$step" && -d "$out/global_step_${step}/huggingface" ]]; then
-    ln -sfn "global_step_${step}/huggingface" "$out/final_hf"
-    echo "[${STAGE_NAME}] HF checkpoint: $out/final_hf -> global_step_${step}/huggingface"
-  fi
+  link_final_hf "$out" huggingface "$STAGE_NAME"
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Pieces every stage recipe shares (sourced): the interpreter and the final HF checkpoint link.
+
+# The interpreter: $PYTHON, else the repository's .venv (recipes/install.sh), else python3.
+resolve_python() {
+  local repo_root="$1"
+  if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$repo_root/.venv/bin/python" ]]; then PYTHON="$repo_root/.venv/bin/python"; else PYTHON=python3; fi
+  fi
+  export PYTHON
+}
+
+# Link OUT/final_hf to the HF weights of veRL's last checkpoint (SUBDIR inside global_step_N).
+link_final_hf() {
+  local out="$1" subdir="$2" tag="$3" step
+  step="$(cat "$out/latest_checkpointed_iteration.txt" 2>/dev/null || true)"
+  if [[ -n "$step" && -d "$out/global_step_${step}/${subdir}" ]]; then
+    ln -sfn "global_step_${step}/${subdir}" "$out/final_hf"
+    echo "[${tag}] HF checkpoint: $out/final_hf -> global_step_${step}/${subdir}"
+  fi
+}
