@@ -17,6 +17,15 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# One structured chain of thought (the five steps of the response format) for tests that need any.
+STEPS = {
+    "element": "a red balloon drifting over a grey street",
+    "human": "a child reaches up with both hands",
+    "context": "wet pavement and closed shops at dusk",
+    "interaction": "the bright balloon stands out against the dull street",
+    "analysis": "the contrast suggests a light, playful feeling",
+}
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

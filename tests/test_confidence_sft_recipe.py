@@ -19,17 +19,10 @@ from typing import Any
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT, changed_tensors, draw_image, png_bytes
+from tests.conftest import REPO_ROOT, STEPS, changed_tensors, draw_image, png_bytes
 
 pytestmark = pytest.mark.slow
 
-STEPS = {
-    "element": "a red balloon drifting over a grey street",
-    "human": "a child reaches up with both hands",
-    "context": "wet pavement and closed shops at dusk",
-    "interaction": "the bright balloon stands out against the dull street",
-    "analysis": "the contrast suggests a light, playful feeling",
-}
 # (subtask, answer, confidence)
 ROWS = [("FI-8", "amusement", 0.83), ("FI-2", "positive", 1.0), ("EmoSet-8", "sadness", 0.05),
         ("WebEmo-7", "joy", 0.5)]

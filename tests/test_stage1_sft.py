@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, changed_tensors, draw_image
+from tests.conftest import REPO_ROOT, STEPS, changed_tensors, draw_image
 
 pytestmark = pytest.mark.slow
 
-STEPS = {
-    "element": "a red balloon drifting over a grey street",
-    "human": "a child reaches up with both hands",
-    "context": "wet pavement and closed shops at dusk",
-    "interaction": "the bright balloon stands out against the dull street",
-    "analysis": "the contrast suggests a light, playful feeling",
-}
 
 
 @pytest.fixture(scope="module")
