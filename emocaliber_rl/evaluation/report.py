@@ -266,16 +266,22 @@ def _tex(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def table_latex(table: Table) -> str:
-    """A booktabs ``tabular`` with multicolumn spanning headers, as the paper's tables."""
-    best = table.best()
-    ns = len(table.stub_header)
+def _header_spans(table: Table) -> list[tuple[str, int]]:
+    """The spanning header row: each top-level heading with the number of columns under it."""
     spans: list[tuple[str, int]] = []
     for top, _ in table.columns:
         if spans and spans[-1][0] == top:
             spans[-1] = (top, spans[-1][1] + 1)
         else:
             spans.append((top, 1))
+    return spans
+
+
+def table_latex(table: Table) -> str:
+    """A booktabs ``tabular`` with multicolumn spanning headers, as the paper's tables."""
+    best = table.best()
+    ns = len(table.stub_header)
+    spans = _header_spans(table)
     arrows = {True: r"$\uparrow$", False: r"$\downarrow$"}
     lines = [f"% {table.title}", r"\begin{tabular}{" + "l" * ns + "c" * len(table.columns) + "}",
              r"\toprule"]
@@ -303,12 +309,7 @@ def table_latex(table: Table) -> str:
 def table_html(table: Table) -> str:
     best = table.best()
     ns = len(table.stub_header)
-    spans: list[tuple[str, int]] = []
-    for top, _ in table.columns:
-        if spans and spans[-1][0] == top:
-            spans[-1] = (top, spans[-1][1] + 1)
-        else:
-            spans.append((top, 1))
+    spans = _header_spans(table)
     out = [f"<h3>{html.escape(table.title)}</h3>", "<table>", "<tr>"]
     out += [f'<th rowspan="2">{html.escape(s)}</th>' for s in table.stub_header]
     out += [f'<th colspan="{k}">{html.escape(t)}</th>' for t, k in spans]
