@@ -399,14 +399,21 @@ def plot_reliability(run: Run, source: str, path: Path, n_bins: int = 10) -> boo
     return True
 
 
-def plot_confidence_histogram(runs: list[Run], source: str, path: Path, n_bins: int = 10) -> bool:
-    """Figure 6 style: share of samples per confidence bin, per group, runs side by side."""
-    import matplotlib.pyplot as plt
-
+def _conf_series(runs: list[Run], source: str) -> tuple[list[str], dict[tuple[str, str], Any]]:
+    """Per (run, group): confidences and correctness of ``source``; and the groups in which at
+    least one run has such confidences (the panels worth drawing)."""
     groups = _groups_with_samples(runs)
     series = {(r.name, g): _group_conf(r, g, source) for r in runs for g in groups}
     groups = [g for g in groups if any(series[(r.name, g)] is not None
                                        and series[(r.name, g)][0].size for r in runs)]
+    return groups, series
+
+
+def plot_confidence_histogram(runs: list[Run], source: str, path: Path, n_bins: int = 10) -> bool:
+    """Figure 6 style: share of samples per confidence bin, per group, runs side by side."""
+    import matplotlib.pyplot as plt
+
+    groups, series = _conf_series(runs, source)
     if not groups:
         return False
     fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.8), squeeze=False)
@@ -439,10 +446,7 @@ def plot_accuracy_coverage(runs: list[Run], source: str, path: Path) -> bool:
     """Accuracy of the k most confident answers vs coverage k/N, per group, a line per run."""
     import matplotlib.pyplot as plt
 
-    groups = _groups_with_samples(runs)
-    series = {(r.name, g): _group_conf(r, g, source) for r in runs for g in groups}
-    groups = [g for g in groups if any(series[(r.name, g)] is not None
-                                       and series[(r.name, g)][0].size for r in runs)]
+    groups, series = _conf_series(runs, source)
     if not groups:
         return False
     fig, axes = plt.subplots(1, len(groups), figsize=(4.4 * len(groups), 3.8), squeeze=False)
