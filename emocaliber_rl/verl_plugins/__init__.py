@@ -9,7 +9,8 @@ edited. What it does on import:
   (``position_ids_fix.py``), which protects GPU runs too, and the ``EMOCALIBER_FREEZE_MODULES``
   switch of veRL's FSDP engine (``frozen_modules.py``; stages 1-2 freeze the vision tower), and
   calibration metrics (ECE, Brier, ROC-AUC, confidence histogram) in the PPO trainers' validation
-  metrics (``validation_calibration.py``);
+  metrics (``validation_calibration.py``), and a warning in the training log when the vLLM
+  rollouts and the actor disagree (``rollout_parity.py``);
 * with ``VERL_PLATFORM=cpu``: activates the CPU platform (gloo process groups, FSDP engines for
   the ``cpu`` device) and, in vLLM rollout workers, vLLM's plain-linear weights so veRL's weight
   sync works (``vllm_cpu_weights.py``).
@@ -25,6 +26,7 @@ from emocaliber_rl.verl_plugins import (
     advantage,
     frozen_modules,
     position_ids_fix,
+    rollout_parity,
     validation_calibration,
     vllm_cpu_weights,
 )
@@ -36,6 +38,7 @@ if os.environ.get("EMOCALIBER_VERL_PLUGINS", "1") != "0":
     when_imported("verl.utils.tensordict_utils", position_ids_fix.install)
     when_imported("verl.workers.engine.fsdp.transformer_impl", frozen_modules.install)
     when_imported("verl.trainer.ppo.v1.trainer_base", validation_calibration.install_v1)
+    when_imported("verl.trainer.ppo.v1.trainer_base", rollout_parity.install_v1)
     when_imported("verl.trainer.ppo.ray_trainer", validation_calibration.install_legacy)
     if cpu_platform_selected():
         activate()
