@@ -118,9 +118,9 @@ class Demo:
         ctx.python("export", "eval", str(self.bench / "test.jsonl"), "-o", str(d / "test.eval.jsonl"))
         ctx.outputs.update(split_table=str(self.cot / "table.md"), data=str(d))
 
-    def _recipe(self, ctx: StageContext, script: str, *args: str) -> None:
-        ctx.run(["bash", str(RECIPES / script), "--profile", "cpu", *args], env={"PYTHON": sys.executable},
-                cwd=self.out)
+    def _recipe(self, ctx: StageContext, script: str, *args: str, env: dict[str, str] | None = None) -> None:
+        ctx.run(["bash", str(RECIPES / script), "--profile", "cpu", *args],
+                env={"PYTHON": sys.executable, **(env or {})}, cwd=self.out)
 
     def stage1(self, ctx: StageContext) -> None:
         out = self.ckpt / "stage1"
@@ -147,10 +147,18 @@ class Demo:
 
     def stage3(self, ctx: StageContext) -> None:
         out = self.ckpt / "stage3"
+        metrics = out / "metrics.jsonl"
+        metrics.unlink(missing_ok=True)  # veRL's file logger appends; a rerun must not mix runs
+        out.mkdir(parents=True, exist_ok=True)
         self._recipe(ctx, "stage3_grpo.sh", "--model", str(self.ckpt / "stage2" / "final_hf"),
                      "--train", str(self.data / "stage3_train.parquet"), "--val", str(self.data / "stage3_val.parquet"),
-                     "--out", str(out), "--steps", "2", "--experiment", "demo")
-        ctx.outputs["model"] = str(out / "final_hf")
+                     "--out", str(out), "--steps", "2", "--experiment", "demo", "trainer.logger=[console,file]",
+                     env={"VERL_FILE_LOGGER_PATH": str(metrics)})
+        parity = rollout_parity(metrics)
+        print(f"  stage3 rollouts: validation accuracy before training {parity['rollout_accuracy']:.3f} "
+              f"(vLLM, greedy, n={parity['n']:.0f}); rollout_probs_diff_max per step "
+              + ", ".join(f"{v:.2g}" for v in parity["probs_diff_max"]), flush=True)
+        ctx.outputs.update(model=str(out / "final_hf"), metrics=str(metrics))
 
     def evaluate(self, ctx: StageContext) -> None:
         runs = []
@@ -191,6 +199,7 @@ class Demo:
                             ("VEC-CoT split", self.cot / "table.md")):
             if path.exists():
                 lines += [f"## {title}", "", path.read_text(encoding="utf-8").strip(), ""]
+        lines += self._parity_section()
         tables = sorted(self.report.glob("*.md"))
         if tables:
             lines += ["## Report", "", f"Open `{(self.report / 'summary.html').relative_to(self.out)}` in a browser.", ""]
@@ -200,6 +209,47 @@ class Demo:
                 lines.append(f"![{png.stem}]({png.relative_to(self.out)})")
         (self.out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         ctx.outputs["index"] = str(self.out / "README.md")
+
+
+    def _parity_section(self) -> list[str]:
+        """Stage-3 rollouts against ``eval run`` of the same (cold-start) model on the same test
+        images and prompt: a rollout path that loses the image shows as a gap here."""
+        metrics, scores = self.ckpt / "stage3" / "metrics.jsonl", self.eval / "cold-start" / "scores.json"
+        if not (metrics.exists() and scores.exists()):
+            return []
+        parity = rollout_parity(metrics)
+        tasks = json.loads(scores.read_text(encoding="utf-8"))["tasks"]
+        lines = ["## Stage-3 rollout parity", "",
+                 "The cold-start model answers the test split twice: through veRL's validation rollouts (vLLM",
+                 "server, greedy, before the first GRPO step) and through `emocaliber eval run`. The two should",
+                 "agree; veRL's `training/rollout_probs_diff_max` (rollout vs actor token probability) should",
+                 "stay small (fp32 here).", "",
+                 "| subtask | rollouts | eval run | difference |", "|---|---:|---:|---:|"]
+        for task, acc in sorted(parity["per_task"].items()):
+            ev = tasks.get(task, {}).get("acc")
+            diff = f"{acc - ev:+.3f}" if ev is not None else "-"
+            lines.append(f"| {task} | {acc:.3f} | {ev:.3f} | {diff} |" if ev is not None else f"| {task} | {acc:.3f} | - | - |")
+        lines += ["", "rollout_probs_diff_max per training step: "
+                  + ", ".join(f"{v:.2g}" for v in parity["probs_diff_max"]), ""]
+        return lines
+
+
+def rollout_parity(metrics_path: Path) -> dict:
+    """From veRL's file log of a stage-3 run: the validation rollouts' accuracy before training
+    (overall and per data_source) and ``training/rollout_probs_diff_max`` of every step."""
+    by_step: dict[int, dict] = {}
+    for line in metrics_path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            by_step.setdefault(int(rec["step"]), {}).update(rec["data"])
+    first = by_step.get(0, {})
+    per_task = {k.split("/")[1]: float(v) for k, v in first.items()
+                if k.startswith("val-aux/") and k.endswith("/correct/mean@1")}
+    return {"rollout_accuracy": float(first.get("val-calib/all/accuracy", float("nan"))),
+            "n": float(first.get("val-calib/all/n", 0)),
+            "per_task": per_task,
+            "probs_diff_max": [float(m["training/rollout_probs_diff_max"]) for _, m in sorted(by_step.items())
+                               if "training/rollout_probs_diff_max" in m]}
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -124,3 +124,22 @@ def test_training_rollouts_are_correct_above_chance(parity_run: dict) -> None:
     the 1/4 of a model that guesses among the four colours it was taught."""
     step1 = parity_run["steps"][1]
     assert step1["reward_extra/correct/mean"] > 0.5, step1["reward_extra/correct/mean"]
+
+
+def test_demo_reads_rollout_parity_from_verl_file_log(tmp_path: Path) -> None:
+    """The demo's parity figures come from veRL's file logger lines (one JSON object per log call)."""
+    from emocaliber_rl.demo import rollout_parity
+
+    lines = [
+        {"step": 0, "data": {"val-aux/FI-8/correct/mean@1": 0.75, "val-aux/FI-2/correct/mean@1": 0.5,
+                             "val-calib/all/accuracy": 0.625, "val-calib/all/n": 8}},
+        {"step": 1, "data": {"training/rollout_probs_diff_max": 2e-5, "training/global_step": 1}},
+        {"step": 2, "data": {"training/rollout_probs_diff_max": 3e-5}},
+        {"step": 2, "data": {"val-calib/all/accuracy": 0.875}},  # the end-of-run validation
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = rollout_parity(path)
+    assert out["rollout_accuracy"] == 0.625 and out["n"] == 8  # before training, not after
+    assert out["per_task"] == {"FI-8": 0.75, "FI-2": 0.5}
+    assert out["probs_diff_max"] == [2e-5, 3e-5]
