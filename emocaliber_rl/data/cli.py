@@ -237,7 +237,7 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from emocaliber_rl.data.release import import_release, write_import
+    from emocaliber_rl.data.release import import_release, inline_image_dir, write_import
     from emocaliber_rl.data.report import DataProblemError
 
     try:
@@ -245,7 +245,7 @@ def _run_import(args: argparse.Namespace) -> int:
                              image_root=args.image_root, default_subtask=args.subtask,
                              path_map=_path_map(args),
                              strict=args.strict, hash_files=not args.no_hash, workers=args.workers,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, image_dir=inline_image_dir(args.output))
     except DataProblemError as e:
         print(f"error (--strict): {e}", file=sys.stderr)
         return 2
@@ -263,7 +263,10 @@ def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
         description=(
             "Reads jsonl rows in the ms-swift layout (messages + images) or ShareGPT layout "
             "(conversations + image/images) with task, ground_truth/label and candidates; "
-            "validates every label against the taxonomy and reports bad rows by line number."
+            "validates every label against the taxonomy and reports bad rows by line number. "
+            "Image parts in every form qwen-vl-utils reads ({'image': ...} with or without "
+            "type, image_url parts, file:// paths, data URIs: saved under OUTPUT.images/); "
+            "http(s) images are reported (map them to local copies with --path-map)."
         ),
         formatter_class=_FMT,
     )
