@@ -49,7 +49,8 @@ from emocaliber_rl.taxonomy import (
 
 DEDUP_PRIORITY: tuple[str, ...] = ("Abstract", "ArtPhoto", "UnbiasedEmo", "EmoSet", "FI", "WebEmo")
 TEST_ONLY_ALL = ("Abstract-8", "Artphoto-8")
-# Largest phash Hamming distance (of 64 bits) treated as the same picture. Measured (docs/data.md):
+# Largest phash Hamming distance (of 64 bits) treated as the same picture. Measured by
+# benchmarks/bench_phash_threshold.py (docs/data.md):
 # re-encoding three real photos as JPEG q95/q75/q50, PNG, half/quarter size and 220 px wide moves
 # the hash by 0-2 bits; 2 of 44,850 pairs of distinct crops of the same photos come within 4.
 PHASH_THRESHOLD = 4
