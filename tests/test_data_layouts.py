@@ -410,10 +410,13 @@ def test_artphoto_published_folder(tmp_path: Path) -> None:
         draw_image(root / n, 7000 + i)
     (root / "ReadMe.rtf").write_text("{\\rtf1 ...}")
     (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "._sad_12.jpg").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork, not a JPEG
+    (tmp_path / "dl" / "__MACOSX").mkdir()
     report = ProblemReport()
     got = {s.id: s.label for s in read_dataset("ArtPhoto", tmp_path / "dl", report)}
     assert got == {f"ArtPhoto/{n}": lab for n, lab in names.items()}
     assert len(report) == 0
+    assert "testImages_artphoto" in report.notes[0] and "skipped 1 hidden" in report.notes[1]
 
 
 # ------------------------------------------------------------------------------------------

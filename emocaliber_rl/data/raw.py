@@ -113,10 +113,13 @@ def _hidden(name: str) -> bool:
 def _files(root: Path, report: ProblemReport) -> list[Path]:
     """Sorted image files under ``root``; other files are reported (metadata files excepted)."""
     out = []
+    hidden = 0
     for dirpath, dirnames, filenames in os.walk(root):
+        hidden += sum(1 for d in dirnames if _hidden(d))
         dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
         for name in sorted(filenames):
             if _hidden(name):
+                hidden += name != ".DS_Store"
                 continue
             p = Path(dirpath) / name
             if p.suffix.lower() in IMAGE_SUFFIXES:
@@ -124,6 +127,9 @@ def _files(root: Path, report: ProblemReport) -> list[Path]:
             elif name.lower() not in _METADATA and not name.endswith(".report.jsonl"):
                 report.add(str(root), "not_an_image", "file has no image suffix; ignored",
                            item=str(p.relative_to(root)))
+    if hidden:
+        report.note(f"{root}: skipped {hidden} hidden files/folders (names starting with '.', "
+                    "__MACOSX/: archive debris such as ._x.jpg resource forks)")
     return out
 
 
