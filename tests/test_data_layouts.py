@@ -243,6 +243,7 @@ def test_emoset_bad_entries_name_list_file_and_index(tmp_path: Path) -> None:
     train[3][2] = "image/excitement/gone.jpg"  # listed, not on disk
     train[4] = {"emotion": "anger"}
     (root / "train.json").write_text(json.dumps(train))
+    draw_image(root / "image" / "awe" / "awe_99999.jpg", 2999)  # on disk, in no list
     res = build_splits({"EmoSet": root}, test_size=2, workers=1, progress=False)
     report = res.report
     got = sorted((p.kind, p.source.rsplit("/", 1)[-1], p.item) for p in report.problems)
@@ -252,11 +253,16 @@ def test_emoset_bad_entries_name_list_file_and_index(tmp_path: Path) -> None:
         ("image_missing", "gone.jpg", "EmoSet/image/excitement/gone.jpg"),
         ("label_mismatch", "train.json", "train.json[2] image/contentment/contentment_12865.jpg"),
         ("unknown_label", "train.json", "train.json[1] image/awe/awe_12865.jpg"),
+        # on disk, but no usable entry names them: the three whose entries broke, and the extra
+        *[("unlisted", "E", f"image/{e}/{e}_12865.jpg") for e in ("amusement", "anger")],
+        ("unlisted", "E", "image/awe/awe_99999.jpg"),
+        ("unlisted", "E", "image/excitement/excitement_12865.jpg"),
     ]
     missing = next(p for p in report.problems if p.kind == "image_missing")
     assert f"listed at {root / 'train.json'}[3]" in missing.detail
-    assert res.datasets["EmoSet"] == {"found": 24, "kept": 19, "reported": {
-        "bad_entry": 2, "image_missing": 1, "label_mismatch": 1, "unknown_label": 1}}
+    # 24 entries -> 20 listed samples + 8 adapter reports; 19 decode.
+    assert res.datasets["EmoSet"] == {"found": 28, "kept": 19, "reported": {
+        "bad_entry": 2, "image_missing": 1, "label_mismatch": 1, "unknown_label": 1, "unlisted": 4}}
 
 
 def test_emoset_unparseable_list_is_refused(tmp_path: Path) -> None:

@@ -309,6 +309,13 @@ def read_emoset(root: Path, report: ProblemReport) -> list[RawSample]:
                                f"in image/{parts[1]}/", item=f"{where} {rel}")
                     continue
             out.append(_sample("EmoSet", root, root / rel, label, origin=f"{lst}[{i}]"))
+    if (root / "image").is_dir():
+        # VECBench uses the listed images; one on disk that no list names is said, not dropped.
+        for p in _files(root / "image", report):
+            rel = p.relative_to(root).as_posix()
+            if rel not in seen:
+                report.add(str(root), "unlisted", "image in no train/val/test.json entry; not used",
+                           item=rel)
     return out
 
 
