@@ -227,7 +227,12 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
                    help="decode/hash processes (default: the cores this process may use)")
     from emocaliber_rl.data.splits import PHASH_THRESHOLD  # light: no PIL/numpy at import
 
-    b.add_argument("--near-threshold", type=int, default=PHASH_THRESHOLD,
+    def bits(text: str) -> int:
+        if not text.isdigit() or int(text) > 63:
+            raise argparse.ArgumentTypeError(f"need a whole number of bits 0..63, got {text!r}")
+        return int(text)
+
+    b.add_argument("--near-threshold", type=bits, default=PHASH_THRESHOLD,
                    help="largest pHash Hamming distance (of 64 bits) treated as the same picture")
     b.add_argument("--no-near-duplicates", action="store_true",
                    help="skip perceptual hashing: duplicates are then caught by identical bytes only")

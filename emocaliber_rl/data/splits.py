@@ -198,6 +198,8 @@ def build_splits(
     unknown = set(roots) - set(ADAPTERS)
     if unknown:
         raise ValueError(f"unknown dataset(s) {sorted(unknown)}; known: {', '.join(ADAPTERS)}")
+    if not 0 <= near_threshold <= 63:
+        raise ValueError(f"near_threshold is a number of bits of a 64-bit hash, 0..63; got {near_threshold}")
     report = ProblemReport()
     samples: dict[str, list[RawSample]] = {}
     listed_bad: dict[str, int] = {}  # items the adapter reported instead of listing
