@@ -24,6 +24,8 @@ BASE = [
     "omegaconf>=2.3",
     "pyyaml>=6",
     "httpx>=0.27",
+    # `bench build` near-duplicate detection (perceptual hashes; pulls scipy and PyWavelets)
+    "imagehash>=4.3.2",
 ]
 
 # veRL 0.9.1 imports these without declaring them (see the README, "Install").

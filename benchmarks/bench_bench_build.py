@@ -1,11 +1,14 @@
-"""`bench build` throughput (images/s) over a few thousand generated images.
+"""`bench build` throughput (images/s) over a few thousand generated images, and the cost of
+near-duplicate detection (perceptual hash per image + the pair search).
 
     .venv/bin/python benchmarks/bench_bench_build.py [--images 3000] [--size 320x240] [--workers 1,2]
 
 Generates FI, EmoSet, WebEmo, Abstract, ArtPhoto and UnbiasedEmo folders in their published
-layouts (random-noise JPEGs: every image distinct, and noise is the worst case for JPEG decoding),
-then times the whole build (listing, decode + sha256 of every image in a process pool, split,
-manifests) for each worker count. Speed-up is relative to 1 worker, measured in the same run.
+layouts (random-noise JPEGs: every image distinct, and noise is the worst case for JPEG decoding).
+First the per-image CPU cost of the decode check alone, without and with the phash (one process,
+every image), then the whole build (listing, decode + hashes in a process pool, near-duplicate
+search, split, manifests) for each worker count, without and with near-duplicate detection.
+Speed-up is relative to 1 worker, measured in the same run.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emocaliber_rl.data.splits import build_splits, write_build
+from emocaliber_rl.data.splits import build_splits, hash_images, near_pairs, write_build
 from emocaliber_rl.data.synthetic import make_layout
 
 # Share of the images per dataset, and the label-set size make_layout multiplies by.
@@ -54,17 +57,33 @@ def main() -> None:
         mb = sum(f.stat().st_size for r in roots.values() for f in r.rglob("*.jpg")) / 1e6
         print(f"generated {n} images ({w}x{h}, {mb:.0f} MB) in {time.perf_counter() - t0:.1f}s; "
               f"cores available: {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.1f}")
-        print(f"{'workers':>7} {'seconds':>8} {'images/s':>9} {'speed-up':>8} {'CPU ms/image':>12}")
-        base = None
-        for k in (int(x) for x in args.workers.split(",")):
+        paths = sorted(str(f) for r in roots.values() for f in r.rglob("*.jpg"))
+        per = {}
+        for perceptual in (False, True):
             t0, cpu0 = time.perf_counter(), _cpu()
-            res = build_splits(roots, seed=0, test_size=args.test_size, workers=k, progress=False)
-            write_build(res, tmp / f"out{k}", seed=0, test_size=args.test_size)
-            dt = time.perf_counter() - t0
-            base = base or dt
-            cpu_ms = (_cpu() - cpu0) / n * 1000
-            print(f"{k:>7} {dt:>8.2f} {n / dt:>9.0f} {base / dt:>8.2f} {cpu_ms:>12.3f}")
-            assert res.overlap == 0 and len(res.report) == 0
+            checked = hash_images(paths, 1, progress=False, perceptual=perceptual)
+            per[perceptual] = (_cpu() - cpu0) / n * 1000
+        t0 = time.perf_counter()
+        pairs = near_pairs([checked[p][0].phash for p in paths], 4)
+        search_ms = (time.perf_counter() - t0) / n * 1000
+        print(f"decode check, CPU ms/image: {per[False]:.3f} without phash, {per[True]:.3f} with "
+              f"({per[True] / per[False]:.2f}x); pair search {search_ms:.4f} ms/image "
+              f"({len(pairs)} pairs within 4 bits among distinct images)")
+        print(f"{'near-dups':>9} {'workers':>7} {'seconds':>8} {'images/s':>9} {'speed-up':>8} "
+              f"{'CPU ms/image':>12}")
+        for near in (False, True):
+            base = None
+            for k in (int(x) for x in args.workers.split(",")):
+                t0, cpu0 = time.perf_counter(), _cpu()
+                res = build_splits(roots, seed=0, test_size=args.test_size, workers=k, progress=False,
+                                   near_duplicates=near)
+                write_build(res, tmp / f"out{k}", seed=0, test_size=args.test_size)
+                dt = time.perf_counter() - t0
+                base = base or dt
+                cpu_ms = (_cpu() - cpu0) / n * 1000
+                print(f"{'on' if near else 'off':>9} {k:>7} {dt:>8.2f} {n / dt:>9.0f} {base / dt:>8.2f} "
+                      f"{cpu_ms:>12.3f}")
+                assert res.overlap == 0 and len(res.report) == 0 and not res.empty
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -89,3 +89,88 @@ def test_import_path_map(release: Path, tmp_path: Path) -> None:
                          progress=False)
     assert len(res.records) == 1 and res.records[0].image == str(tmp_path / "img" / "0.jpg")
     assert len(import_release([moved], workers=1, progress=False).report) == 1  # unmapped: missing
+
+
+def _parts_row(content: list, images: list | None = None) -> dict:
+    row = {"task": "FI-8", "ground_truth": "awe",
+           "messages": [{"role": "user", "content": content},
+                        {"role": "assistant", "content": "<answer>awe</answer>"}]}
+    if images is not None:
+        row["images"] = images
+    return row
+
+
+def test_import_reads_every_image_part_form_qwen_vl_utils_reads(tmp_path: Path) -> None:
+    """Each accepted part gives the very image qwen-vl-utils' own fetch_image decodes from it."""
+    import base64
+
+    from PIL import Image
+
+    vp = pytest.importorskip("qwen_vl_utils.vision_process")
+    for i in range(6):
+        draw_image(tmp_path / "img" / f"{i}.png", 50 + i, size=(56, 56), fmt="PNG")
+    png = base64.b64encode((tmp_path / "img" / "5.png").read_bytes()).decode()
+    text = {"type": "text", "text": "Which emotion?"}
+    forms = [
+        [{"image": "img/0.png"}, text],  # no "type" (extract_vision_info: "image" in ele)
+        [{"type": "image", "image": f"file://{tmp_path}/img/1.png"}, text],  # file:// + abs path
+        [{"type": "image_url", "image_url": "img/2.png"}, text],  # image_url part, string
+        [{"image_url": f"file://{tmp_path}/img/3.png"}, text],  # image_url key only
+        [{"type": "image"}, text],  # placeholder; the path in the row's images list
+        [{"type": "image", "image": f"data:image/png;base64,{png}"}, text],  # data URI
+    ]
+    rows = [_parts_row(c, [f"file://{tmp_path}/img/4.png"] if i == 4 else None)
+            for i, c in enumerate(forms)]
+    rows.append(_parts_row([{"type": "image_url", "image_url": {"url": "img/2.png"}}, text]))  # OpenAI
+    src = tmp_path / "parts.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = import_release([src], workers=1, progress=False, image_dir=tmp_path / "inline")
+    assert [(p.line, p.kind) for p in res.report.problems] == [(7, "duplicate_image_kept")]
+    assert len(res.records) == 7
+    want = [0, 1, 2, 3, 4, 5, 2]
+    for rec, k in zip(res.records, want, strict=True):
+        with Image.open(rec.image) as a, Image.open(tmp_path / "img" / f"{k}.png") as b:
+            assert a.convert("RGB").tobytes() == b.convert("RGB").tobytes(), rec.id
+    assert res.records[5].image.startswith(str(tmp_path / "inline"))
+
+    # qwen-vl-utils itself, on the same parts (relative paths resolve against its working dir).
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for rec, content in zip(res.records, forms, strict=False):
+            msgs = [{"role": "user", "content": content}]
+            infos = vp.extract_vision_info(msgs)
+            if content[0] == {"type": "image"}:  # the placeholder names no source
+                continue
+            assert len(infos) == 1
+            got = vp.fetch_image({**infos[0], "resized_height": 56, "resized_width": 56})
+            with Image.open(rec.image) as ours:
+                assert got.tobytes() == ours.convert("RGB").tobytes(), rec.id
+        with pytest.raises(AttributeError):  # qwen-vl-utils 0.0.14 needs a string there
+            vp.fetch_image({"type": "image_url", "image_url": {"url": "img/2.png"}})
+    finally:
+        os.chdir(cwd)
+
+
+def test_import_reports_urls_videos_and_bad_data_uris(tmp_path: Path) -> None:
+    draw_image(tmp_path / "local" / "x.jpg", 3)
+    rows = [
+        _parts_row([{"type": "image", "image": "https://example.org/vecbench/x.jpg"}]),
+        _parts_row([{"type": "video", "video": "clip.mp4"}]),
+        _parts_row([{"type": "image", "image": "data:image/png,notbase64"}]),
+        _parts_row([{"type": "image", "image": "data:image/png;base64,AAAA"}]),  # decodes, not an image
+    ]
+    src = tmp_path / "r.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = import_release([src], workers=1, progress=False, image_dir=tmp_path / "inline")
+    assert res.records == []
+    assert sorted((p.line, p.kind) for p in res.report.problems) == [
+        (1, "remote_image"), (2, "video_part"), (3, "bad_data_uri"), (4, "image_undecodable")]
+    assert "--path-map" in next(p.detail for p in res.report.problems if p.kind == "remote_image")
+    mapped = import_release([src], workers=1, progress=False, image_dir=tmp_path / "inline",
+                            path_map=[("https://example.org/vecbench/", f"{tmp_path}/local/")])
+    assert [r.image for r in mapped.records] == [str(tmp_path / "local" / "x.jpg")]
+    no_dir = import_release([src], hash_files=False)
+    assert {p.kind for p in no_dir.report.problems} >= {"inline_image_not_saved"}

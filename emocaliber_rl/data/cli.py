@@ -146,17 +146,19 @@ DATASET_FLAGS = {
     "UnbiasedEmo": "--unbiasedemo",
 }
 DATASET_HELP = {
-    "FI": "FI root: <emotion>/<emotion>_NNNN.jpg folders",
+    "FI": "FI root: emotion_dataset/, i.e. <emotion>/<file>.jpg folders",
     "EmoSet": "EmoSet-118K root: image/<emotion>/*.jpg + train/val/test.json + info.json",
-    "WebEmo": "WebEmo root: {train,test}/<label_index>/<url basename> as download_dataset.py "
-              "writes them, + train25.txt/test25.txt/category.txt",
-    "Abstract": "Abstract root: images + ABSTRACT_groundTruth.csv (majority vote; ties reported)",
-    "ArtPhoto": "ArtPhoto root: <emotion>_<n>.jpg (spellings like sad, content accepted)",
-    "UnbiasedEmo": "UnbiasedEmo root: <emotion>/<object>/*.jpg",
+    "WebEmo": "WebEmo root: {train,test}/<label_index>/<url basename> as ccivit/download_webEmo's "
+              "download_dataset.py writes them, + train25.txt/test25.txt/category.txt",
+    "Abstract": "Abstract root: testImages_abstract/, images + ABSTRACT_groundTruth.csv "
+                "(majority vote; ties reported)",
+    "ArtPhoto": "ArtPhoto root: testImages_artphoto/, <emotion>_<n>.jpg (spellings like sad accepted)",
+    "UnbiasedEmo": "UnbiasedEmo root: the zip's images/ folder, <emotion>/<object>/*.jpg",
 }
 
 
 def _run_build(args: argparse.Namespace) -> int:
+    from emocaliber_rl.data.raw import LayoutError
     from emocaliber_rl.data.splits import build_splits, write_build
 
     roots = {name: getattr(args, flag[2:]) for name, flag in DATASET_FLAGS.items()
@@ -164,19 +166,35 @@ def _run_build(args: argparse.Namespace) -> int:
     if not roots:
         print("error: give at least one dataset root (--fi, --emoset, ...)", file=sys.stderr)
         return 2
-    res = build_splits(roots, seed=args.seed, test_size=args.test_size, workers=args.workers,
-                       progress=not args.no_progress)
+    try:
+        res = build_splits(roots, seed=args.seed, test_size=args.test_size, workers=args.workers,
+                           progress=not args.no_progress, near_duplicates=not args.no_near_duplicates,
+                           near_threshold=args.near_threshold)
+    except LayoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     paths = write_build(res, args.output, seed=args.seed, test_size=args.test_size)
     print(res.table())
+    print()
+    print(res.dataset_table())
+    print(res.overlap_line())
+    for note in res.report.notes:
+        print(f"note: {note}", file=sys.stderr)
     for name, n in res.short.items():
         print(f"note: {name} has only {n} test samples (requested {args.test_size})", file=sys.stderr)
     res.report.print_summary("images or entries")
     print(f"manifests: {paths['train']} {paths['test']}; summary: {paths['summary']}; "
           f"problem report: {paths['report']}", file=sys.stderr)
-    if res.overlap:
-        print(f"error: {res.overlap} images are in both train and test", file=sys.stderr)
-        return 1
-    return 0
+    rc = 0
+    for name in res.empty:
+        print(f"error: {name} ({DATASET_FLAGS[name]} {roots[name]}) yielded no usable sample; "
+              "see the problem report", file=sys.stderr)
+        rc = 1
+    if res.overlap or res.overlap_near:
+        print(f"error: {res.overlap} identical and {res.overlap_near or 0} near-duplicate images "
+              "are in both train and test", file=sys.stderr)
+        rc = 1
+    return rc
 
 
 def _register_bench(sub: argparse._SubParsersAction) -> None:
@@ -191,8 +209,11 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
             "FI -> FI-2/FI-8 halves; WebEmo -> WebEmo-25/7/2 thirds; EmoSet -> EmoSet-8; "
             "TEST_SIZE test samples each, the rest train. Abstract-8 and Artphoto-8: all samples, "
             "test only; UnbiasedEmo-6: TEST_SIZE samples, test only. Every image is decoded and "
-            "hashed; undecodable images, duplicates (same sha256) and unknown labels are listed in "
-            "OUTPUT/report.jsonl. Writes OUTPUT/train.jsonl, test.jsonl, summary.md."
+            "hashed; undecodable images, duplicates (same sha256), near-duplicates (perceptual "
+            "hash; the test-only copy is kept) and unknown labels are listed in OUTPUT/report.jsonl. "
+            "Writes OUTPUT/train.jsonl, test.jsonl, summary.md (per-dataset found/kept/reported). "
+            "Exit 2: a root or metadata file is not the published layout; exit 1: a dataset "
+            "yielded no usable sample, or train and test overlap."
         ),
         formatter_class=_FMT,
     )
@@ -204,13 +225,24 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
                    help="test samples per subtask (fewer when a subset is smaller; reported)")
     b.add_argument("--workers", type=int, default=None,
                    help="decode/hash processes (default: the cores this process may use)")
+    from emocaliber_rl.data.splits import PHASH_THRESHOLD  # light: no PIL/numpy at import
+
+    def bits(text: str) -> int:
+        if not text.isdigit() or int(text) > 63:
+            raise argparse.ArgumentTypeError(f"need a whole number of bits 0..63, got {text!r}")
+        return int(text)
+
+    b.add_argument("--near-threshold", type=bits, default=PHASH_THRESHOLD,
+                   help="largest pHash Hamming distance (of 64 bits) treated as the same picture")
+    b.add_argument("--no-near-duplicates", action="store_true",
+                   help="skip perceptual hashing: duplicates are then caught by identical bytes only")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=_run_build)
     _register_bench_import(bsub)
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from emocaliber_rl.data.release import import_release, write_import
+    from emocaliber_rl.data.release import import_release, inline_image_dir, write_import
     from emocaliber_rl.data.report import DataProblemError
 
     try:
@@ -218,7 +250,7 @@ def _run_import(args: argparse.Namespace) -> int:
                              image_root=args.image_root, default_subtask=args.subtask,
                              path_map=_path_map(args),
                              strict=args.strict, hash_files=not args.no_hash, workers=args.workers,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, image_dir=inline_image_dir(args.output))
     except DataProblemError as e:
         print(f"error (--strict): {e}", file=sys.stderr)
         return 2
@@ -236,7 +268,10 @@ def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
         description=(
             "Reads jsonl rows in the ms-swift layout (messages + images) or ShareGPT layout "
             "(conversations + image/images) with task, ground_truth/label and candidates; "
-            "validates every label against the taxonomy and reports bad rows by line number."
+            "validates every label against the taxonomy and reports bad rows by line number. "
+            "Image parts in every form qwen-vl-utils reads ({'image': ...} with or without "
+            "type, image_url parts, file:// paths, data URIs: saved under OUTPUT.images/); "
+            "http(s) images are reported (map them to local copies with --path-map)."
         ),
         formatter_class=_FMT,
     )

@@ -6,7 +6,7 @@ Accepted row layouts (one JSON object per line; first match wins):
    ``steps`` (dict of the five steps) or ``response`` (full response string).
 2. **ms-swift** (the layout of the authors' ``VEC-CoT/stage*.jsonl`` and VECBench test file):
    ``messages``: list of ``{"role", "content"}`` (content a string with ``<image>``, or a list of
-   ``{"type": "text"|"image", ...}`` parts) and ``images``: list of paths (or ``{"path": ...}``).
+   parts) and ``images``: list of paths (or ``{"path": ...}``).
 3. **ShareGPT**: ``conversations``: list of ``{"from": "human"|"gpt"|"system", "value"}`` (or
    ``{"role", "content"}``) and ``image`` (a path) or ``images`` (list of paths).
 
@@ -17,6 +17,15 @@ field the subtask comes from ``default_subtask`` or, failing that, from the cand
 or found in the user turn): the first VECBench subtask with exactly that label set, flagged in
 ``extra["subtask_inferred"]`` (FI-8/EmoSet-8/Abstract-8/Artphoto-8 and FI-2/WebEmo-2 share label
 sets, so only the prompt, which depends on the label set alone, is certain then).
+
+Content parts are read as qwen-vl-utils 0.0.14 reads them (``vision_process.extract_vision_info``
+and ``fetch_image``; what veRL and the release feed the model): a part is an image when it has an
+``image`` or ``image_url`` key or ``type`` ``image``/``image_url``; its source is ``part["image"]``,
+else ``part["image_url"]`` (also OpenAI's ``{"url": ...}`` object there). Sources, in
+``images`` lists too: a local path, ``file://`` + path (the prefix dropped, as ``fetch_image``
+does), ``http(s)://`` URLs and ``data:image/...;base64,`` URIs (both kept as given: `bench import`
+saves data URIs as files and reports URLs, which ``--path-map`` can turn into local paths).
+Video parts are refused (VECBench rows are single images).
 
 Only single-image rows are accepted. The first user turn is the question; the last assistant turn
 (if any) is the response. Relative image paths are resolved against ``image_root``.
@@ -65,6 +74,30 @@ def extract_answer_text(response: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+def image_ref(src: str) -> str:
+    """A path, URL or data URI as qwen-vl-utils' ``fetch_image`` reads it: ``file://`` dropped."""
+    return src.removeprefix("file://")
+
+
+def is_remote_or_inline(src: str) -> bool:
+    return src.startswith(("http://", "https://", "data:"))
+
+
+def _part_source(part: dict[str, Any]) -> Any:
+    # fetch_image: ele["image"] if "image" in ele else ele["image_url"]; earlier layouts of ours
+    # named the path "path" or "url" in a {"type": "image"} part.
+    src = part["image"] if "image" in part else part.get("image_url")
+    if isinstance(src, dict):  # OpenAI chat format: {"image_url": {"url": ...}}
+        src = src.get("url")
+    if src is None:
+        src = part.get("path") or part.get("url")
+    return src
+
+
+def _is_image_part(part: dict[str, Any]) -> bool:
+    return "image" in part or "image_url" in part or part.get("type") in ("image", "image_url")
+
+
 def _turns(obj: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]] | None:
     """``([(role, text)], inline_image_paths)`` of a conversation row, or None if not one."""
     if isinstance(obj.get("messages"), list):
@@ -83,11 +116,16 @@ def _turns(obj: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]] | Non
         if isinstance(content, list):  # OpenAI/Qwen style parts
             parts = []
             for part in content:
-                if isinstance(part, dict) and part.get("type") == "image":
+                if isinstance(part, dict) and ("video" in part or part.get("type") == "video"):
+                    raise RowError("video_part", "a video content part; VECBench rows hold one image")
+                if isinstance(part, dict) and _is_image_part(part):
                     parts.append("<image>")
-                    src = part.get("image") or part.get("path") or part.get("url")
-                    if isinstance(src, str):
-                        inline_images.append(src)
+                    src = _part_source(part)
+                    if isinstance(src, str) and src:
+                        inline_images.append(image_ref(src))
+                    elif src is not None:
+                        raise RowError("bad_image_field", "an image part's image/image_url must be a "
+                                       f"path, file:// path, URL or data URI, got {type(src).__name__}")
                 elif isinstance(part, dict):
                     parts.append(str(part.get("text", "")))
                 else:
@@ -109,7 +147,7 @@ def _image_list(obj: dict[str, Any], inline: list[str]) -> list[str]:
             im = im.get("path") or im.get("image") or im.get("url")
         if not isinstance(im, str) or not im:
             raise RowError("bad_image_field", "image entries must be paths (or {'path': ...})")
-        out.append(im)
+        out.append(image_ref(im))
     return out
 
 
@@ -138,6 +176,8 @@ def infer_subtask(candidates: list[str] | None, user_text: str | None) -> str | 
 
 
 def resolve_image(path: str, image_root: Path | None) -> str:
+    if is_remote_or_inline(path):
+        return path
     p = Path(path)
     if p.is_absolute() or image_root is None:
         return str(p)

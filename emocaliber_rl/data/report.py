@@ -27,6 +27,7 @@ class Problem:
     detail: str
     line: int | None = None
     item: str | None = None
+    dataset: str | None = None  # set by `bench build`, for the per-dataset summary
 
     def where(self) -> str:
         loc = self.source
@@ -43,11 +44,18 @@ class ProblemReport:
     def __init__(self, strict: bool = False) -> None:
         self.strict = strict
         self.problems: list[Problem] = []
+        # What was decided without losing anything (a root one level down, a default order):
+        # printed and written to the summary so the user sees it.
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
 
     def add(
-        self, source: str, kind: str, detail: str, *, line: int | None = None, item: str | None = None
+        self, source: str, kind: str, detail: str, *, line: int | None = None, item: str | None = None,
+        dataset: str | None = None,
     ) -> Problem:
-        p = Problem(str(source), kind, detail, line, item)
+        p = Problem(str(source), kind, detail, line, item, dataset)
         if self.strict:
             raise DataProblemError(f"{p.where()}: {kind}: {detail}")
         self.problems.append(p)
@@ -55,6 +63,7 @@ class ProblemReport:
 
     def extend(self, other: ProblemReport) -> None:
         self.problems.extend(other.problems)
+        self.notes.extend(other.notes)
 
     def __len__(self) -> int:
         return len(self.problems)
@@ -76,7 +85,11 @@ class ProblemReport:
             self.problems, key=lambda p: (p.source, p.line if p.line is not None else -1, p.item or "")
         )
         with open(path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(asdict(p), ensure_ascii=False, sort_keys=True) + "\n" for p in rows)
+            for p in rows:
+                d = asdict(p)
+                if d["dataset"] is None:  # only `bench build` attributes problems to a dataset
+                    del d["dataset"]
+                f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
         return path
 
     def print_summary(self, what: str = "items", file: TextIO | None = None, limit: int = 10) -> None:

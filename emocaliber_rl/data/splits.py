@@ -7,21 +7,31 @@
 - Abstract-8, Artphoto-8: every sample, test only. UnbiasedEmo-6: ``test_size`` samples, test only
   (the rest is unused, counted in the summary).
 
-Every image is decoded and hashed (process pool). Undecodable/missing images and byte-identical
-duplicates are reported and left out before any sampling; duplicates keep the copy from the first
-dataset in ``DEDUP_PRIORITY`` (test-only datasets first, so an OOD image never trains), then the
-smallest id. Train and test are then disjoint by content hash by construction, and this is checked
-again on the written manifests. Shuffles use ``random.Random(f"{seed}/{name}")``, so the same seed
-and the same files give byte-identical outputs whatever the file-system listing order.
+Every image is decoded and hashed (process pool): sha256 of the bytes and a 64-bit perceptual
+hash (``imagehash.phash``). Undecodable/missing images, byte-identical duplicates and
+near-duplicates (phash Hamming distance <= ``PHASH_THRESHOLD``, across all datasets) are reported
+and left out before any sampling. Of each duplicate group the copy kept is the one from the first
+dataset in ``DEDUP_PRIORITY`` (the test-only datasets first, so the test copy wins and an OOD image
+never trains), then the smallest id; every dropped copy is reported with both paths. Train and
+test are then disjoint by construction, and this is checked again, by bytes and by phash, on the
+final splits. Shuffles use ``random.Random(f"{seed}/{name}")``, so the same seed and the same
+files give byte-identical outputs whatever the file-system listing order.
+
+A dataset given on the command line that yields no usable sample is listed in
+``BuildResult.empty`` (the CLI exits non-zero); the summary shows, per dataset, how many items were
+found, kept, and reported by reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 import os
 import random
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +49,11 @@ from emocaliber_rl.taxonomy import (
 
 DEDUP_PRIORITY: tuple[str, ...] = ("Abstract", "ArtPhoto", "UnbiasedEmo", "EmoSet", "FI", "WebEmo")
 TEST_ONLY_ALL = ("Abstract-8", "Artphoto-8")
+# Largest phash Hamming distance (of 64 bits) treated as the same picture. Measured by
+# benchmarks/bench_phash_threshold.py (docs/data.md):
+# re-encoding three real photos as JPEG q95/q75/q50, PNG, half/quarter size and 220 px wide moves
+# the hash by 0-2 bits; 2 of 44,850 pairs of distinct crops of the same photos come within 4.
+PHASH_THRESHOLD = 4
 
 
 @dataclass
@@ -49,7 +64,12 @@ class BuildResult:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     short: dict[str, int] = field(default_factory=dict)  # subtask -> test size when < requested
     unused: dict[str, int] = field(default_factory=dict)
-    overlap: int = 0
+    overlap: int = 0  # images in both splits with the same sha256
+    overlap_near: int | None = 0  # train/test pairs within PHASH_THRESHOLD; None when not checked
+    near_threshold: int | None = PHASH_THRESHOLD
+    near_duplicates: list[tuple[str, str, int]] = field(default_factory=list)  # (kept, dropped, dist)
+    datasets: dict[str, dict] = field(default_factory=dict)  # name -> found, kept, reported{kind: n}
+    empty: list[str] = field(default_factory=list)  # datasets given that yielded no usable sample
 
     def table(self) -> str:
         """Markdown table of counts per subtask (like the paper's Figure 3)."""
@@ -67,6 +87,23 @@ class BuildResult:
         lines.append(f"| **Total** | | {tot_tr} | {tot_te} |")
         return "\n".join(lines)
 
+    def dataset_table(self) -> str:
+        """Per dataset: items found, kept (usable after every check), reported by reason."""
+        lines = ["| Dataset | Found | Kept | Reported (by reason) |", "|---|---:|---:|---|"]
+        for name, d in self.datasets.items():
+            why = ", ".join(f"{k} {v}" for k, v in sorted(d["reported"].items())) or "none"
+            lines.append(f"| {name} | {d['found']} | {d['kept']} | {why} |")
+        return "\n".join(lines)
+
+    def overlap_line(self) -> str:
+        byte = f"{self.overlap} byte-identical images"
+        if self.overlap_near is None:
+            return (f"Train/test overlap: {byte}; near-duplicates NOT checked "
+                    "(--no-near-duplicates), so disjoint by bytes only.")
+        verdict = "disjoint" if self.overlap == 0 and self.overlap_near == 0 else "NOT DISJOINT"
+        return (f"Train/test overlap: {byte}, {self.overlap_near} near-duplicate pairs "
+                f"(pHash Hamming distance <= {self.near_threshold}) ({verdict}).")
+
 
 def default_workers() -> int:
     try:
@@ -75,14 +112,17 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def hash_images(paths: list[str], workers: int, progress: bool = True) -> dict[str, tuple]:
-    """``path -> (info, problem_kind, detail)`` for every path, decoded in a process pool."""
+def hash_images(paths: list[str], workers: int, progress: bool = True,
+                perceptual: bool = False) -> dict[str, tuple]:
+    """``path -> (info, problem_kind, detail)`` for every path, decoded in a process pool
+    (``perceptual``: ``info.phash`` too)."""
     from tqdm import tqdm
 
     out: dict[str, tuple] = {}
+    check = functools.partial(check_image_safe, perceptual=perceptual)
     bar = tqdm(total=len(paths), desc="decode+hash", unit="img", disable=not progress, file=sys.stderr)
     if workers <= 1 or len(paths) < 64:
-        results: Iterable = map(check_image_safe, paths)
+        results: Iterable = map(check, paths)
         for path, info, kind, detail in results:
             out[path] = (info, kind, detail)
             bar.update()
@@ -90,11 +130,44 @@ def hash_images(paths: list[str], workers: int, progress: bool = True) -> dict[s
         # Large chunks amortise inter-process overhead; 8 chunks per worker keep the bar moving.
         chunk = max(1, min(256, len(paths) // (workers * 8)))
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for path, info, kind, detail in pool.map(check_image_safe, paths, chunksize=chunk):
+            for path, info, kind, detail in pool.map(check, paths, chunksize=chunk):
                 out[path] = (info, kind, detail)
                 bar.update()
     bar.close()
     return out
+
+
+def near_pairs(hashes: Sequence[int], threshold: int) -> list[tuple[int, int, int]]:
+    """Every index pair ``(i, j, distance)``, ``i < j``, of 64-bit hashes within ``threshold`` bits.
+
+    Pigeonhole index: split the 64 bits into ``threshold + 1`` chunks; two hashes within
+    ``threshold`` bits agree exactly on at least one chunk, so only hashes sharing a chunk value
+    are compared (vectorised popcount), not all n^2 pairs.
+    """
+    import numpy as np
+
+    n = len(hashes)
+    if n < 2:
+        return []
+    h = np.array([int(x) for x in hashes], dtype=np.uint64)
+    k = threshold + 1
+    bounds = [round(64 * c / k) for c in range(k + 1)]
+    found: dict[tuple[int, int], int] = {}
+    for lo, hi in itertools.pairwise(bounds):
+        key = (h >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        ends = np.r_[starts[1:], n]
+        for a, b in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
+            idx = order[a:b]
+            sub = h[idx]
+            for r in range(0, len(idx), 1024):  # bounded memory for big buckets
+                dist = np.bitwise_count(sub[r:r + 1024, None] ^ sub[None, :])
+                hit = (dist <= threshold) & (idx[r:r + 1024, None] < idx[None, :])
+                for i, j in zip(*np.nonzero(hit), strict=True):
+                    found[(int(idx[r + i]), int(idx[j]))] = int(dist[i, j])
+    return sorted((i, j, d) for (i, j), d in found.items())
 
 
 def _shuffled(items: list[RawSample], seed: int, name: str) -> list[RawSample]:
@@ -114,38 +187,74 @@ def build_splits(
     test_size: int = 1000,
     workers: int | None = None,
     progress: bool = True,
+    near_duplicates: bool = True,
+    near_threshold: int = PHASH_THRESHOLD,
 ) -> BuildResult:
-    """Read, check and split the datasets in ``roots`` (dataset name -> folder); writes nothing."""
-    report = ProblemReport()
-    samples: dict[str, list[RawSample]] = {}
-    for name in ADAPTERS:
-        if name in roots and roots[name] is not None:
-            samples[name] = read_dataset(name, roots[name], report)
+    """Read, check and split the datasets in ``roots`` (dataset name -> folder); writes nothing.
+
+    Raises :class:`~emocaliber_rl.data.raw.LayoutError` when a root or a metadata file cannot be
+    read as published.
+    """
     unknown = set(roots) - set(ADAPTERS)
     if unknown:
         raise ValueError(f"unknown dataset(s) {sorted(unknown)}; known: {', '.join(ADAPTERS)}")
+    if not 0 <= near_threshold <= 63:
+        raise ValueError(f"near_threshold is a number of bits of a 64-bit hash, 0..63; got {near_threshold}")
+    report = ProblemReport()
+    samples: dict[str, list[RawSample]] = {}
+    listed_bad: dict[str, int] = {}  # items the adapter reported instead of listing
+    for name in ADAPTERS:
+        if name in roots and roots[name] is not None:
+            first = len(report.problems)
+            samples[name] = read_dataset(name, roots[name], report)
+            report.problems[first:] = [dataclasses.replace(p, dataset=name)
+                                       for p in report.problems[first:]]
+            listed_bad[name] = len(report.problems) - first
 
     all_paths = sorted({s.path for ss in samples.values() for s in ss})
-    checked = hash_images(all_paths, workers or default_workers(), progress)
+    checked = hash_images(all_paths, workers or default_workers(), progress, perceptual=near_duplicates)
 
-    # Drop undecodable images, then byte-identical duplicates (priority order, then id).
+    # Drop undecodable images and byte-identical duplicates (priority order, then id) ...
     sha_of: dict[str, str] = {}
-    kept: dict[str, list[RawSample]] = defaultdict(list)
-    first_by_sha: dict[str, str] = {}
+    first_by_sha: dict[str, RawSample] = {}
+    cands: list[RawSample] = []
     for name in DEDUP_PRIORITY:
         for s in sorted(samples.get(name, []), key=lambda s: s.id):
             info, kind, detail = checked[s.path]
             if info is None:
-                report.add(s.path, f"image_{kind}", detail, item=s.id)
+                where = f" (listed at {s.origin})" if s.origin else ""
+                report.add(s.path, f"image_{kind}", f"{detail}{where}", item=s.id, dataset=name)
                 continue
             if info.sha256 in first_by_sha:
-                report.add(s.path, "duplicate", f"same bytes as {first_by_sha[info.sha256]}", item=s.id)
+                keep = first_by_sha[info.sha256]
+                report.add(s.path, "duplicate", f"same bytes as {keep.path} (kept: {keep.id})",
+                           item=s.id, dataset=name)
                 continue
-            first_by_sha[info.sha256] = s.id
+            first_by_sha[info.sha256] = s
             sha_of[s.id] = info.sha256
-            kept[name].append(s)
+            cands.append(s)
+    # ... then near-duplicates: a candidate goes when it is within the threshold of one already
+    # kept (earlier in priority order), so of every group the highest-priority copy stays.
+    kept: dict[str, list[RawSample]] = defaultdict(list)
+    near_found: list[tuple[str, str, int]] = []
+    adj: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    if near_duplicates:
+        for i, j, d in near_pairs([checked[s.path][0].phash for s in cands], near_threshold):
+            adj[j].append((i, d))
+    kept_idx: set[int] = set()
+    for j, s in enumerate(cands):
+        hit = next(((i, d) for i, d in sorted(adj.get(j, ())) if i in kept_idx), None)
+        if hit is not None:
+            keep = cands[hit[0]]
+            report.add(s.path, "near_duplicate", f"looks like {keep.path} (pHash Hamming distance "
+                       f"{hit[1]} <= {near_threshold}; kept: {keep.id})", item=s.id, dataset=s.dataset)
+            near_found.append((keep.id, s.id, hit[1]))
+            continue
+        kept_idx.add(j)
+        kept[s.dataset].append(s)
 
-    res = BuildResult([], [], report)
+    res = BuildResult([], [], report, near_threshold=near_threshold if near_duplicates else None,
+                      near_duplicates=near_found)
 
     def take(subtask: str, items: list[tuple[RawSample, str]], *, train: bool, all_test: bool = False) -> None:
         n_test = len(items) if all_test else min(test_size, len(items))
@@ -183,6 +292,18 @@ def build_splits(
     res.train.sort(key=lambda r: (order[r.subtask], r.id))
     res.test.sort(key=lambda r: (order[r.subtask], r.id))
     res.overlap = len(check_disjoint(res.train, res.test))
+    if near_duplicates:
+        phash = {s.id: checked[s.path][0].phash for ss in kept.values() for s in ss}
+        res.overlap_near = len(check_near_disjoint(res.train, res.test, phash, near_threshold))
+    else:
+        res.overlap_near = None
+    for name, ss in samples.items():
+        mine = [p for p in report.problems if p.dataset == name]
+        res.datasets[name] = {"found": len(ss) + listed_bad[name],
+                              "kept": len(kept.get(name, [])),
+                              "reported": dict(Counter(p.kind for p in mine))}
+        if not kept.get(name):
+            res.empty.append(name)
     counts: dict[str, Counter] = defaultdict(Counter)
     for r in res.train + res.test:
         counts[r.subtask][r.split or ""] += 1
@@ -193,6 +314,16 @@ def build_splits(
 def check_disjoint(train: Iterable[Record], test: Iterable[Record]) -> set[str]:
     """Content hashes present in both splits (empty when they are disjoint)."""
     return {r.sha256 for r in train if r.sha256} & {r.sha256 for r in test if r.sha256}
+
+
+def check_near_disjoint(train: Sequence[Record], test: Sequence[Record], phash: dict[str, int],
+                        threshold: int = PHASH_THRESHOLD) -> list[tuple[str, str, int]]:
+    """``(train id, test id, distance)`` of every train/test pair within ``threshold`` phash bits."""
+    tr = [r for r in train if r.id in phash]
+    te = [r for r in test if r.id in phash]
+    recs = tr + te
+    return [(recs[i].id, recs[j].id, d) for i, j, d in near_pairs([phash[r.id] for r in recs], threshold)
+            if i < len(tr) <= j]
 
 
 def write_build(res: BuildResult, out_dir: str | os.PathLike[str], *, seed: int, test_size: int) -> dict[str, Path]:
@@ -215,11 +346,17 @@ def write_build(res: BuildResult, out_dir: str | os.PathLike[str], *, seed: int,
         "",
         res.table(),
         "",
-        (f"Train/test overlap by image sha256: {res.overlap} "
-        f"({'disjoint' if res.overlap == 0 else 'NOT DISJOINT'})."),
+        res.dataset_table(),
+        "",
+        res.overlap_line(),
+        "",
+        (f"Near-duplicates left out before splitting: {len(res.near_duplicates)} "
+         "(each with both paths in report.jsonl, kind near_duplicate)."),
         "",
         f"Problems: {res.report.summary('images or entries')} (details in report.jsonl).",
     ]
+    lines += [f"- note: {n}" for n in res.report.notes]
+    lines += [f"- error: {name} yielded no usable sample" for name in res.empty]
     for name, n in res.short.items():
         lines.append(f"- {name}: only {n} test samples available (requested {test_size}).")
     for name, n in res.unused.items():

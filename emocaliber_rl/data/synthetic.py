@@ -11,11 +11,32 @@ import json
 import random
 from pathlib import Path
 
-from emocaliber_rl.taxonomy import MIKELS_8, UNBIASED_6, WEBEMO_25
+from emocaliber_rl.taxonomy import MIKELS_8, UNBIASED_6, WEBEMO_25, WEBEMO_25_HIERARCHY
 
-# Dataset file-name spellings (not the canonical words) where the datasets use them.
-ARTPHOTO_SPELLING = {"sadness": "sad", "contentment": "content"}
+# Dataset file-name spellings (not the canonical words) where the datasets use them (docs/data.md).
+ARTPHOTO_SPELLING = {"sadness": "sad"}
 ABSTRACT_COLUMNS = ("Amusement", "Anger", "Awe", "Content", "Disgust", "Excitement", "Fear", "Sad")
+WEBEMO_SPELLING = {"cheerfulness": "cheerfullness", "irritability": "irritabilty"}
+EMOSET_LABEL2IDX = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
+
+
+def webemo_category_txt() -> str:
+    """``category.txt`` as ccivit/download_webEmo publishes it: a comment line, then a Python list
+    of (name, parent, polarity) tuples, tab-indented, CRLF line ends, no final newline, with the
+    release's spellings ``cheerfullness`` and ``irritabilty``."""
+    out = "# Three level emotion hierarchy.\r\nlabels=["
+    for k, (leaf, parent, pol) in enumerate(WEBEMO_25_HIERARCHY):
+        out += f"('{WEBEMO_SPELLING.get(leaf, leaf)}', '{parent}', '{'+' if pol == 'positive' else '-'}')"
+        if k < len(WEBEMO_25_HIERARCHY) - 1:
+            # The published file has no space after the comma on these three lines.
+            out += (",\r\n\t" if leaf in ("envy", "pride", "sympathy") else ", \r\n\t")
+    return out + "]"
+
+
+def emoset_info_json() -> dict:
+    """The emotion part of EmoSet's ``info.json`` (JingyuanYY/EmoSet), nested as published."""
+    return {"emotion": {"label2idx": {e: i for i, e in enumerate(EMOSET_LABEL2IDX)},
+                        "idx2label": {str(i): e for i, e in enumerate(EMOSET_LABEL2IDX)}}}
 
 
 def draw_image(path: str | Path, seed: int, size: tuple[int, int] = (48, 40), fmt: str = "JPEG") -> Path:
@@ -53,16 +74,13 @@ def make_layout(dataset: str, root: str | Path, per_label: int, seed: int = 0,
                 rel = f"image/{emo}/{emo}_{i:05d}.jpg"
                 draw(rel)
                 split = ("train", "train", "val", "test")[i % 4]
-                lists[split].append([emo, rel, f"annotation/{emo}/{emo}_{i:05d}.json"])
+                # The README's entry: [emotion, id, image path, annotation path].
+                lists[split].append([emo, f"{emo}_{i:05d}", rel, f"annotation/{emo}/{emo}_{i:05d}.json"])
         for split, entries in lists.items():
-            (root / f"{split}.json").write_text(json.dumps(entries))
-        order = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
-        (root / "info.json").write_text(json.dumps({"label2idx": {e: i for i, e in enumerate(order)}}))
+            (root / f"{split}.json").write_text(json.dumps(entries, indent=4))
+        (root / "info.json").write_text(json.dumps(emoset_info_json(), indent=2))
     elif dataset == "WebEmo":
-        # WebEmo's own misspellings in category.txt, as the release has them.
-        spelled = [{"cheerfulness": "cheerfullness", "irritability": "irritabilty"}.get(w, w)
-                   for w in WEBEMO_25]
-        (root / "category.txt").write_text("".join(f"('{w}', 'x', '+')\n" for w in spelled))
+        (root / "category.txt").write_bytes(webemo_category_txt().encode())
         lines = {"train": [], "test": []}
         for idx in range(len(WEBEMO_25)):
             for i in range(per_label):
@@ -82,9 +100,10 @@ def make_layout(dataset: str, root: str | Path, per_label: int, seed: int = 0,
                 votes[k] = 5
                 votes[(k + 1) % len(votes)] = 2
                 rows.append([f"'{name}'", *votes])
+        # Single-quoted header and names, an empty name-column header (docs/data.md).
         with open(root / "ABSTRACT_groundTruth.csv", "w", newline="") as f:
-            f.write(",".join(f"'{c}'" for c in ("Filename", *ABSTRACT_COLUMNS)) + "\n")
-            csv.writer(f).writerows(rows)
+            f.write(",".join(f"'{c}'" for c in ("", *ABSTRACT_COLUMNS)) + "\r\n")
+            csv.writer(f, quoting=csv.QUOTE_NONE, quotechar=None).writerows(rows)
     elif dataset == "ArtPhoto":
         for emo in MIKELS_8:
             for i in range(per_label):
