@@ -107,9 +107,12 @@ def predicted_label(subtask: str, response: str) -> tuple[str | None, str]:
 def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a stage-2 prompt set (``export prompts2``): jsonl, or parquet by suffix.
 
-    Raises ValueError naming the line of a row without ``id``, ``subtask``, ``image``, ``label``
-    or ``messages``.
+    Raises InputFileError (a ValueError) naming the line of a row that is not an object, lacks
+    ``id``, ``subtask``, ``image``, ``label`` or ``messages``, or names an unknown subtask or label:
+    such a row is refused before any generation, not found out at labelling time.
     """
+    from emocaliber_rl.jsonl import input_error, read_jsonl
+
     p = Path(path)
     if p.suffix == ".parquet":
         import pandas as pd
@@ -117,18 +120,22 @@ def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         rows = [_plain(r) for r in pd.read_parquet(p).to_dict(orient="records")]
         numbered = list(enumerate(rows, start=1))
     else:
-        from emocaliber_rl.data.records import iter_jsonl
-
-        numbered = []
-        for n, obj, err in iter_jsonl(p):
-            if err is not None:
-                raise ValueError(f"{p}:{n}: {err}")
-            numbered.append((n, obj))
+        numbered = list(read_jsonl(p))
     out = []
     for n, row in numbered:
         missing = [k for k in ("id", "subtask", "image", "label", "messages") if row.get(k) is None]
         if missing:
-            raise ValueError(f"{p}:{n}: missing {', '.join(missing)}")
+            raise input_error(p, n, None, f"missing {', '.join(missing)}")
+        try:
+            row["subtask"] = get_subtask(str(row["subtask"])).name
+        except ValueError as e:
+            raise input_error(p, n, "subtask", str(e)) from None
+        try:
+            canonical_label(row["subtask"], str(row["label"]))
+        except ValueError as e:
+            raise input_error(p, n, "label", str(e)) from None
+        if not isinstance(row["messages"], list):
+            raise input_error(p, n, "messages", f"expected a list, got {type(row['messages']).__name__}")
         row["id"] = str(row["id"])
         row["image"] = _resolve_image(str(row["image"]), p.parent)
         out.append(row)
@@ -353,6 +360,10 @@ def label_generations(
         for n, row, err in iter_jsonl(gen_path):
             if err is not None:
                 rejects.append({"line": n, "id": None, "reason": "bad_json", "detail": err})
+                continue
+            if not isinstance(row, dict):
+                rejects.append({"line": n, "id": None, "reason": "bad_json",
+                                "detail": f"expected a JSON object, got {type(row).__name__}"})
                 continue
             rid = str(row.get("id"))
             if rid in seen:

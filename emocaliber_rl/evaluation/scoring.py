@@ -42,6 +42,7 @@ from emocaliber_rl.evaluation.parsing import (
     parse_prediction,
     valid_confidence,
 )
+from emocaliber_rl.jsonl import InputFileError, read_jsonl
 from emocaliber_rl.taxonomy import (
     GROUPS,
     SUBTASKS,
@@ -59,7 +60,7 @@ _MISSING_VALUE: dict[str, float | None] = {"exclude": None, "zero": 0.0, "half":
 SCHEMA_VERSION = 1
 
 
-class PredictionFileError(ValueError):
+class PredictionFileError(InputFileError):
     """A bad input row; the message names the file, the line and the field."""
 
 
@@ -112,17 +113,11 @@ def _err(path: str, lineno: int, fld: str | None, msg: str) -> PredictionFileErr
 
 
 def _read_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
-    p = Path(path)
-    if not p.is_file():
-        raise PredictionFileError(f"{p}: no such file")
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _err(str(p), lineno, None, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    # the package's one reader (emocaliber_rl.jsonl); non-objects are refused per field below
+    try:
+        yield from read_jsonl(path, objects=False)
+    except InputFileError as e:
+        raise PredictionFileError(str(e)) from None
 
 
 def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> float:

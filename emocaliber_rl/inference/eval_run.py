@@ -30,20 +30,26 @@ DEFAULT_MANIFEST = Path("data/vecbench/test.eval.jsonl")
 
 
 def read_eval_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of an evaluation manifest; ValueError names the line of a bad row."""
-    from emocaliber_rl.data.records import iter_jsonl
+    """Rows of an evaluation manifest; InputFileError (a ValueError) names the line and field of
+    a bad row, an unknown task or label included (refused before the model runs)."""
+    from emocaliber_rl.jsonl import input_error, read_jsonl
+    from emocaliber_rl.taxonomy import canonical_label, get_subtask
 
     out = []
-    for n, obj, err in iter_jsonl(path):
-        if err is not None:
-            raise ValueError(f"{path}:{n}: {err}")
-        if not isinstance(obj, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object")  # noqa: TRY004  (bad data, not a bad call)
+    for n, obj in read_jsonl(path):
         task = obj.get("task") or obj.get("subtask")
         missing = [k for k, v in (("id", obj.get("id")), ("task", task), ("image", obj.get("image")),
                                   ("label", obj.get("label"))) if v is None]
         if missing:
-            raise ValueError(f"{path}:{n}: missing {', '.join(missing)}")
+            raise input_error(path, n, None, f"missing {', '.join(missing)}")
+        try:
+            task = get_subtask(str(task)).name
+        except ValueError as e:
+            raise input_error(path, n, "task", str(e)) from None
+        try:
+            canonical_label(task, str(obj["label"]))
+        except ValueError as e:
+            raise input_error(path, n, "label", str(e)) from None
         obj["id"] = str(obj["id"])
         obj["task"] = task
         if not Path(obj["image"]).is_absolute():  # relative to the manifest (the exports' rule)

@@ -73,7 +73,7 @@ class ResumableJsonl:
                 break  # torn tail: no newline means the write was cut
             try:
                 obj = json.loads(raw)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, or UnicodeDecodeError for a non-UTF-8 line
                 # Only the last line can be torn; garbage in the middle is not ours to repair.
                 rest = fh.read()
                 if rest.strip():

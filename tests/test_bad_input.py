@@ -1,0 +1,135 @@
+"""Damaged input files: every command names file, line and field, and exits 2; none shows a bare
+``UnicodeDecodeError`` or traceback (issue 13, "one input-reading path")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emocaliber_rl.cli import main
+from emocaliber_rl.jsonl import InputFileError, iter_jsonl, read_jsonl
+from tests.conftest import draw_image, png_bytes
+
+
+def _pred_row(i: int) -> dict:
+    return {"id": f"r{i}", "task": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
+            "response": "<answer>positive</answer><confidence>0.9</confidence>"}
+
+
+def _lines(path: Path, rows: list[dict], *, bad_line: bytes | None = None, at: int = 1) -> Path:
+    """jsonl of ``rows``; ``bad_line`` (raw bytes) inserted as 1-based line ``at + 1``."""
+    raw = [json.dumps(r).encode() + b"\n" for r in rows]
+    if bad_line is not None:
+        raw.insert(at, bad_line + b"\n")
+    path.write_bytes(b"".join(raw))
+    return path
+
+
+# A real-world damage: one Latin-1 byte (0xe9, "é" in Latin-1) in a UTF-8 file.
+LATIN1_LINE = b'{"id": "x", "task": "FI-2", "label": "positive", "response": "caf\xe9"}'
+
+
+def test_reader_names_line_and_byte_of_a_non_utf8_line(tmp_path: Path) -> None:
+    p = _lines(tmp_path / "a.jsonl", [{"id": 1}, {"id": 2}], bad_line=LATIN1_LINE, at=1)
+    got = list(iter_jsonl(p))
+    assert [(n, obj) for n, obj, _ in got] == [(1, {"id": 1}), (2, None), (3, {"id": 2})]
+    # the byte sits at column 66 of line 2 (1-based): the 65 bytes before it are {"id": "x", ... "caf
+    assert got[1][2] == "not UTF-8 text: byte 0xe9 at column 66 (save the file as UTF-8)"
+    with pytest.raises(InputFileError, match=r"a\.jsonl:2: not UTF-8 text: byte 0xe9"):
+        list(read_jsonl(p))
+
+
+def test_reader_refuses_binary_files_and_non_objects(tmp_path: Path) -> None:
+    png = tmp_path / "picture.jsonl"
+    png.write_bytes(png_bytes(draw_image(0)))
+    # PNG: the signature 89 50 4e 47 0d 0a 1a 0a, then IHDR's length 00 00 00 0d. Split at
+    # newlines: line 1 = "\x89PNG\r\n", line 2 = "\x1a\n", line 3 starts with the NULs.
+    with pytest.raises(InputFileError, match=r"picture\.jsonl:3: binary data \(NUL byte at column 1\)"):
+        list(iter_jsonl(png))
+    arr = _lines(tmp_path / "arr.jsonl", [{"id": 1}])
+    arr.write_text(arr.read_text() + "[1, 2]\n")
+    with pytest.raises(InputFileError, match=r"arr\.jsonl:2: expected a JSON object, got list"):
+        list(read_jsonl(arr))
+    with pytest.raises(InputFileError, match=r"nope\.jsonl: no such file"):
+        list(iter_jsonl(tmp_path / "nope.jsonl"))
+
+
+def test_eval_score_non_utf8_and_binary_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pred = _lines(tmp_path / "pred.jsonl", [_pred_row(0), _pred_row(1)], bad_line=LATIN1_LINE, at=1)
+    assert main(["eval", "score", str(pred)]) == 2
+    err = capsys.readouterr().err
+    assert f"{pred}:2: not UTF-8 text: byte 0xe9 at column 66" in err
+    assert "Traceback" not in err and "UnicodeDecodeError" not in err
+    binary = tmp_path / "pred.bin"
+    binary.write_bytes(png_bytes(draw_image(1)))
+    assert main(["eval", "score", str(binary)]) == 2
+    assert f"{binary}:3: binary data" in capsys.readouterr().err
+
+
+def _manifest_rows(tmp: Path, n: int = 3) -> list[dict]:
+    rows = []
+    for i in range(n):
+        img = tmp / f"m{i}.png"
+        draw_image(i).save(img)
+        rows.append({"id": f"m{i}", "subtask": "FI-8", "group": "ID VER", "image": str(img),
+                     "label": "awe", "response": None})
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["eval", "prompts2", "rl3"])
+def test_export_reports_a_non_utf8_line_and_refuses_a_binary_file(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture
+) -> None:
+    src = _lines(tmp_path / "in.jsonl", _manifest_rows(tmp_path), bad_line=LATIN1_LINE, at=2)
+    out = tmp_path / ("out.parquet" if kind == "rl3" else "out.jsonl")
+    assert main(["export", kind, str(src), "-o", str(out)]) == 0
+    report = [json.loads(x) for x in out.with_name(out.name + ".report.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["kind"]) for r in report] == [(3, "bad_json")]
+    assert "not UTF-8 text: byte 0xe9" in report[0]["detail"]
+    binary = tmp_path / "in.bin"
+    binary.write_bytes(png_bytes(draw_image(2)))
+    assert main(["export", kind, str(binary), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{binary}:3: binary data" in err and "Traceback" not in err
+
+
+def test_export_sft1_binary_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    binary = tmp_path / "in.jsonl"
+    binary.write_bytes(b"PAR1\x15\x04\x15\x00")  # the first bytes of a parquet file
+    assert main(["export", "sft1", str(binary), "-o", str(tmp_path / "o.parquet")]) == 2
+    assert f"{binary}:1: binary data (NUL byte at column 8)" in capsys.readouterr().err
+
+
+def test_stage2_label_non_utf8_line_is_a_named_reject_and_binary_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    gen = _lines(tmp_path / "gen.jsonl", [{"id": "a"}], bad_line=LATIN1_LINE, at=1)
+    out = tmp_path / "s2.parquet"
+    assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot"]) == 1  # nothing kept
+    rejects = [json.loads(x) for x in (tmp_path / "s2.parquet.rejects.jsonl").read_text().splitlines()]
+    assert {r["line"]: r["reason"] for r in rejects} == {1: "missing_field", 2: "bad_json"}
+    assert "byte 0xe9 at column 66" in rejects[1]["detail"]
+    binary = tmp_path / "gen.bin"
+    binary.write_bytes(png_bytes(draw_image(3)))
+    assert main(["stage2", "label", str(binary), "--out", str(out), "--no-plot"]) == 2
+    assert f"{binary}:3: binary data" in capsys.readouterr().err
+
+
+def test_manifest_readers_name_line_and_field(tmp_path: Path) -> None:
+    from emocaliber_rl.data.records import read_manifest
+    from emocaliber_rl.inference.eval_run import read_eval_manifest
+    from emocaliber_rl.stage2 import read_prompt_set
+
+    rows = _manifest_rows(tmp_path, 2)
+    bad = _lines(tmp_path / "m.jsonl", rows + [{**rows[0], "id": "z", "label": "joy"}])
+    with pytest.raises(InputFileError, match=r"m\.jsonl:3: .*joy"):
+        read_manifest(bad)
+    ev = _lines(tmp_path / "ev.jsonl", [{"id": "e", "task": "FI-9", "image": "x.png", "label": "awe"}])
+    with pytest.raises(InputFileError, match=r"ev\.jsonl:1: field 'task': .*FI-9"):
+        read_eval_manifest(ev)
+    pr = _lines(tmp_path / "p.jsonl", [{"id": "p", "subtask": "FI-9", "image": "x.png", "label": "awe",
+                                        "messages": []}])
+    with pytest.raises(InputFileError, match=r"p\.jsonl:1: field 'subtask': .*FI-9"):
+        read_prompt_set(pr)
