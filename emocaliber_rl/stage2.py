@@ -158,6 +158,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+STAGE2_RUN_KIND = "stage2 generate"
+
+
 def generate_stage2(
     engine: Engine,
     prompts: str | os.PathLike[str] | Sequence[dict[str, Any]],
@@ -166,22 +169,37 @@ def generate_stage2(
     batch_size: int = 64,
     sampling: SamplingConfig | None = None,
     progress: bool = True,
+    settings: dict[str, Any] | None = None,
+    force_new: bool = False,
 ) -> dict[str, Any]:
     """Generate one response per prompt into a resumable jsonl (see ``inference.resumable``).
 
     Each line: ``id, subtask, label, candidates, image, messages, response, token_ids, logprobs,
-    finish_reason, num_tokens, mean_prob, backend, model, temperature, seed``. Returns the run's
-    counts and throughput.
+    finish_reason, num_tokens, mean_prob, backend, model, temperature, seed, run_id``. The run
+    manifest (``OUT.run.json``, :mod:`emocaliber_rl.run_manifest`) records ``settings`` (default:
+    :func:`~emocaliber_rl.inference.resumable.generation_settings` of the engine, the sampling
+    and the prompts); resuming with other settings raises ``RunMismatchError`` unless
+    ``force_new``. Returns the run's counts and throughput.
     """
     from dataclasses import replace
 
     from emocaliber_rl.inference.engine import GenerationRequest, SamplingConfig, request_seed
-    from emocaliber_rl.inference.resumable import ResumableJsonl, run_batches
+    from emocaliber_rl.inference.resumable import (
+        ResumableJsonl,
+        engine_settings,
+        generation_settings,
+        run_batches,
+        start_run,
+    )
 
     rows = read_prompt_set(prompts) if isinstance(prompts, (str, os.PathLike)) else list(prompts)
     base = sampling or SamplingConfig()
     if base.n != 1:
         raise ValueError("stage-2 generation draws one response per prompt (n=1)")
+    if settings is None:
+        settings = generation_settings(**engine_settings(engine), sampling=base,
+                                       prompts=prompts if isinstance(prompts, (str, os.PathLike)) else rows)
+    run_id = start_run(out_path, STAGE2_RUN_KIND, settings, force_new=force_new)
 
     def process(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
         reqs = [
@@ -217,9 +235,10 @@ def generate_stage2(
             )
         return out, sum(g.num_tokens for g in gens)
 
-    with ResumableJsonl(out_path) as sink:
+    with ResumableJsonl(out_path, run_id=run_id) as sink:
         stats = run_batches(rows, sink, process, key=lambda r: r["id"], batch_size=batch_size,
                             desc="stage2 generate", progress=progress)
+        stats["run_id"] = run_id
         stats["torn_bytes_dropped"] = sink.torn_bytes
     return stats
 

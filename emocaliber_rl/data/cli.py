@@ -344,6 +344,11 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     if args.limit is not None:
         records = records[: args.limit]
 
+    settings = cot_run.synth_settings(
+        opts["model"], opts["base_url"].rstrip("/") + "/chat/completions",
+        temperature=opts["temperature"], max_tokens=opts["max_tokens"] or 1024,
+        max_pixels=opts["max_pixels"] or None, inputs=args.inputs)
+
     async def go():
         async with _client(opts, log) as client:
             holder["client"] = client
@@ -351,7 +356,8 @@ def _run_synthesize(args: argparse.Namespace) -> int:
                                             max_tokens=opts["max_tokens"] or 1024,
                                             temperature=opts["temperature"],
                                             max_pixels=opts["max_pixels"] or None,
-                                            progress=not args.no_progress, log=log)
+                                            progress=not args.no_progress, log=log,
+                                            settings=settings, force_new=args.force_new)
 
     stats = run_async(go())
     log(stats.summary(opts["price_in"], opts["price_out"]))
@@ -455,6 +461,10 @@ def _register_cot(sub: argparse._SubParsersAction) -> None:
     _add_path_map(s)
     s.add_argument("--only-subtask", action="append", default=[], metavar="NAME",
                    help="only records of this subtask (repeatable)")
+    s.add_argument("--force-new", action="store_true",
+                   help="OUTPUT belongs to a run with other settings (teacher model, endpoint, "
+                        "sampling, prompt template, inputs; recorded in OUTPUT.run.json): move it "
+                        "aside and start a new run (default: refuse, naming what differs)")
     s.set_defaults(func=_run_synthesize)
 
     j = csub.add_parser(

@@ -190,6 +190,27 @@ def _image_url(path: str, max_pixels: int | None = None) -> str:
     return image_data_url(data)
 
 
+SYNTH_RUN_KIND = "cot synthesize"
+
+
+def synth_settings(model: str, url: str, *, temperature: float, max_tokens: int,
+                   max_pixels: int | None, inputs: list[str] | list[Record]) -> dict[str, Any]:
+    """What defines a synthesis run: teacher model and endpoint, sampling, the prompt template,
+    and the input files (hashed as bytes) or records (hashed as id, image, label)."""
+    from emocaliber_rl.data.cot_prompts import SYNTH_SYSTEM, SYNTH_TEMPLATE
+    from emocaliber_rl.run_manifest import file_sha256, json_sha256
+
+    if inputs and isinstance(inputs[0], Record):
+        prompt_set: Any = {"sha256": json_sha256([[r.id, r.image, r.subtask, r.label] for r in inputs])}
+    else:
+        prompt_set = [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in inputs]
+    return {"model": {"path": model}, "engine": {"backend": "openai-chat", "url": url},
+            "sampling": {"temperature": temperature, "max_tokens": max_tokens},
+            "max_pixels": max_pixels,
+            "prompt_template_sha256": json_sha256([SYNTH_SYSTEM, SYNTH_TEMPLATE]),
+            "prompts": prompt_set}
+
+
 async def synthesize(
     records: list[Record],
     out_path: str | Path,
@@ -200,8 +221,23 @@ async def synthesize(
     max_pixels: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    settings: dict[str, Any] | None = None,
+    force_new: bool = False,
 ) -> RunStats:
-    """Synthesize a CoT for every record not yet in ``out_path``; returns this run's stats."""
+    """Synthesize a CoT for every record not yet in ``out_path``; returns this run's stats.
+
+    The run manifest (``OUT.run.json``, :mod:`emocaliber_rl.run_manifest`) records ``settings``
+    (default: :func:`synth_settings` with the records as the prompt set); resuming with other
+    settings raises ``RunMismatchError`` unless ``force_new``. Every row carries ``run_id``.
+    """
+    from emocaliber_rl.run_manifest import open_run
+
+    if settings is None:
+        settings = synth_settings(client.model, client.url, temperature=temperature,
+                                  max_tokens=max_tokens, max_pixels=max_pixels, inputs=records)
+    run_id, notes = open_run(out_path, SYNTH_RUN_KIND, settings, force_new=force_new)
+    for note in notes:
+        log(note)
 
     async def work(rec: Record) -> dict[str, Any]:
         try:
@@ -214,7 +250,7 @@ async def synthesize(
         row.update(response=res.content.strip(), steps=parse_steps(res.content), model=res.model or client.model,
                    usage={"prompt_tokens": res.usage.prompt_tokens,
                           "completion_tokens": res.usage.completion_tokens},
-                   attempts=res.attempts)
+                   attempts=res.attempts, run_id=run_id)
         return row
 
     return await _run(records, Path(out_path), client, work, item_id=lambda r: r.id,

@@ -79,6 +79,7 @@ class Samples:
     parse: str = "strict"
     source_path: str | None = None
     extractor: str = field(default_factory=extractor_name)
+    n_duplicates_dropped: int = 0
 
     def __len__(self) -> int:
         return int(self.task.size)
@@ -216,9 +217,45 @@ def samples_from_rows(
     )
 
 
-def read_predictions(path: str | Path, *, parse: str = "strict") -> Samples:
-    """Read a predictions JSONL file (see the module docstring) into :class:`Samples`."""
-    samples = samples_from_rows(_read_jsonl(path), parse=parse, path=str(path))
+DUPLICATE_POLICIES: tuple[str, ...] = ("error", "first")
+
+
+def _checked_rows(path: str | Path, duplicates: str, dropped: list[int]) -> Iterable[tuple[int, Any]]:
+    """The file's rows, refusing a mix of runs (``run_id``) and handling repeated ``id``s:
+    ``error`` refuses them, ``first`` keeps the first and counts the rest into ``dropped``."""
+    from emocaliber_rl.run_manifest import check_single_run
+
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"unknown duplicates policy {duplicates!r}; choose from {DUPLICATE_POLICIES}")
+    seen: dict[str, int] = {}
+    try:
+        for n, row in check_single_run(_read_jsonl(path), str(path)):
+            rid = row.get("id") if isinstance(row, dict) else None
+            if rid is not None:
+                if str(rid) in seen:
+                    if duplicates == "error":
+                        raise _err(str(path), n, "id", f"{rid!r} already at line {seen[str(rid)]}: "
+                                   "a sample counted twice (--duplicates first keeps the first)")
+                    dropped.append(n)
+                    continue
+                seen[str(rid)] = n
+            yield n, row
+    except InputFileError as e:
+        if isinstance(e, PredictionFileError):
+            raise
+        raise PredictionFileError(str(e)) from None
+
+
+def read_predictions(path: str | Path, *, parse: str = "strict", duplicates: str = "error") -> Samples:
+    """Read a predictions JSONL file (see the module docstring) into :class:`Samples`.
+
+    Refuses a file whose rows carry different ``run_id``s (two runs mixed) and, unless
+    ``duplicates="first"``, one that repeats an ``id``; ``Samples.n_duplicates_dropped`` counts
+    the repeats left out under ``first``.
+    """
+    dropped: list[int] = []
+    samples = samples_from_rows(_checked_rows(path, duplicates, dropped), parse=parse, path=str(path))
+    samples.n_duplicates_dropped = len(dropped)
     # absolute, so that `eval report` finds the predictions from any working directory
     samples.source_path = str(Path(path).resolve())
     return samples
@@ -374,11 +411,14 @@ def score_samples(
 
 
 def score_file(
-    path: str | Path, *, parse: str = "strict", missing_conf: str = "exclude", n_bins: int = 10
+    path: str | Path, *, parse: str = "strict", missing_conf: str = "exclude", n_bins: int = 10,
+    duplicates: str = "error",
 ) -> tuple[dict[str, Any], Samples]:
     """Read, parse and score a predictions file; returns ``(score_json, samples)``."""
-    samples = read_predictions(path, parse=parse)
-    return score_samples(samples, missing_conf=missing_conf, n_bins=n_bins), samples
+    samples = read_predictions(path, parse=parse, duplicates=duplicates)
+    scores = score_samples(samples, missing_conf=missing_conf, n_bins=n_bins)
+    scores["meta"]["n_duplicates_dropped"] = samples.n_duplicates_dropped
+    return scores, samples
 
 
 def problems(scores: Mapping[str, Any]) -> list[str]:

@@ -63,6 +63,29 @@ def add_sampling_options(p: argparse.ArgumentParser, *, default_temperature: flo
                         "whole batch with its first sample's seed) (default: 0)")
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force-new", action="store_true",
+                   help="the output belongs to a run with other settings (model, sampling, "
+                        "prompts, engine): move it aside as OUT-STEM.<run id>.jsonl and start a "
+                        "new run (default: refuse, naming the settings that differ)")
+
+
+def run_settings_from_args(args: argparse.Namespace, prompts: Any, **extra: Any) -> dict[str, Any]:
+    """The run-manifest settings of a generation command, from its flags (before any engine)."""
+    from emocaliber_rl.inference.resumable import generation_settings
+
+    return generation_settings(model=args.model, backend=args.backend, dtype=args.dtype,
+                               pixel_bounds=pixel_bounds_from_args(args),
+                               sampling=sampling_from_args(args), prompts=prompts, **extra)
+
+
+def precheck_run(args: argparse.Namespace, out: Any, kind: str, settings: dict[str, Any]) -> None:
+    """Apply the resume rule without writing, so a refused resume never loads a model."""
+    from emocaliber_rl.run_manifest import open_run
+
+    open_run(out, kind, settings, force_new=args.force_new, dry_run=True)
+
+
 def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
     from emocaliber_rl.inference.engine import SamplingConfig
 
@@ -117,17 +140,21 @@ def print_stats(prefix: str, stats: dict[str, Any]) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from emocaliber_rl.inference.eval_run import run_eval
+    from emocaliber_rl.inference.eval_run import EVAL_RUN_KIND, read_eval_manifest, run_eval
 
     if not args.manifest.is_file():
         print(f"error: no evaluation manifest at {args.manifest} (write one with "
               "`emocaliber export eval TEST.jsonl -o MANIFEST`)", file=sys.stderr)
         return 2
+    read_eval_manifest(args.manifest)  # a bad row is refused before the model loads
+    settings = run_settings_from_args(args, args.manifest, ask_confidence=args.ask_confidence)
+    precheck_run(args, args.out, EVAL_RUN_KIND, settings)
     engine = engine_from_args(args)
     try:
         stats = run_eval(engine, args.manifest, args.out, sampling=sampling_from_args(args),
                          ask_confidence=args.ask_confidence, batch_size=args.batch_size,
-                         limit=args.limit, progress=not args.no_progress)
+                         limit=args.limit, progress=not args.no_progress, settings=settings,
+                         force_new=args.force_new)
     finally:
         engine.close()
     print_stats("eval run", stats)
@@ -146,9 +173,11 @@ def configure_eval_run(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_MANIFEST}, the VECBench test manifest)")
     p.add_argument("--out", required=True, metavar="PRED.jsonl",
                    help="predictions, one row per sample in `eval score`'s format; resumable: "
-                        "an existing file is continued, finished ids are skipped")
+                        "an existing file of the same run (PRED.jsonl.run.json: model, "
+                        "sampling, manifest, engine) is continued, finished ids are skipped")
     add_engine_options(p)
     add_sampling_options(p)
+    add_run_options(p)
     conf = p.add_mutually_exclusive_group()
     conf.add_argument("--ask-confidence", dest="ask_confidence", action="store_const", const=True,
                       default=None,

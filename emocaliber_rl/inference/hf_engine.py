@@ -40,6 +40,7 @@ class HFEngine(Engine):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_path = model_path
+        self.dtype = dtype
         self.pixel_bounds = pixel_bounds
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}

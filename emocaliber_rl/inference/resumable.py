@@ -9,7 +9,9 @@ Guarantees:
   append starts on a line boundary. Complete earlier lines are never rewritten;
 * no id is written twice: ids already in the file and ids repeated in the input are skipped;
 * one writer at a time: an exclusive ``flock`` on the file stops a second run on the same output
-  from interleaving lines (it fails at once with a clear message).
+  from interleaving lines (it fails at once with a clear message);
+* one run per file: :func:`start_run` applies the run-manifest rule
+  (:mod:`emocaliber_rl.run_manifest`) and every appended row carries the run's ``run_id``.
 
 :func:`run_batches` drives an engine over pending items with a tqdm bar showing samples/s and
 tokens/s.
@@ -35,9 +37,10 @@ class OutputLockedError(RuntimeError):
 class ResumableJsonl:
     """Append-only jsonl keyed by ``key``; open with ``with ResumableJsonl(path) as out:``."""
 
-    def __init__(self, path: str | os.PathLike[str], key: str = "id") -> None:
+    def __init__(self, path: str | os.PathLike[str], key: str = "id", run_id: str | None = None) -> None:
         self.path = Path(path)
         self.key = key
+        self.run_id = run_id
         self.done: set[str] = set()
         self.torn_bytes = 0
         self._fh: Any = None
@@ -99,6 +102,8 @@ class ResumableJsonl:
             if k in self.done:
                 continue
             self.done.add(k)
+            if self.run_id is not None:
+                row = {**row, "run_id": self.run_id}
             lines.append(json.dumps(row, ensure_ascii=False) + "\n")
         if lines:
             self._fh.write("".join(lines).encode("utf-8"))
@@ -110,6 +115,60 @@ class ResumableJsonl:
         if self._fh is not None:
             self._fh.close()  # closing releases the flock
             self._fh = None
+
+
+def generation_settings(
+    *,
+    model: str,
+    backend: str,
+    dtype: str,
+    pixel_bounds: Sequence[int] | None,
+    sampling: Any,
+    prompts: str | os.PathLike[str] | Sequence[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """What defines a generation run (``stage2 generate``, ``eval run``) for its run manifest.
+
+    ``prompts`` is the prompt file (hashed as bytes; ``--limit`` is not part of the run, so a
+    smoke run can grow into the full one) or the rows themselves (hashed as canonical JSON).
+    ``extra`` holds command-specific settings (``eval run``'s ``ask_confidence``).
+    """
+    from emocaliber_rl.run_manifest import file_sha256, json_sha256, model_fingerprint
+
+    if isinstance(prompts, (str, os.PathLike)):
+        prompt_set = {"path": str(Path(prompts).resolve()), "sha256": file_sha256(prompts)}
+    else:
+        prompt_set = {"path": None, "sha256": json_sha256(
+            [{k: r.get(k) for k in ("id", "messages", "image", "prompt", "system")} for r in prompts])}
+    return {
+        "model": model_fingerprint(model),
+        "engine": {"backend": backend, "dtype": dtype,
+                   "pixel_bounds": list(pixel_bounds) if pixel_bounds else None},
+        "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p,
+                     "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed,
+                     "n": sampling.n},
+        "prompts": prompt_set,
+        **extra,
+    }
+
+
+def engine_settings(engine: Any) -> dict[str, Any]:
+    """``model``, ``backend``, ``dtype``, ``pixel_bounds`` of a loaded engine."""
+    return {"model": engine.model_path, "backend": engine.backend,
+            "dtype": getattr(engine, "dtype", "auto"),
+            "pixel_bounds": getattr(engine, "pixel_bounds", None)}
+
+
+def start_run(out: str | os.PathLike[str], kind: str, settings: dict[str, Any], *,
+              force_new: bool = False, log: Callable[[str], None] | None = None) -> str:
+    """The run id to stamp on rows of ``out`` (resumed or new); see :func:`~emocaliber_rl.run_manifest.open_run`."""
+    from emocaliber_rl.run_manifest import open_run
+
+    run_id, notes = open_run(out, kind, settings, force_new=force_new)
+    for note in notes:
+        (log or (lambda m: print(m, file=sys.stderr)))(note)
+    assert run_id is not None
+    return run_id
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

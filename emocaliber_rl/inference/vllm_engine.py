@@ -67,6 +67,7 @@ class VLLMEngine(Engine):
         from vllm import LLM
 
         self.model_path = model_path
+        self.dtype = dtype
         self.pixel_bounds = pixel_bounds
         gpu = _on_gpu()
         kwargs: dict[str, Any] = {
