@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -200,21 +200,24 @@ def open_run(
     return run_id, notes
 
 
-def check_single_run(rows: Iterable[tuple[int, Any]], path: str) -> Iterable[tuple[int, Any]]:
+def check_single_run(rows: Iterable[tuple[int, Any]], path: str,
+                     state: dict[str, Any] | None = None) -> Iterator[tuple[int, Any]]:
     """Pass ``(line, row)`` pairs through, raising at the first row of a second run.
 
     Rows without ``run_id`` (files from other tools, the official release) are accepted when no
-    row has one; a mix of rows with and without is a mix of runs.
+    row has one; a mix of rows with and without is a mix of runs. ``state`` carries the first
+    row's run across calls (for readers that check one row at a time).
     """
-    first: tuple[int, Any] | None = None
+    state = {} if state is None else state
     for n, row in rows:
         if isinstance(row, dict):
             rid = row.get("run_id")
+            first = state.get("first")
             if first is None:
-                first = (n, rid)
+                state["first"] = (n, rid)
             elif rid != first[1]:
                 raise InputFileError(
                     f"{path}:{n}: field 'run_id': {json.dumps(rid)} differs from "
                     f"{json.dumps(first[1])} at line {first[0]}: the file mixes rows of different "
-                    "runs (other model or settings); score each run's own file")
+                    "runs (other model or settings); use each run's own file")
         yield n, row

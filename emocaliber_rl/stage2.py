@@ -282,8 +282,19 @@ def label_row(row: dict[str, Any], *, require_format: bool = False) -> tuple[dic
     if pred is None:
         return None, reason, f"answer: {extract_answer(response)!r}"
     logprobs = row["logprobs"]
+    if not isinstance(logprobs, list):
+        return None, "bad_logprobs", f"'logprobs' must be a list, got {type(logprobs).__name__}"
     if not logprobs:
         return None, "no_tokens", "empty logprobs"
+    # p is the mean over the response's tokens: a truncated list would give another p (the
+    # issue's 3 logprobs for 33 tokens gave 0.88 instead of 0.90)
+    token_ids = row.get("token_ids")
+    if token_ids is not None and (not isinstance(token_ids, list) or len(token_ids) != len(logprobs)):
+        n_ids = len(token_ids) if isinstance(token_ids, list) else type(token_ids).__name__
+        return None, "token_mismatch", f"{len(logprobs)} logprobs for {n_ids} token_ids"
+    num_tokens = row.get("num_tokens")
+    if num_tokens is not None and num_tokens != len(logprobs):
+        return None, "token_mismatch", f"{len(logprobs)} logprobs but num_tokens {num_tokens!r}"
     if not all(isinstance(x, (int, float)) and math.isfinite(x) and x <= 0 for x in logprobs):
         return None, "bad_logprobs", "log-probabilities must be finite and <= 0"
     from emocaliber_rl.loops import loop_for_subtask
@@ -349,6 +360,7 @@ def label_generations(
     require_format: bool = False,
     plot: bool = True,
     batch_rows: int = 256,
+    duplicates: str = "first",
 ) -> LabelResult:
     """Eq. 2 targets for every generation in ``gen_path`` -> veRL SFT parquet at ``out_path``.
 
@@ -356,7 +368,16 @@ def label_generations(
     ``OUT.targets.jsonl`` (id, pred, label, correct, p, d, confidence per kept row) and, in
     ``summary_dir`` (default: the parquet's folder), ``OUT_STEM.summary.json`` / ``.png`` (the
     target distribution per 0.1 bin, correct vs wrong).
+
+    A repeated id is a ``duplicate_id`` reject (``duplicates="first"``, the first line is kept)
+    or, with ``duplicates="error"``, an InputFileError naming both lines. A file mixing run ids
+    (two generation runs) is always refused.
     """
+    from emocaliber_rl.jsonl import InputFileError
+    from emocaliber_rl.run_manifest import check_single_run
+
+    if duplicates not in ("first", "error"):
+        raise ValueError(f"duplicates must be 'first' or 'error', got {duplicates!r}")
     from emocaliber_rl.data.exports import _ParquetSink, sft_schema
     from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
     from emocaliber_rl.data.records import iter_jsonl
@@ -370,11 +391,12 @@ def label_generations(
     result = LabelResult(out, rejects_path, targets_path, sdir / f"{stem}.summary.json",
                          sdir / f"{stem}.summary.png" if plot else None)
     sink = _ParquetSink(out, sft_schema(), batch_rows)
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     hist_in: list[tuple[float, bool]] = []
     rejects: list[dict[str, Any]] = []
     targets: list[dict[str, Any]] = []
     n_format_ok = 0
+    run_state: dict[str, Any] = {}
     try:
         for n, row, err in iter_jsonl(gen_path):
             if err is not None:
@@ -384,12 +406,16 @@ def label_generations(
                 rejects.append({"line": n, "id": None, "reason": "bad_json",
                                 "detail": f"expected a JSON object, got {type(row).__name__}"})
                 continue
+            next(check_single_run([(n, row)], str(gen_path), state=run_state))
             rid = str(row.get("id"))
             if rid in seen:
+                if duplicates == "error":
+                    raise InputFileError(f"{gen_path}:{n}: field 'id': {rid!r} already at line "
+                                         f"{seen[rid]} (--duplicates first keeps the first)")
                 rejects.append({"line": n, "id": rid, "reason": "duplicate_id",
-                                "detail": "an earlier line has this id"})
+                                "detail": f"line {seen[rid]} has this id"})
                 continue
-            seen.add(rid)
+            seen[rid] = n
             target, reason, detail = label_row(row, require_format=require_format)
             if target is None:
                 rejects.append({"line": n, "id": rid, "reason": reason, "detail": detail})

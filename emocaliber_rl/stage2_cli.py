@@ -67,7 +67,8 @@ def _run_label(args: argparse.Namespace) -> int:
         print(f"error: {args.generations}: no such file", file=sys.stderr)
         return 2
     res = label_generations(args.generations, args.out, summary_dir=args.summary_dir,
-                            require_format=args.require_format, plot=not args.no_plot)
+                            require_format=args.require_format, plot=not args.no_plot,
+                            duplicates=args.duplicates)
     print_reject_counts(res)
     print(json.dumps({"parquet": str(res.out_path), "kept": res.kept, "rejected": res.rejected,
                       "rejects": str(res.rejects_path), "targets": str(res.targets_path),
@@ -108,6 +109,10 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
                         "(think with five steps, answer, confidence); default: keep them, the "
                         "paper filters nothing but unparseable answers")
     p.add_argument("--no-plot", action="store_true", help="skip the histogram PNG")
+    p.add_argument("--duplicates", choices=("first", "error"), default="first",
+                   help="a line repeating an earlier id: first keeps the earlier one and counts "
+                        "the repeat as a duplicate_id reject; error refuses the file "
+                        "(default: first). A file mixing run ids is always refused")
     p.set_defaults(func=_run_label)
 
 

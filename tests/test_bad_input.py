@@ -133,3 +133,72 @@ def test_manifest_readers_name_line_and_field(tmp_path: Path) -> None:
                                         "messages": []}])
     with pytest.raises(InputFileError, match=r"p\.jsonl:1: field 'subtask': .*FI-9"):
         read_prompt_set(pr)
+
+
+# ----------------------------------------------------------------------------------------------
+# Row consistency: token lists, duplicate ids, unknown subtasks
+
+
+def _gen_row(rid: str, img: Path, n_logprobs: int, n_ids: int, **extra) -> dict:
+    return {"id": rid, "subtask": "FI-8", "label": "awe", "response": "<answer>awe</answer>",
+            "logprobs": [-0.1] * n_logprobs, "token_ids": list(range(n_ids)), "image": str(img),
+            "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "<image>q"}],
+            **extra}
+
+
+def test_stage2_label_rejects_logprobs_shorter_than_token_ids(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    img = tmp_path / "a.png"
+    draw_image(0).save(img)
+    gen = _lines(tmp_path / "gen.jsonl", [_gen_row("ok", img, 33, 33), _gen_row("cut", img, 3, 33)])
+    out = tmp_path / "s2.parquet"
+    assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot"]) == 0
+    assert "  token_mismatch: 1" in capsys.readouterr().err
+    rejects = [json.loads(x) for x in (tmp_path / "s2.parquet.rejects.jsonl").read_text().splitlines()]
+    assert rejects == [{"line": 2, "id": "cut", "reason": "token_mismatch",
+                        "detail": "3 logprobs for 33 token_ids"}]
+
+
+def test_stage2_label_duplicates_and_mixed_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    img = tmp_path / "a.png"
+    draw_image(0).save(img)
+    gen = _lines(tmp_path / "gen.jsonl", [_gen_row("a", img, 2, 2), _gen_row("a", img, 2, 2)])
+    out = tmp_path / "s2.parquet"
+    assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot"]) == 0
+    assert "  duplicate_id: 1" in capsys.readouterr().err
+    assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot", "--duplicates", "error"]) == 2
+    assert f"{gen}:2: field 'id': 'a' already at line 1" in capsys.readouterr().err
+    mixed = _lines(tmp_path / "mixed.jsonl", [_gen_row("a", img, 2, 2, run_id="r1"),
+                                              _gen_row("b", img, 2, 2, run_id="r2")])
+    assert main(["stage2", "label", str(mixed), "--out", str(out), "--no-plot"]) == 2
+    assert f"{mixed}:2: field 'run_id': \"r2\" differs from \"r1\" at line 1" in capsys.readouterr().err
+
+
+def test_eval_score_duplicate_ids(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    wrong = {**_pred_row(1), "response": "<answer>negative</answer><confidence>0.9</confidence>"}
+    pred = _lines(tmp_path / "pred.jsonl", [_pred_row(0), _pred_row(0), wrong])
+    assert main(["eval", "score", str(pred)]) == 2
+    assert f"{pred}:2: field 'id': 'r0' already at line 1" in capsys.readouterr().err
+    out = tmp_path / "s.json"
+    assert main(["eval", "score", str(pred), "--duplicates", "first", "--json", str(out)]) == 0
+    assert "1 rows repeat an earlier id and were left out" in capsys.readouterr().err
+    scores = json.loads(out.read_text())
+    # two samples left: r0 right, r1 wrong -> accuracy 1/2 (with the repeat it would be 2/3)
+    assert scores["tasks"]["FI-2"]["n"] == 2 and scores["tasks"]["FI-2"]["acc"] == 0.5
+    assert scores["meta"]["n_duplicates_dropped"] == 1
+
+
+def test_stage2_generate_refuses_unknown_subtask_before_the_model(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    img = tmp_path / "a.png"
+    draw_image(0).save(img)
+    prompts = _lines(tmp_path / "p.jsonl", [
+        {"id": "p0", "subtask": "FI-8", "image": str(img), "label": "awe", "messages": []},
+        {"id": "p1", "subtask": "FI-9", "image": str(img), "label": "awe", "messages": []}])
+    out = tmp_path / "gen.jsonl"
+    assert main(["stage2", "generate", "--backend", "hf", "--model", str(tiny_model_dir),
+                 "--prompts", str(prompts), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{prompts}:2: field 'subtask':" in err and "FI-9" in err
+    assert not out.exists()
