@@ -212,7 +212,11 @@ def generate_stage2(
         ]
         gens = engine.generate(reqs)
         out = []
+        failures = []
         for r, req, g in zip(batch, reqs, gens):
+            if g.error is not None:  # e.g. a missing image: reported, retried by a rerun
+                failures.append({"id": r["id"], "error": g.error})
+                continue
             out.append(
                 {
                     "id": r["id"],
@@ -233,7 +237,7 @@ def generate_stage2(
                     "seed": req.sampling.seed,
                 }
             )
-        return out, sum(g.num_tokens for g in gens)
+        return out, sum(g.num_tokens for g in gens), failures
 
     with ResumableJsonl(out_path, run_id=run_id) as sink:
         stats = run_batches(rows, sink, process, key=lambda r: r["id"], batch_size=batch_size,

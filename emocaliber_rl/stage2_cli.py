@@ -31,7 +31,9 @@ def add_stage2_subcommand(
 
 def _run_generate(args: argparse.Namespace) -> int:
     from emocaliber_rl.inference.cli import (
+        check_model,
         engine_from_args,
+        exit_code,
         precheck_run,
         print_stats,
         run_settings_from_args,
@@ -46,6 +48,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         return 2
     if args.limit is not None:
         prompts = prompts[: args.limit]
+    check_model(args.model)
     settings = run_settings_from_args(args, args.prompts)
     precheck_run(args, args.out, STAGE2_RUN_KIND, settings)
     engine = engine_from_args(args)
@@ -57,7 +60,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         engine.close()
     print_stats("stage2 generate", stats)
     print(json.dumps({"generations": str(args.out), **stats}))
-    return 0
+    return exit_code(stats)
 
 
 def _run_label(args: argparse.Namespace) -> int:

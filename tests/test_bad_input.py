@@ -202,3 +202,96 @@ def test_stage2_generate_refuses_unknown_subtask_before_the_model(
     err = capsys.readouterr().err
     assert f"{prompts}:2: field 'subtask':" in err and "FI-9" in err
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Missing images and models
+
+
+def test_missing_image_is_a_reported_skip_and_a_rerun_fills_it_in(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from emocaliber_rl.data.exports import export_prompts_stage2
+    from emocaliber_rl.data.records import Record
+    from tests.inference_helpers import one_thread
+
+    recs = []
+    for i in range(3):
+        draw_image(i).save(tmp_path / f"{i}.png")
+        recs.append(Record.make(f"p{i}", "FI-8", tmp_path / f"{i}.png", "awe"))
+    prompts = export_prompts_stage2(recs, tmp_path / "prompts.jsonl").path
+    gone = tmp_path / "1.png"
+    gone.rename(tmp_path / "1.png.away")
+    out = tmp_path / "gen.jsonl"
+    cmd = ["stage2", "generate", "--backend", "hf", "--model", str(tiny_model_dir), "--prompts",
+           str(prompts), "--out", str(out), "--max-new-tokens", "4", "--batch-size", "3",
+           "--dtype", "float32", "--no-progress"]
+    with one_thread():
+        assert main(cmd) == 3
+    err = capsys.readouterr().err
+    assert f"stage2 generate: skipped p1: image {gone}: no such file" in err
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["p0", "p2"]  # batch kept
+    errors = [json.loads(x) for x in (tmp_path / "gen.jsonl.errors.jsonl").read_text().splitlines()]
+    assert [(e["id"], e["error"]) for e in errors] == [("p1", f"image {gone}: no such file")]
+    (tmp_path / "1.png.away").rename(gone)
+    with one_thread():
+        assert main(cmd) == 0
+    assert sorted(json.loads(x)["id"] for x in out.read_text().splitlines()) == ["p0", "p1", "p2"]
+
+
+def test_eval_run_undecodable_image_is_skipped(tmp_path: Path, tiny_model_dir: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    from emocaliber_rl.data.exports import export_eval_manifest
+    from emocaliber_rl.data.records import Record
+    from tests.inference_helpers import one_thread
+
+    recs = []
+    for i in range(2):
+        draw_image(20 + i).save(tmp_path / f"{i}.png")
+        recs.append(Record.make(f"t{i}", "FI-2", tmp_path / f"{i}.png", "positive"))
+    manifest = export_eval_manifest(recs, tmp_path / "test.eval.jsonl").path
+    (tmp_path / "0.png").write_bytes(b"not a picture")  # damaged after export
+    out = tmp_path / "pred.jsonl"
+    with one_thread():
+        assert main(["eval", "run", "--backend", "hf", "--model", str(tiny_model_dir), "--manifest",
+                     str(manifest), "--out", str(out), "--max-new-tokens", "4", "--dtype",
+                     "float32", "--no-progress"]) == 3
+    assert f"eval run: skipped t0: image {tmp_path / '0.png'}: cannot decode" in capsys.readouterr().err
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["t1"]
+
+
+@pytest.mark.parametrize("cmd", ["stage2", "eval"])
+def test_model_that_is_not_a_folder_is_refused_before_any_engine(
+    tmp_path: Path, cmd: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_engine(*a, **k):
+        raise AssertionError("an engine was started")
+
+    monkeypatch.setattr("emocaliber_rl.inference.engine.make_engine", no_engine)
+    img = tmp_path / "a.png"
+    draw_image(0).save(img)
+    if cmd == "stage2":
+        src = _lines(tmp_path / "p.jsonl", [{"id": "p", "subtask": "FI-8", "image": str(img),
+                                             "label": "awe", "messages": []}])
+        base = ["stage2", "generate", "--prompts", str(src), "--out", str(tmp_path / "o.jsonl")]
+    else:
+        src = _lines(tmp_path / "m.jsonl", [{"id": "e", "task": "FI-8", "image": str(img), "label": "awe"}])
+        base = ["eval", "run", "--manifest", str(src), "--out", str(tmp_path / "o.jsonl")]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "empty-model").mkdir()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for model, message in [
+        (str(tmp_path / "no-such-model"), f"--model {tmp_path / 'no-such-model'}: no such folder"),
+        # online, but models/ is a folder here: a mistyped path, not a hub id
+        ("models/base", "--model models/base: no such folder (and models/ is a local folder"),
+        ("empty-model", "--model empty-model: the folder has no config.json"),
+    ]:
+        assert main([*base, "--backend", "hf", "--model", model]) == 2
+        assert message in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main([*base, "--backend", "hf", "--model", "nobody/no-such-model"]) == 2
+    assert "--model nobody/no-such-model: no such folder, and not in the local hub cache" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "o.jsonl").exists()

@@ -135,7 +135,11 @@ def run_eval(
                 for r in batch]
         gens = engine.generate(reqs)
         out = []
+        failures = []
         for r, g in zip(batch, gens):
+            if g.error is not None:  # e.g. a missing image: reported, retried by a rerun
+                failures.append({"id": r["id"], "error": g.error})
+                continue
             cands = list(r.get("candidates") or [])
             out.append({
                 "id": r["id"],
@@ -150,7 +154,7 @@ def run_eval(
                 "num_tokens": g.num_tokens,
                 "finish_reason": g.finish_reason,
             })
-        return out, sum(g.num_tokens for g in gens)
+        return out, sum(g.num_tokens for g in gens), failures
 
     with ResumableJsonl(out_path, run_id=run_id) as sink:
         stats = run_batches(rows, sink, process, key=lambda r: r["id"], batch_size=batch_size,

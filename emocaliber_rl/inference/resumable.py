@@ -182,6 +182,12 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def _append_errors(path: Path, failures: list[dict[str, Any]], run_id: str | None) -> None:
+    # informational (failed ids get no row and are retried by a rerun), so a plain append is fine
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(json.dumps({**item, "run_id": run_id, "time": time.time()}, ensure_ascii=False) + "\n" for item in failures)
+
+
 def run_batches(
     items: Sequence[T],
     out: ResumableJsonl,
@@ -194,9 +200,11 @@ def run_batches(
 ) -> dict[str, Any]:
     """Run ``process`` over the items whose key is not in ``out`` yet, ``batch_size`` at a time.
 
-    ``process(batch) -> (rows, generated_tokens)``; rows are appended after each batch. Returns
-    counts and throughput: ``{"total", "skipped", "written", "duplicates", "seconds",
-    "samples_per_s", "tokens_per_s", "tokens"}``.
+    ``process(batch) -> (rows, generated_tokens[, failures])``; rows are appended after each
+    batch. ``failures`` (``[{"id", "error"}]``: items that could not run, e.g. a missing image)
+    get no row, so a rerun retries them; they are appended to ``OUT.errors.jsonl``. Returns
+    counts and throughput: ``{"total", "skipped", "written", "duplicates", "failed",
+    "failures", "errors_path", "seconds", "samples_per_s", "tokens_per_s", "tokens"}``.
     """
     from tqdm import tqdm
 
@@ -214,17 +222,23 @@ def run_batches(
         pending.append(it)
     skipped = len(items) - len(pending) - duplicates
     written = tokens = 0
+    failures: list[dict[str, Any]] = []
+    errors_path = out.path.with_name(out.path.name + ".errors.jsonl")
     start = time.perf_counter()
     bar = tqdm(total=len(items), initial=skipped, desc=desc, unit="sample", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     try:
         for batch in batched(pending, batch_size):
-            rows, n_tok = process(batch)
+            rows, n_tok, *rest = process(batch)
             written += out.append(rows)
             tokens += n_tok
+            if rest and rest[0]:
+                failures.extend(rest[0])
+                _append_errors(errors_path, rest[0], out.run_id)
             bar.update(len(batch))
             elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(samples_s=f"{written / elapsed:.2f}", tokens_s=f"{tokens / elapsed:.1f}")
+            bar.set_postfix(samples_s=f"{written / elapsed:.2f}", tokens_s=f"{tokens / elapsed:.1f}",
+                            failed=len(failures))
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
@@ -233,6 +247,9 @@ def run_batches(
         "skipped": skipped,
         "written": written,
         "duplicates": duplicates,
+        "failed": len(failures),
+        "failures": failures,
+        "errors_path": str(errors_path) if failures else None,
         "tokens": tokens,
         "seconds": elapsed,
         "samples_per_s": written / elapsed if elapsed > 0 else 0.0,
