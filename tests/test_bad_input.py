@@ -295,3 +295,59 @@ def test_model_that_is_not_a_folder_is_refused_before_any_engine(
     assert "--model nobody/no-such-model: no such folder, and not in the local hub cache" in (
         capsys.readouterr().err)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Exit codes that mean something
+
+
+def _published(tmp: Path, images: list[str]) -> Path:
+    rows = [{"task": "FI-8", "ground_truth": "awe", "images": [img],
+             "conversations": [{"from": "human", "value": "<image>Which emotion?"},
+                               {"from": "gpt", "value": "<answer>awe</answer>"}]} for img in images]
+    return _lines(tmp / "test_8k.jsonl", rows)
+
+
+@pytest.mark.parametrize("no_hash", [False, True])
+def test_bench_import_with_no_image_found_exits_1_and_suggests_path_map(
+    tmp_path: Path, no_hash: bool, capsys: pytest.CaptureFixture
+) -> None:
+    # the published file names images by absolute paths on its authors' machine
+    src = _published(tmp_path, ["/mnt/data/vecbench/FI/a.jpg", "/mnt/data/vecbench/FI/b.jpg"])
+    out = tmp_path / "test.jsonl"
+    args = ["bench", "import", str(src), "-o", str(out), "--workers", "1", "--no-progress"]
+    assert main(args + (["--no-hash"] if no_hash else [])) == 1
+    err = capsys.readouterr().err
+    assert "error: no records written to" in err and "2 images were not found" in err
+    assert "--path-map OLD=NEW" in err and "e.g. /mnt/data/vecbench/FI/a.jpg" in err
+    assert "no problems" not in err
+    # the hint works: mapping the prefix onto a local copy imports both rows
+    local = tmp_path / "copy" / "FI"
+    local.mkdir(parents=True)
+    draw_image(0).save(local / "a.jpg")
+    draw_image(1).save(local / "b.jpg")
+    assert main(args + (["--no-hash"] if no_hash else [])
+                + ["--path-map", f"/mnt/data/vecbench={tmp_path / 'copy'}"]) == 0
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_bench_import_no_hash_still_reports_a_missing_image(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    draw_image(0).save(tmp_path / "a.jpg")
+    src = _published(tmp_path, ["a.jpg", "gone.jpg"])
+    out = tmp_path / "test.jsonl"
+    assert main(["bench", "import", str(src), "-o", str(out), "--no-hash", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"{src}:2" in err and "image_missing" in err and "no problems" not in err
+    assert [json.loads(x)["image"] for x in out.read_text().splitlines()] == [str(tmp_path / "a.jpg")]
+
+
+@pytest.mark.parametrize("kind", ["eval", "prompts2", "rl3", "sft1"])
+def test_export_writing_zero_rows_exits_1(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture) -> None:
+    rows = [{"id": "m0", "subtask": "FI-8", "image": "/elsewhere/m0.png", "label": "awe",
+             "response": "<answer>awe</answer>"}]
+    src = _lines(tmp_path / "in.jsonl", rows)
+    out = tmp_path / ("out.parquet" if kind in ("rl3", "sft1") else "out.jsonl")
+    assert main(["export", kind, str(src), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: no rows written to {out}" in err and "--path-map OLD=NEW" in err

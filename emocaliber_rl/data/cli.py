@@ -40,6 +40,20 @@ def _path_map(args: argparse.Namespace) -> list[tuple[str, str]]:
     return out
 
 
+def _nothing_usable(report, what: str, out: Path) -> int:
+    """Say why nothing usable was written and what to try; the exit code (1) for it."""
+    print(f"error: {what} written to {out}: every input row has a problem (listed above and in "
+          "the problem report)", file=sys.stderr)
+    missing = [p for p in report.problems if p.kind == "image_missing"]
+    if missing:
+        example = missing[0].detail.split(" does not exist")[0].split(": ")[0]
+        print(f"hint: {len(missing)} images were not found (e.g. {example}). If the file names "
+              "them by paths on another machine, rewrite the prefix with --path-map OLD=NEW "
+              "(e.g. --path-map /their/data=/my/data); relative paths resolve against "
+              "--image-root DIR (default: the input file's folder)", file=sys.stderr)
+    return 1
+
+
 # ----------------------------------------------------------------------------------------------
 # export
 
@@ -75,6 +89,8 @@ def _run_export(args: argparse.Namespace) -> int:
     print(f"wrote {res.rows} rows to {res.path}", file=sys.stderr)
     report.print_summary("input records")
     print(f"problem report: {report_path}", file=sys.stderr)
+    if res.rows == 0:
+        return _nothing_usable(report, "no rows", res.path)
     return 0
 
 
@@ -226,6 +242,8 @@ def _run_import(args: argparse.Namespace) -> int:
     print(res.table())
     res.report.print_summary("rows")
     print(f"manifest: {out}; problem report: {rep}", file=sys.stderr)
+    if not res.records:
+        return _nothing_usable(res.report, "no records", out)
     return 0
 
 
@@ -251,7 +269,8 @@ def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
     _add_path_map(p)
     p.add_argument("--strict", action="store_true", help="exit 2 at the first invalid row")
     p.add_argument("--no-hash", action="store_true",
-                   help="skip decoding/hashing images (no checksums, no image checks)")
+                   help="skip decoding/hashing images (no checksums; each image is still checked "
+                        "to exist)")
     p.add_argument("--workers", type=int, default=None, help="decode/hash processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_import)
