@@ -351,3 +351,65 @@ def test_export_writing_zero_rows_exits_1(tmp_path: Path, kind: str, capsys: pyt
     assert main(["export", kind, str(src), "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert f"error: no rows written to {out}" in err and "--path-map OLD=NEW" in err
+
+
+# ----------------------------------------------------------------------------------------------
+# CoT synthesis honesty
+
+
+def _synth_inputs(tmp: Path, n: int = 5) -> Path:
+    from emocaliber_rl.data.records import Record, write_manifest
+    from emocaliber_rl.data.synthetic import draw_image as synth_image
+
+    src = tmp / "train.jsonl"
+    write_manifest(src, [Record.make(f"r{i}", "FI-8", synth_image(tmp / f"{i}.jpg", i), "awe")
+                         for i in range(n)])
+    return src
+
+
+def test_cot_synthesize_without_key_is_an_error_unless_no_auth(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emocaliber_rl.data.chat_server import ServerConfig, ServerThread
+
+    monkeypatch.delenv("EMOCALIBER_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    src = _synth_inputs(tmp_path, 2)
+    out = tmp_path / "synth.jsonl"
+    with ServerThread(ServerConfig()) as server:
+        base = ["cot", "synthesize", str(src), "-o", str(out), "--base-url", server.url,
+                "--model", "teacher", "--no-progress"]
+        assert main(base) == 2
+        err = capsys.readouterr().err
+        assert "error: no API key: set EMOCALIBER_API_KEY or OPENAI_API_KEY" in err
+        assert "--no-auth" in err
+        assert sum(server.state.counts.values()) == 0 and not out.exists()
+        assert main([*base, "--no-auth"]) == 0
+        err = capsys.readouterr().err
+        assert "warning: no API key (EMOCALIBER_API_KEY or OPENAI_API_KEY unset): requests go " \
+               "without an Authorization header" in err
+        assert sum(server.state.counts.values()) == 2
+
+
+def test_cot_progress_counts_failures_and_cost_needs_prices(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emocaliber_rl.data.chat_server import ServerConfig, ServerThread
+
+    monkeypatch.setenv("EMOCALIBER_API_KEY", "sk-test")
+    src = _synth_inputs(tmp_path, 5)
+    # 400 is not retried: every record fails for good
+    with ServerThread(ServerConfig(default_script=["400"])) as server:
+        args = ["cot", "synthesize", str(src), "-o", str(tmp_path / "a.jsonl"), "--base-url",
+                server.url, "--model", "teacher"]
+        assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "done=0, failed=5" in err  # the bar's postfix: 5/5 processed is not 5 done
+    assert "0 finished this run" in err and "5 failed" in err
+    assert " out = " not in err and "(no cost: give --price-in/--price-out per 1M tokens)" in err
+    with ServerThread(ServerConfig()) as server:
+        args = ["cot", "synthesize", str(src), "-o", str(tmp_path / "b.jsonl"), "--base-url",
+                server.url, "--model", "teacher", "--no-progress", "--price-in", "1", "--price-out", "2"]
+        assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "done=" not in err and " out = 0.00" in err and "no cost" not in err

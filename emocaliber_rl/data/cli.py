@@ -291,8 +291,8 @@ CLIENT_DEFAULTS = {
     "backoff_max": 30.0,
     "max_tokens": None,
     "temperature": 0.7,
-    "price_in": 0.0,
-    "price_out": 0.0,
+    "price_in": None,  # unknown: the cost is left out of the summary
+    "price_out": None,
     "max_pixels": 451584,
 }
 
@@ -336,10 +336,26 @@ def _make_logger(path: str | None):
     return log, holder
 
 
-def _client(opts: dict, log):
-    from emocaliber_rl.data.cot_client import ChatClient, read_api_key
+def _api_key(opts: dict, no_auth: bool, log) -> str | None:
+    """The key from the environment; none is an error unless ``--no-auth`` (then a warning)."""
+    from emocaliber_rl.data.cot_client import read_api_key
 
-    return ChatClient(opts["base_url"], opts["model"], api_key=read_api_key(opts["api_key_env"]),
+    key = read_api_key(opts["api_key_env"])
+    if key:
+        return key
+    names = " or ".join(opts["api_key_env"])
+    if not no_auth:
+        raise ValueError(f"no API key: set {names} (or name another variable with "
+                         "--api-key-env); for a local server that needs no key pass --no-auth")
+    log(f"warning: no API key ({names} unset): requests go without an Authorization header "
+        "(--no-auth)")
+    return None
+
+
+def _client(opts: dict, log, api_key: str | None):
+    from emocaliber_rl.data.cot_client import ChatClient
+
+    return ChatClient(opts["base_url"], opts["model"], api_key=api_key,
                       concurrency=opts["concurrency"], timeout=opts["timeout"],
                       max_retries=opts["max_retries"], backoff_base=opts["backoff_base"],
                       backoff_max=opts["backoff_max"], log=log)
@@ -353,6 +369,11 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 
     opts = _resolve(args)
     log, holder = _make_logger(args.log)
+    try:
+        api_key = _api_key(opts, args.no_auth, log)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     report = ProblemReport()
     records = [r.record for r in load_rows(args.inputs, report, image_root=args.image_root,
                                            path_map=_path_map(args))]
@@ -362,14 +383,17 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         records = [r for r in records if r.subtask in set(args.only_subtask)]
     if args.limit is not None:
         records = records[: args.limit]
-
+    if not records:
+        print("error: no records to synthesize (check the inputs, --only-subtask and --limit)",
+              file=sys.stderr)
+        return 1
     settings = cot_run.synth_settings(
         opts["model"], opts["base_url"].rstrip("/") + "/chat/completions",
         temperature=opts["temperature"], max_tokens=opts["max_tokens"] or 1024,
         max_pixels=opts["max_pixels"] or None, inputs=args.inputs)
 
     async def go():
-        async with _client(opts, log) as client:
+        async with _client(opts, log, api_key) as client:
             holder["client"] = client
             return await cot_run.synthesize(records, args.output, client,
                                             max_tokens=opts["max_tokens"] or 1024,
@@ -390,6 +414,11 @@ def _run_judge(args: argparse.Namespace) -> int:
 
     opts = _resolve(args)
     log, holder = _make_logger(args.log)
+    try:
+        api_key = _api_key(opts, args.no_auth, log)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows = []
     for path in args.inputs:
         src = ResultLog(path)
@@ -400,7 +429,7 @@ def _run_judge(args: argparse.Namespace) -> int:
         rows = rows[: args.limit]
 
     async def go():
-        async with _client(opts, log) as client:
+        async with _client(opts, log, api_key) as client:
             holder["client"] = client
             return await cot_run.judge(rows, args.output, client,
                                        max_tokens=opts["max_tokens"] or 512,
@@ -441,6 +470,9 @@ def _client_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
                    help="environment variable holding the API key (repeatable; first set wins; "
                         "default EMOCALIBER_API_KEY then OPENAI_API_KEY). Keys are never accepted "
                         "as flags, logged or written")
+    p.add_argument("--no-auth", action="store_true",
+                   help="send requests without an API key (local servers); without this flag a "
+                        "missing key is an error")
     p.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 16)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per request (default 120)")
     p.add_argument("--max-retries", type=int, default=None,
@@ -450,7 +482,8 @@ def _client_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--backoff-max", type=float, default=None, help="backoff cap in seconds (default 30)")
     p.add_argument("--max-tokens", type=int, default=None, help=f"completion token limit (default {max_tokens})")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0.7)")
-    p.add_argument("--price-in", type=float, default=None, help="price per 1M prompt tokens, for the cost line")
+    p.add_argument("--price-in", type=float, default=None,
+                   help="price per 1M prompt tokens, for the cost line (none given: no cost line)")
     p.add_argument("--price-out", type=float, default=None, help="price per 1M completion tokens")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="downscale larger images to this many pixels before sending (default "

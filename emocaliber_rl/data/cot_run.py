@@ -50,16 +50,24 @@ class RunStats:
     requests: int = 0
     retries: int = 0
 
-    def summary(self, price_in: float, price_out: float) -> str:
+    def summary(self, price_in: float | None, price_out: float | None) -> str:
+        """One line of counts and tokens; the cost only when a price is known (a made-up 0.0000
+        reads as "free", which a paid API is not)."""
         rate = self.done / self.elapsed if self.elapsed > 0 else 0.0
+        priced = price_in is not None or price_out is not None
+        pin, pout = price_in or 0.0, price_out or 0.0
+
+        def cost(u: Usage) -> str:
+            return f" = {u.cost(pin, pout):.4f}" if priced else ""
+
         return (
             f"{self.done} finished this run ({rate:.1f}/s), {self.skipped} already finished, "
             f"{self.failed} failed (retried next run), {self.local_rejects} rejected locally; "
             f"{self.requests} HTTP requests ({self.retries} retries); tokens this run "
-            f"{self.usage.prompt_tokens} in / {self.usage.completion_tokens} out = "
-            f"{self.usage.cost(price_in, price_out):.4f}; all finished rows "
-            f"{self.usage_all.prompt_tokens} in / {self.usage_all.completion_tokens} out = "
-            f"{self.usage_all.cost(price_in, price_out):.4f}"
+            f"{self.usage.prompt_tokens} in / {self.usage.completion_tokens} out{cost(self.usage)}; "
+            f"all finished rows {self.usage_all.prompt_tokens} in / "
+            f"{self.usage_all.completion_tokens} out{cost(self.usage_all)}"
+            + ("" if priced else " (no cost: give --price-in/--price-out per 1M tokens)")
         )
 
 
@@ -115,8 +123,10 @@ async def _run(
     queue: asyncio.Queue = asyncio.Queue()
     for it in todo:
         queue.put_nowait(it)
+    # the bar counts records processed; its postfix splits them into done and failed (a run
+    # whose every request failed must not read as 5/5 and nothing else)
     bar = tqdm(total=len(seen), initial=stats.skipped, desc=desc, unit="rec", disable=not progress,
-               file=sys.stderr)
+               file=sys.stderr, postfix={"done": 0, "failed": 0})
     start = time.perf_counter()
 
     async def worker(store: ResultLog) -> None:
@@ -135,6 +145,7 @@ async def _run(
                 _append_error(errors_path, {"id": rid, "error": msg, "status": e.status,
                                             "attempts": e.attempts, "time": time.time()})
                 bar.update()
+                bar.set_postfix(done=stats.done, failed=stats.failed)
             else:
                 # Durability is awaited off the worker's path: the worker starts its next request
                 # while the writer fsyncs (a record only counts as finished once on disk, and the
@@ -150,6 +161,7 @@ async def _run(
             stats.local_rejects += 1
         stats.usage.add(_usage_of(row))
         bar.update()
+        bar.set_postfix(done=stats.done, failed=stats.failed)
 
     pending: set[asyncio.Future] = set()
     async with store:
