@@ -12,7 +12,8 @@ it: the file would hold two runs that nothing downstream can tell apart. So the 
 and every row gets ``run_id``. The resume rule (:func:`open_run`): a rerun whose ``settings``
 equal the recorded ones continues the run; any difference is refused with a message naming
 each differing setting, unless ``force_new``, which moves the old output and its manifest aside
-(``OUT`` -> ``OUT-STEM.<old run id>.SUFFIX``; nothing is deleted) and starts a fresh run.
+(``OUT`` -> ``OUT-STEM.<old run id>.SUFFIX``, with its ``.run.json`` and ``.errors.jsonl``;
+nothing is deleted) and starts a fresh run.
 An output that has rows but no manifest (written before manifests existed, or by hand) is
 refused the same way. ``eval score`` refuses a predictions file whose rows carry different run
 ids.
@@ -190,6 +191,9 @@ def open_run(
             os.replace(out, dest)
         if manifest_path(out).exists():
             os.replace(manifest_path(out), manifest_path(dest))
+        errors = out.with_name(out.name + ".errors.jsonl")  # its skipped/failed ids go with it
+        if errors.exists():
+            os.replace(errors, dest.with_name(dest.name + ".errors.jsonl"))
     if dry_run:
         return None, notes
     run_id = uuid.uuid4().hex[:12]
