@@ -11,12 +11,12 @@ it: the file would hold two runs that nothing downstream can tell apart. So the 
 
 and every row gets ``run_id``. The resume rule (:func:`open_run`): a rerun whose ``settings``
 equal the recorded ones continues the run; any difference is refused with a message naming
-each differing setting, unless ``force_new``, which moves the old output and its manifest aside
-(``OUT`` -> ``OUT-STEM.<old run id>.SUFFIX``, with its ``.run.json`` and ``.errors.jsonl``;
-nothing is deleted) and starts a fresh run.
-An output that has rows but no manifest (written before manifests existed, or by hand) is
-refused the same way. ``eval score`` refuses a predictions file whose rows carry different run
-ids.
+each differing setting, unless ``force_new``, which (whatever the settings) moves the old
+output aside (``OUT`` -> ``OUT-STEM.<old run id>.SUFFIX``, with its ``.run.json`` and
+``.errors.jsonl``; nothing is deleted) and starts a fresh run. An output that has rows but no
+manifest (written before manifests existed, or by hand) is refused the same way; an output
+without rows (missing, empty) starts a new run. ``eval score`` refuses a predictions file whose
+rows carry different run ids.
 """
 
 from __future__ import annotations
@@ -165,20 +165,20 @@ def open_run(
     notes: list[str] = []
     recorded = read_run(out)
     rows = _has_rows(out)
+    # only rows can be mixed: a manifest whose output is gone or still empty is simply replaced
+    occupied = rows
     if recorded is not None:
         diffs = differences(recorded["settings"], settings)
         if recorded.get("kind") != kind:
             diffs.insert(0, f"kind: {json.dumps(recorded.get('kind'))} recorded, {json.dumps(kind)} now")
-        if not diffs:
+        if not diffs and not force_new:
             return recorded["run_id"], notes
         problem = (f"{out} belongs to run {recorded['run_id']} with other settings:\n  "
                    + "\n  ".join(diffs))
-    elif rows:
+    else:
         problem = (f"{out} has rows but no run manifest ({manifest_path(out).name}): it was written "
                    "by an older version or by hand, so what produced it is unknown")
-    else:
-        problem = None  # a fresh output (a manifest-less empty file is fresh too)
-    if problem is not None:
+    if occupied:
         if not force_new:
             raise RunMismatchError(problem + "\nrerun with the recorded settings to resume it, or "
                                    "pass --force-new to move it aside and start a new run")

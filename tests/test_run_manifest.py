@@ -45,6 +45,10 @@ def test_open_run_rule(tmp_path: Path) -> None:
     assert _rows(archived) == [{"id": "a", "run_id": rid}]  # nothing deleted
     assert json.loads(manifest_path(archived).read_text())["run_id"] == rid
     assert not out.exists() and json.loads(manifest_path(out).read_text())["run_id"] == rid2
+    # --force-new with unchanged settings is a new run too (a checkpoint retrained in place)
+    out.write_text(json.dumps({"id": "b", "run_id": rid2}) + "\n")
+    rid3, _ = open_run(out, "stage2 generate", other, force_new=True)
+    assert rid3 not in (rid, rid2) and _rows(tmp_path / f"gen.{rid2}.jsonl") == [{"id": "b", "run_id": rid2}]
 
 
 def test_rows_without_manifest_are_refused(tmp_path: Path) -> None:
@@ -53,7 +57,10 @@ def test_rows_without_manifest_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RunMismatchError, match=r"old\.jsonl has rows but no run manifest"):
         open_run(out, "eval run", {})
     out.write_text("\n")  # an empty (or blank) file is a fresh output
-    assert open_run(out, "eval run", {})[0]
+    rid = open_run(out, "eval run", {})[0]
+    # ... and so is one whose run wrote no row yet, whatever its manifest says
+    rid2 = open_run(out, "eval run", {"sampling": {"temperature": 0.1}})[0]
+    assert rid2 != rid and json.loads(manifest_path(out).read_text())["run_id"] == rid2
 
 
 @pytest.fixture(scope="module")

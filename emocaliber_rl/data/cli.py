@@ -514,9 +514,10 @@ def _register_cot(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--only-subtask", action="append", default=[], metavar="NAME",
                    help="only records of this subtask (repeatable)")
     s.add_argument("--force-new", action="store_true",
-                   help="OUTPUT belongs to a run with other settings (teacher model, endpoint, "
-                        "sampling, prompt template, inputs; recorded in OUTPUT.run.json): move it "
-                        "aside and start a new run (default: refuse, naming what differs)")
+                   help="start a new run even if OUTPUT holds one: move it aside (as "
+                        "OUTPUT-STEM.<run id>.jsonl). Without it a rerun resumes a run with the "
+                        "same settings (teacher model, endpoint, sampling, prompt template, inputs; "
+                        "recorded in OUTPUT.run.json) and refuses other settings, naming them")
     s.set_defaults(func=_run_synthesize)
 
     j = csub.add_parser(

@@ -68,9 +68,11 @@ def add_sampling_options(p: argparse.ArgumentParser, *, default_temperature: flo
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force-new", action="store_true",
-                   help="the output belongs to a run with other settings (model, sampling, "
-                        "prompts, engine): move it aside as OUT-STEM.<run id>.jsonl and start a "
-                        "new run (default: refuse, naming the settings that differ)")
+                   help="start a new run even if the output holds one: move it aside as "
+                        "OUT-STEM.<run id>.jsonl (e.g. after retraining a checkpoint in place; "
+                        "weights are not hashed). Without it a rerun resumes a run with the same "
+                        "settings (model, sampling, prompts, engine) and refuses other settings, "
+                        "naming them")
 
 
 def run_settings_from_args(args: argparse.Namespace, prompts: Any, **extra: Any) -> dict[str, Any]:
