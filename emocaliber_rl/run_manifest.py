@@ -111,6 +111,19 @@ def _has_rows(out: Path) -> bool:
         return any(line.strip() for line in f)
 
 
+def _locked(out: Path) -> bool:
+    """Whether another process holds the writer's ``flock`` on ``out`` (see ``inference.resumable``)."""
+    import fcntl
+
+    with open(out, "rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return False
+
+
 def archive_name(out: Path, tag: str) -> Path:
     """``gen.jsonl`` -> ``gen.<tag>.jsonl`` (a free name; ``-2``, ``-3``... appended if taken)."""
     suffix = "".join(out.suffixes[-1:])
@@ -182,6 +195,9 @@ def open_run(
         if not force_new:
             raise RunMismatchError(problem + "\nrerun with the recorded settings to resume it, or "
                                    "pass --force-new to move it aside and start a new run")
+        if _locked(out):
+            raise RunMismatchError(f"{out} is being written by another process; stop it before "
+                                   "starting a new run with --force-new")
         tag = recorded["run_id"] if recorded else "unrecorded"
         dest = archive_name(out, tag)
         notes.append(f"--force-new: moved the previous run to {dest}")

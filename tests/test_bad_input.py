@@ -413,3 +413,14 @@ def test_cot_progress_counts_failures_and_cost_needs_prices(
         assert main(args) == 0
     err = capsys.readouterr().err
     assert "done=" not in err and " out = 0.00" in err and "no cost" not in err
+
+
+def test_cot_judge_with_no_rows_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMOCALIBER_API_KEY", "sk-test")
+    empty = tmp_path / "synth.jsonl"
+    empty.write_text("")
+    # no server: nothing may be sent
+    assert main(["cot", "judge", str(empty), "-o", str(tmp_path / "v.jsonl"), "--base-url",
+                 "http://127.0.0.1:9/v1", "--model", "judge", "--no-progress"]) == 1
+    assert f"error: no synthesized rows in {empty}" in capsys.readouterr().err

@@ -45,6 +45,11 @@ def test_open_run_rule(tmp_path: Path) -> None:
     assert _rows(archived) == [{"id": "a", "run_id": rid}]  # nothing deleted
     assert json.loads(manifest_path(archived).read_text())["run_id"] == rid
     assert not out.exists() and json.loads(manifest_path(out).read_text())["run_id"] == rid2
+    from emocaliber_rl.inference.resumable import ResumableJsonl
+
+    out.write_text(json.dumps({"id": "a", "run_id": rid2}) + "\n")
+    with ResumableJsonl(out), pytest.raises(RunMismatchError, match="being written by another process"):
+        open_run(out, "stage2 generate", other, force_new=True)  # a writer holds it: not moved
     # --force-new with unchanged settings is a new run too (a checkpoint retrained in place)
     out.write_text(json.dumps({"id": "b", "run_id": rid2}) + "\n")
     rid3, _ = open_run(out, "stage2 generate", other, force_new=True)
@@ -166,6 +171,10 @@ def test_eval_run_resume_and_eval_score_refuses_mixed_runs(
     assert (f'{mixed}:2: field \'run_id\': "{new[1]["run_id"]}" differs from "{rid}" at line 1: '
             "the file mixes rows of different runs") in err
     assert main(["eval", "score", str(out)]) == 0  # one run: scored
+    from emocaliber_rl.evaluation.scoring import PredictionFileError, read_samples
+
+    with pytest.raises(PredictionFileError, match=r"mixed\.jsonl:2: field 'run_id'"):
+        read_samples(mixed)  # what `eval report` reads
 
 
 def test_cot_synthesize_resume_refuses_other_settings(tmp_path: Path, capsys: pytest.CaptureFixture,

@@ -427,6 +427,10 @@ def _run_judge(args: argparse.Namespace) -> int:
             log(note)
     if args.limit is not None:
         rows = rows[: args.limit]
+    if not rows:
+        print(f"error: no synthesized rows in {', '.join(args.inputs)} (give the output of `cot "
+              "synthesize`)", file=sys.stderr)
+        return 1
 
     async def go():
         async with _client(opts, log, api_key) as client:

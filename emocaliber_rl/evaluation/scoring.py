@@ -269,7 +269,12 @@ def write_samples(samples: Samples, path: str | Path) -> None:
 
 def read_samples(path: str | Path) -> Samples:
     """Read a file written by :func:`write_samples`, or a predictions file (parsed ``strict``)."""
-    rows = list(_read_jsonl(path))
+    from emocaliber_rl.run_manifest import check_single_run
+
+    try:
+        rows = list(check_single_run(_read_jsonl(path), str(path)))
+    except InputFileError as e:
+        raise PredictionFileError(str(e)) from None
     if not rows:
         raise PredictionFileError(f"{path}: no rows")
     if isinstance(rows[0][1], dict) and "response" in rows[0][1]:
