@@ -41,12 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from emocaliber_rl.inference.resumable import OutputLockedError
     from emocaliber_rl.jsonl import InputFileError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except InputFileError as e:
+    except (InputFileError, OutputLockedError) as e:
         # bad input names its file and line (emocaliber_rl.jsonl); no traceback for a user's typo
         print(f"error: {e}", file=sys.stderr)
         return 2

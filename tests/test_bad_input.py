@@ -424,3 +424,12 @@ def test_cot_judge_with_no_rows_exits_1(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["cot", "judge", str(empty), "-o", str(tmp_path / "v.jsonl"), "--base-url",
                  "http://127.0.0.1:9/v1", "--model", "judge", "--no-progress"]) == 1
     assert f"error: no synthesized rows in {empty}" in capsys.readouterr().err
+
+
+def test_cot_config_with_invalid_json_names_its_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tmp_path / "client.json"
+    cfg.write_text('{\n  "model": "teacher",\n  "concurrency": 8,\n}\n')  # trailing comma
+    src = _synth_inputs(tmp_path, 1)
+    assert main(["cot", "synthesize", str(src), "-o", str(tmp_path / "o.jsonl"), "--config", str(cfg)]) == 2
+    assert f"{cfg}:4: invalid JSON: Expecting property name enclosed in double quotes" in (
+        capsys.readouterr().err)

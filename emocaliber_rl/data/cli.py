@@ -302,7 +302,16 @@ def _resolve(args: argparse.Namespace) -> dict:
 
     cfg = {}
     if args.config:
-        cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        from emocaliber_rl.jsonl import InputFileError
+
+        try:
+            cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputFileError(f"{args.config}: cannot read ({e})") from None
+        except json.JSONDecodeError as e:
+            raise InputFileError(f"{args.config}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(cfg, dict):
+            raise InputFileError(f"{args.config}: expected a JSON object of client options")
         unknown = set(cfg) - set(CLIENT_DEFAULTS)
         if unknown:
             raise SystemExit(f"error: unknown keys in {args.config}: {sorted(unknown)} "

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from emocaliber_rl.jsonl import InputFileError
+
 T = TypeVar("T")
 
 
@@ -80,11 +82,11 @@ class ResumableJsonl:
                 # Only the last line can be torn; garbage in the middle is not ours to repair.
                 rest = fh.read()
                 if rest.strip():
-                    raise ValueError(f"{self.path}:{lineno}: invalid JSON in the middle of the "
-                                     "file; refusing to append to it") from None
+                    raise InputFileError(f"{self.path}:{lineno}: invalid JSON in the middle of the "
+                                         "file; refusing to append to it") from None
                 break
             if not isinstance(obj, dict) or self.key not in obj:
-                raise ValueError(f"{self.path}:{lineno}: not an object with {self.key!r}")
+                raise InputFileError(f"{self.path}:{lineno}: not an object with {self.key!r}")
             self.done.add(str(obj[self.key]))
             good_end += len(raw)
         size = os.fstat(fh.fileno()).st_size
