@@ -3,6 +3,10 @@
 Every module listed in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its
 parser(s) and sets ``func`` (called with the parsed namespace, returns an exit code). Heavy
 imports (torch, veRL, vLLM) happen inside ``func`` so that ``--help`` stays instant.
+
+Exit codes: 0 done; 1 nothing usable written (the message says what to try); 2 bad input or
+arguments (an :class:`~emocaliber_rl.jsonl.InputFileError` names file, line and field); 3 done
+in part (some items failed or were skipped and are retried by a rerun).
 """
 
 from __future__ import annotations
@@ -37,8 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from emocaliber_rl.inference.resumable import OutputLockedError
+    from emocaliber_rl.jsonl import InputFileError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (InputFileError, OutputLockedError) as e:
+        # bad input names its file and line (emocaliber_rl.jsonl); no traceback for a user's typo
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -136,7 +136,9 @@ class Demo:
         gen = self.data / "stage2_generations.jsonl"
         ctx.python("stage2", "generate", "--model", str(scaffold), "--prompts", str(self.data / "stage2_prompts.jsonl"),
                    "--out", str(gen), "--backend", "vllm", "--max-new-tokens", "96", "--temperature", "1.0",
-                   "--seed", str(self.seed), "--no-progress")
+                   # a stage that runs again follows a retrained checkpoint at the same path (the
+                   # run manifest does not hash weights): its old generations must not be reused
+                   "--seed", str(self.seed), "--no-progress", "--force-new")
         labelled = self.data / "stage2.parquet"
         ctx.python("stage2", "label", str(gen), "--out", str(labelled))
         out = self.ckpt / "stage2"
@@ -168,7 +170,7 @@ class Demo:
             preds = run_dir / "predictions.jsonl"
             ctx.python("eval", "run", "--manifest", str(self.data / "test.eval.jsonl"), "--out", str(preds),
                        "--model", str(self.ckpt / model / "final_hf"), "--backend", self.eval_backend,
-                       "--max-new-tokens", "96", "--seed", str(self.seed), "--no-progress")
+                       "--max-new-tokens", "96", "--seed", str(self.seed), "--no-progress", "--force-new")
             ctx.python("eval", "score", str(preds), "--json", str(run_dir / "scores.json"),
                        "--samples", str(run_dir / "samples.jsonl"))
             runs.append(run_dir)

@@ -107,9 +107,12 @@ def predicted_label(subtask: str, response: str) -> tuple[str | None, str]:
 def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a stage-2 prompt set (``export prompts2``): jsonl, or parquet by suffix.
 
-    Raises ValueError naming the line of a row without ``id``, ``subtask``, ``image``, ``label``
-    or ``messages``.
+    Raises InputFileError (a ValueError) naming the line of a row that is not an object, lacks
+    ``id``, ``subtask``, ``image``, ``label`` or ``messages``, or names an unknown subtask or label:
+    such a row is refused before any generation, not found out at labelling time.
     """
+    from emocaliber_rl.jsonl import input_error, read_jsonl
+
     p = Path(path)
     if p.suffix == ".parquet":
         import pandas as pd
@@ -117,18 +120,22 @@ def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         rows = [_plain(r) for r in pd.read_parquet(p).to_dict(orient="records")]
         numbered = list(enumerate(rows, start=1))
     else:
-        from emocaliber_rl.data.records import iter_jsonl
-
-        numbered = []
-        for n, obj, err in iter_jsonl(p):
-            if err is not None:
-                raise ValueError(f"{p}:{n}: {err}")
-            numbered.append((n, obj))
+        numbered = list(read_jsonl(p))
     out = []
     for n, row in numbered:
         missing = [k for k in ("id", "subtask", "image", "label", "messages") if row.get(k) is None]
         if missing:
-            raise ValueError(f"{p}:{n}: missing {', '.join(missing)}")
+            raise input_error(p, n, None, f"missing {', '.join(missing)}")
+        try:
+            row["subtask"] = get_subtask(str(row["subtask"])).name
+        except ValueError as e:
+            raise input_error(p, n, "subtask", str(e)) from None
+        try:
+            canonical_label(row["subtask"], str(row["label"]))
+        except ValueError as e:
+            raise input_error(p, n, "label", str(e)) from None
+        if not isinstance(row["messages"], list):
+            raise input_error(p, n, "messages", f"expected a list, got {type(row['messages']).__name__}")
         row["id"] = str(row["id"])
         row["image"] = _resolve_image(str(row["image"]), p.parent)
         out.append(row)
@@ -151,6 +158,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+STAGE2_RUN_KIND = "stage2 generate"
+
+
 def generate_stage2(
     engine: Engine,
     prompts: str | os.PathLike[str] | Sequence[dict[str, Any]],
@@ -159,22 +169,37 @@ def generate_stage2(
     batch_size: int = 64,
     sampling: SamplingConfig | None = None,
     progress: bool = True,
+    settings: dict[str, Any] | None = None,
+    force_new: bool = False,
 ) -> dict[str, Any]:
     """Generate one response per prompt into a resumable jsonl (see ``inference.resumable``).
 
     Each line: ``id, subtask, label, candidates, image, messages, response, token_ids, logprobs,
-    finish_reason, num_tokens, mean_prob, backend, model, temperature, seed``. Returns the run's
-    counts and throughput.
+    finish_reason, num_tokens, mean_prob, backend, model, temperature, seed, run_id``. The run
+    manifest (``OUT.run.json``, :mod:`emocaliber_rl.run_manifest`) records ``settings`` (default:
+    :func:`~emocaliber_rl.inference.resumable.generation_settings` of the engine, the sampling
+    and the prompts); resuming with other settings raises ``RunMismatchError`` unless
+    ``force_new``. Returns the run's counts and throughput.
     """
     from dataclasses import replace
 
     from emocaliber_rl.inference.engine import GenerationRequest, SamplingConfig, request_seed
-    from emocaliber_rl.inference.resumable import ResumableJsonl, run_batches
+    from emocaliber_rl.inference.resumable import (
+        ResumableJsonl,
+        engine_settings,
+        generation_settings,
+        run_batches,
+        start_run,
+    )
 
     rows = read_prompt_set(prompts) if isinstance(prompts, (str, os.PathLike)) else list(prompts)
     base = sampling or SamplingConfig()
     if base.n != 1:
         raise ValueError("stage-2 generation draws one response per prompt (n=1)")
+    if settings is None:
+        settings = generation_settings(**engine_settings(engine), sampling=base,
+                                       prompts=prompts if isinstance(prompts, (str, os.PathLike)) else rows)
+    run_id = start_run(out_path, STAGE2_RUN_KIND, settings, force_new=force_new)
 
     def process(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
         reqs = [
@@ -187,7 +212,11 @@ def generate_stage2(
         ]
         gens = engine.generate(reqs)
         out = []
+        failures = []
         for r, req, g in zip(batch, reqs, gens):
+            if g.error is not None:  # e.g. a missing image: reported, retried by a rerun
+                failures.append({"id": r["id"], "error": g.error})
+                continue
             out.append(
                 {
                     "id": r["id"],
@@ -208,11 +237,12 @@ def generate_stage2(
                     "seed": req.sampling.seed,
                 }
             )
-        return out, sum(g.num_tokens for g in gens)
+        return out, sum(g.num_tokens for g in gens), failures
 
-    with ResumableJsonl(out_path) as sink:
+    with ResumableJsonl(out_path, run_id=run_id) as sink:
         stats = run_batches(rows, sink, process, key=lambda r: r["id"], batch_size=batch_size,
                             desc="stage2 generate", progress=progress)
+        stats["run_id"] = run_id
         stats["torn_bytes_dropped"] = sink.torn_bytes
     return stats
 
@@ -256,8 +286,19 @@ def label_row(row: dict[str, Any], *, require_format: bool = False) -> tuple[dic
     if pred is None:
         return None, reason, f"answer: {extract_answer(response)!r}"
     logprobs = row["logprobs"]
+    if not isinstance(logprobs, list):
+        return None, "bad_logprobs", f"'logprobs' must be a list, got {type(logprobs).__name__}"
     if not logprobs:
         return None, "no_tokens", "empty logprobs"
+    # p is the mean over the response's tokens: a truncated list would give another p (the
+    # issue's 3 logprobs for 33 tokens gave 0.88 instead of 0.90)
+    token_ids = row.get("token_ids")
+    if token_ids is not None and (not isinstance(token_ids, list) or len(token_ids) != len(logprobs)):
+        n_ids = len(token_ids) if isinstance(token_ids, list) else type(token_ids).__name__
+        return None, "token_mismatch", f"{len(logprobs)} logprobs for {n_ids} token_ids"
+    num_tokens = row.get("num_tokens")
+    if num_tokens is not None and num_tokens != len(logprobs):
+        return None, "token_mismatch", f"{len(logprobs)} logprobs but num_tokens {num_tokens!r}"
     if not all(isinstance(x, (int, float)) and math.isfinite(x) and x <= 0 for x in logprobs):
         return None, "bad_logprobs", "log-probabilities must be finite and <= 0"
     from emocaliber_rl.loops import loop_for_subtask
@@ -323,6 +364,7 @@ def label_generations(
     require_format: bool = False,
     plot: bool = True,
     batch_rows: int = 256,
+    duplicates: str = "first",
 ) -> LabelResult:
     """Eq. 2 targets for every generation in ``gen_path`` -> veRL SFT parquet at ``out_path``.
 
@@ -330,7 +372,16 @@ def label_generations(
     ``OUT.targets.jsonl`` (id, pred, label, correct, p, d, confidence per kept row) and, in
     ``summary_dir`` (default: the parquet's folder), ``OUT_STEM.summary.json`` / ``.png`` (the
     target distribution per 0.1 bin, correct vs wrong).
+
+    A repeated id is a ``duplicate_id`` reject (``duplicates="first"``, the first line is kept)
+    or, with ``duplicates="error"``, an InputFileError naming both lines. A file mixing run ids
+    (two generation runs) is always refused.
     """
+    from emocaliber_rl.jsonl import InputFileError
+    from emocaliber_rl.run_manifest import check_single_run
+
+    if duplicates not in ("first", "error"):
+        raise ValueError(f"duplicates must be 'first' or 'error', got {duplicates!r}")
     from emocaliber_rl.data.exports import _ParquetSink, sft_schema
     from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
     from emocaliber_rl.data.records import iter_jsonl
@@ -344,22 +395,31 @@ def label_generations(
     result = LabelResult(out, rejects_path, targets_path, sdir / f"{stem}.summary.json",
                          sdir / f"{stem}.summary.png" if plot else None)
     sink = _ParquetSink(out, sft_schema(), batch_rows)
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     hist_in: list[tuple[float, bool]] = []
     rejects: list[dict[str, Any]] = []
     targets: list[dict[str, Any]] = []
     n_format_ok = 0
+    run_state: dict[str, Any] = {}
     try:
         for n, row, err in iter_jsonl(gen_path):
             if err is not None:
                 rejects.append({"line": n, "id": None, "reason": "bad_json", "detail": err})
                 continue
+            if not isinstance(row, dict):
+                rejects.append({"line": n, "id": None, "reason": "bad_json",
+                                "detail": f"expected a JSON object, got {type(row).__name__}"})
+                continue
+            next(check_single_run([(n, row)], str(gen_path), state=run_state))
             rid = str(row.get("id"))
             if rid in seen:
+                if duplicates == "error":
+                    raise InputFileError(f"{gen_path}:{n}: field 'id': {rid!r} already at line "
+                                         f"{seen[rid]} (--duplicates first keeps the first)")
                 rejects.append({"line": n, "id": rid, "reason": "duplicate_id",
-                                "detail": "an earlier line has this id"})
+                                "detail": f"line {seen[rid]} has this id"})
                 continue
-            seen.add(rid)
+            seen[rid] = n
             target, reason, detail = label_row(row, require_format=require_format)
             if target is None:
                 rejects.append({"line": n, "id": rid, "reason": reason, "detail": detail})

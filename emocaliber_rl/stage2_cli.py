@@ -30,8 +30,16 @@ def add_stage2_subcommand(
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from emocaliber_rl.inference.cli import engine_from_args, print_stats, sampling_from_args
-    from emocaliber_rl.stage2 import generate_stage2, read_prompt_set
+    from emocaliber_rl.inference.cli import (
+        check_model,
+        engine_from_args,
+        exit_code,
+        precheck_run,
+        print_stats,
+        run_settings_from_args,
+        sampling_from_args,
+    )
+    from emocaliber_rl.stage2 import STAGE2_RUN_KIND, generate_stage2, read_prompt_set
 
     try:
         prompts = read_prompt_set(args.prompts)
@@ -40,15 +48,19 @@ def _run_generate(args: argparse.Namespace) -> int:
         return 2
     if args.limit is not None:
         prompts = prompts[: args.limit]
+    check_model(args.model)
+    settings = run_settings_from_args(args, args.prompts)
+    precheck_run(args, args.out, STAGE2_RUN_KIND, settings)
     engine = engine_from_args(args)
     try:
         stats = generate_stage2(engine, prompts, args.out, batch_size=args.batch_size,
-                                sampling=sampling_from_args(args), progress=not args.no_progress)
+                                sampling=sampling_from_args(args), progress=not args.no_progress,
+                                settings=settings, force_new=args.force_new)
     finally:
         engine.close()
     print_stats("stage2 generate", stats)
     print(json.dumps({"generations": str(args.out), **stats}))
-    return 0
+    return exit_code(stats)
 
 
 def _run_label(args: argparse.Namespace) -> int:
@@ -58,7 +70,8 @@ def _run_label(args: argparse.Namespace) -> int:
         print(f"error: {args.generations}: no such file", file=sys.stderr)
         return 2
     res = label_generations(args.generations, args.out, summary_dir=args.summary_dir,
-                            require_format=args.require_format, plot=not args.no_plot)
+                            require_format=args.require_format, plot=not args.no_plot,
+                            duplicates=args.duplicates)
     print_reject_counts(res)
     print(json.dumps({"parquet": str(res.out_path), "kept": res.kept, "rejected": res.rejected,
                       "rejects": str(res.rejects_path), "targets": str(res.targets_path),
@@ -68,7 +81,7 @@ def _run_label(args: argparse.Namespace) -> int:
 
 
 def _configure_generate(p: argparse.ArgumentParser) -> None:
-    from emocaliber_rl.inference.cli import add_engine_options, add_sampling_options
+    from emocaliber_rl.inference.cli import add_engine_options, add_run_options, add_sampling_options
 
     p.add_argument("--prompts", required=True, metavar="PROMPTS",
                    help="the VEC-CoT-2 prompt set from `emocaliber export prompts2` (.jsonl or "
@@ -76,9 +89,11 @@ def _configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="GEN.jsonl",
                    help="generations, one line per prompt (response, token ids, per-token "
                         "log-probabilities); resumable: rerun the same command after a crash and "
-                        "finished ids are skipped")
+                        "finished ids are skipped; a rerun with other settings is refused "
+                        "(GEN.jsonl.run.json records them) unless --force-new")
     add_engine_options(p)
     add_sampling_options(p)
+    add_run_options(p)
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts (smoke runs)")
     p.set_defaults(func=_run_generate)
 
@@ -97,6 +112,10 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
                         "(think with five steps, answer, confidence); default: keep them, the "
                         "paper filters nothing but unparseable answers")
     p.add_argument("--no-plot", action="store_true", help="skip the histogram PNG")
+    p.add_argument("--duplicates", choices=("first", "error"), default="first",
+                   help="a line repeating an earlier id: first keeps the earlier one and counts "
+                        "the repeat as a duplicate_id reject; error refuses the file "
+                        "(default: first). A file mixing run ids is always refused")
     p.set_defaults(func=_run_label)
 
 

@@ -40,6 +40,20 @@ def _path_map(args: argparse.Namespace) -> list[tuple[str, str]]:
     return out
 
 
+def _nothing_usable(report, what: str, out: Path) -> int:
+    """Say why nothing usable was written and what to try; the exit code (1) for it."""
+    print(f"error: {what} written to {out}: every input row has a problem (listed above and in "
+          "the problem report)", file=sys.stderr)
+    missing = [p for p in report.problems if p.kind == "image_missing"]
+    if missing:
+        example = missing[0].detail.split(" does not exist")[0].split(": ")[0]
+        print(f"hint: {len(missing)} images were not found (e.g. {example}). If the file names "
+              "them by paths on another machine, rewrite the prefix with --path-map OLD=NEW "
+              "(e.g. --path-map /their/data=/my/data); relative paths resolve against "
+              "--image-root DIR (default: the input file's folder)", file=sys.stderr)
+    return 1
+
+
 # ----------------------------------------------------------------------------------------------
 # export
 
@@ -75,6 +89,8 @@ def _run_export(args: argparse.Namespace) -> int:
     print(f"wrote {res.rows} rows to {res.path}", file=sys.stderr)
     report.print_summary("input records")
     print(f"problem report: {report_path}", file=sys.stderr)
+    if res.rows == 0:
+        return _nothing_usable(report, "no rows", res.path)
     return 0
 
 
@@ -258,6 +274,8 @@ def _run_import(args: argparse.Namespace) -> int:
     print(res.table())
     res.report.print_summary("rows")
     print(f"manifest: {out}; problem report: {rep}", file=sys.stderr)
+    if not res.records:
+        return _nothing_usable(res.report, "no records", out)
     return 0
 
 
@@ -286,7 +304,8 @@ def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
     _add_path_map(p)
     p.add_argument("--strict", action="store_true", help="exit 2 at the first invalid row")
     p.add_argument("--no-hash", action="store_true",
-                   help="skip decoding/hashing images (no checksums, no image checks)")
+                   help="skip decoding/hashing images (no checksums; each image is still checked "
+                        "to exist)")
     p.add_argument("--workers", type=int, default=None, help="decode/hash processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_import)
@@ -307,8 +326,8 @@ CLIENT_DEFAULTS = {
     "backoff_max": 30.0,
     "max_tokens": None,
     "temperature": 0.7,
-    "price_in": 0.0,
-    "price_out": 0.0,
+    "price_in": None,  # unknown: the cost is left out of the summary
+    "price_out": None,
     "max_pixels": 451584,
 }
 
@@ -318,7 +337,16 @@ def _resolve(args: argparse.Namespace) -> dict:
 
     cfg = {}
     if args.config:
-        cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        from emocaliber_rl.jsonl import InputFileError
+
+        try:
+            cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputFileError(f"{args.config}: cannot read ({e})") from None
+        except json.JSONDecodeError as e:
+            raise InputFileError(f"{args.config}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(cfg, dict):
+            raise InputFileError(f"{args.config}: expected a JSON object of client options")
         unknown = set(cfg) - set(CLIENT_DEFAULTS)
         if unknown:
             raise SystemExit(f"error: unknown keys in {args.config}: {sorted(unknown)} "
@@ -352,10 +380,26 @@ def _make_logger(path: str | None):
     return log, holder
 
 
-def _client(opts: dict, log):
-    from emocaliber_rl.data.cot_client import ChatClient, read_api_key
+def _api_key(opts: dict, no_auth: bool, log) -> str | None:
+    """The key from the environment; none is an error unless ``--no-auth`` (then a warning)."""
+    from emocaliber_rl.data.cot_client import read_api_key
 
-    return ChatClient(opts["base_url"], opts["model"], api_key=read_api_key(opts["api_key_env"]),
+    key = read_api_key(opts["api_key_env"])
+    if key:
+        return key
+    names = " or ".join(opts["api_key_env"])
+    if not no_auth:
+        raise ValueError(f"no API key: set {names} (or name another variable with "
+                         "--api-key-env); for a local server that needs no key pass --no-auth")
+    log(f"warning: no API key ({names} unset): requests go without an Authorization header "
+        "(--no-auth)")
+    return None
+
+
+def _client(opts: dict, log, api_key: str | None):
+    from emocaliber_rl.data.cot_client import ChatClient
+
+    return ChatClient(opts["base_url"], opts["model"], api_key=api_key,
                       concurrency=opts["concurrency"], timeout=opts["timeout"],
                       max_retries=opts["max_retries"], backoff_base=opts["backoff_base"],
                       backoff_max=opts["backoff_max"], log=log)
@@ -369,6 +413,11 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 
     opts = _resolve(args)
     log, holder = _make_logger(args.log)
+    try:
+        api_key = _api_key(opts, args.no_auth, log)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     report = ProblemReport()
     records = [r.record for r in load_rows(args.inputs, report, image_root=args.image_root,
                                            path_map=_path_map(args))]
@@ -378,15 +427,24 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         records = [r for r in records if r.subtask in set(args.only_subtask)]
     if args.limit is not None:
         records = records[: args.limit]
+    if not records:
+        print("error: no records to synthesize (check the inputs, --only-subtask and --limit)",
+              file=sys.stderr)
+        return 1
+    settings = cot_run.synth_settings(
+        opts["model"], opts["base_url"].rstrip("/") + "/chat/completions",
+        temperature=opts["temperature"], max_tokens=opts["max_tokens"] or 1024,
+        max_pixels=opts["max_pixels"] or None, inputs=args.inputs)
 
     async def go():
-        async with _client(opts, log) as client:
+        async with _client(opts, log, api_key) as client:
             holder["client"] = client
             return await cot_run.synthesize(records, args.output, client,
                                             max_tokens=opts["max_tokens"] or 1024,
                                             temperature=opts["temperature"],
                                             max_pixels=opts["max_pixels"] or None,
-                                            progress=not args.no_progress, log=log)
+                                            progress=not args.no_progress, log=log,
+                                            settings=settings, force_new=args.force_new)
 
     stats = run_async(go())
     log(stats.summary(opts["price_in"], opts["price_out"]))
@@ -400,6 +458,11 @@ def _run_judge(args: argparse.Namespace) -> int:
 
     opts = _resolve(args)
     log, holder = _make_logger(args.log)
+    try:
+        api_key = _api_key(opts, args.no_auth, log)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows = []
     for path in args.inputs:
         src = ResultLog(path)
@@ -408,9 +471,13 @@ def _run_judge(args: argparse.Namespace) -> int:
             log(note)
     if args.limit is not None:
         rows = rows[: args.limit]
+    if not rows:
+        print(f"error: no synthesized rows in {', '.join(args.inputs)} (give the output of `cot "
+              "synthesize`)", file=sys.stderr)
+        return 1
 
     async def go():
-        async with _client(opts, log) as client:
+        async with _client(opts, log, api_key) as client:
             holder["client"] = client
             return await cot_run.judge(rows, args.output, client,
                                        max_tokens=opts["max_tokens"] or 512,
@@ -451,6 +518,9 @@ def _client_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
                    help="environment variable holding the API key (repeatable; first set wins; "
                         "default EMOCALIBER_API_KEY then OPENAI_API_KEY). Keys are never accepted "
                         "as flags, logged or written")
+    p.add_argument("--no-auth", action="store_true",
+                   help="send requests without an API key (local servers); without this flag a "
+                        "missing key is an error")
     p.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 16)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per request (default 120)")
     p.add_argument("--max-retries", type=int, default=None,
@@ -460,7 +530,8 @@ def _client_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--backoff-max", type=float, default=None, help="backoff cap in seconds (default 30)")
     p.add_argument("--max-tokens", type=int, default=None, help=f"completion token limit (default {max_tokens})")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0.7)")
-    p.add_argument("--price-in", type=float, default=None, help="price per 1M prompt tokens, for the cost line")
+    p.add_argument("--price-in", type=float, default=None,
+                   help="price per 1M prompt tokens, for the cost line (none given: no cost line)")
     p.add_argument("--price-out", type=float, default=None, help="price per 1M completion tokens")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="downscale larger images to this many pixels before sending (default "
@@ -490,6 +561,11 @@ def _register_cot(sub: argparse._SubParsersAction) -> None:
     _add_path_map(s)
     s.add_argument("--only-subtask", action="append", default=[], metavar="NAME",
                    help="only records of this subtask (repeatable)")
+    s.add_argument("--force-new", action="store_true",
+                   help="start a new run even if OUTPUT holds one: move it aside (as "
+                        "OUTPUT-STEM.<run id>.jsonl). Without it a rerun resumes a run with the "
+                        "same settings (teacher model, endpoint, sampling, prompt template, inputs; "
+                        "recorded in OUTPUT.run.json) and refuses other settings, naming them")
     s.set_defaults(func=_run_synthesize)
 
     j = csub.add_parser(

@@ -50,16 +50,24 @@ class RunStats:
     requests: int = 0
     retries: int = 0
 
-    def summary(self, price_in: float, price_out: float) -> str:
+    def summary(self, price_in: float | None, price_out: float | None) -> str:
+        """One line of counts and tokens; the cost only when a price is known (a made-up 0.0000
+        reads as "free", which a paid API is not)."""
         rate = self.done / self.elapsed if self.elapsed > 0 else 0.0
+        priced = price_in is not None or price_out is not None
+        pin, pout = price_in or 0.0, price_out or 0.0
+
+        def cost(u: Usage) -> str:
+            return f" = {u.cost(pin, pout):.4f}" if priced else ""
+
         return (
             f"{self.done} finished this run ({rate:.1f}/s), {self.skipped} already finished, "
             f"{self.failed} failed (retried next run), {self.local_rejects} rejected locally; "
             f"{self.requests} HTTP requests ({self.retries} retries); tokens this run "
-            f"{self.usage.prompt_tokens} in / {self.usage.completion_tokens} out = "
-            f"{self.usage.cost(price_in, price_out):.4f}; all finished rows "
-            f"{self.usage_all.prompt_tokens} in / {self.usage_all.completion_tokens} out = "
-            f"{self.usage_all.cost(price_in, price_out):.4f}"
+            f"{self.usage.prompt_tokens} in / {self.usage.completion_tokens} out{cost(self.usage)}; "
+            f"all finished rows {self.usage_all.prompt_tokens} in / "
+            f"{self.usage_all.completion_tokens} out{cost(self.usage_all)}"
+            + ("" if priced else " (no cost: give --price-in/--price-out per 1M tokens)")
         )
 
 
@@ -115,8 +123,10 @@ async def _run(
     queue: asyncio.Queue = asyncio.Queue()
     for it in todo:
         queue.put_nowait(it)
+    # the bar counts records processed; its postfix splits them into done and failed (a run
+    # whose every request failed must not read as 5/5 and nothing else)
     bar = tqdm(total=len(seen), initial=stats.skipped, desc=desc, unit="rec", disable=not progress,
-               file=sys.stderr)
+               file=sys.stderr, postfix={"done": 0, "failed": 0})
     start = time.perf_counter()
 
     async def worker(store: ResultLog) -> None:
@@ -135,6 +145,7 @@ async def _run(
                 _append_error(errors_path, {"id": rid, "error": msg, "status": e.status,
                                             "attempts": e.attempts, "time": time.time()})
                 bar.update()
+                bar.set_postfix(done=stats.done, failed=stats.failed)
             else:
                 # Durability is awaited off the worker's path: the worker starts its next request
                 # while the writer fsyncs (a record only counts as finished once on disk, and the
@@ -150,6 +161,7 @@ async def _run(
             stats.local_rejects += 1
         stats.usage.add(_usage_of(row))
         bar.update()
+        bar.set_postfix(done=stats.done, failed=stats.failed)
 
     pending: set[asyncio.Future] = set()
     async with store:
@@ -190,6 +202,27 @@ def _image_url(path: str, max_pixels: int | None = None) -> str:
     return image_data_url(data)
 
 
+SYNTH_RUN_KIND = "cot synthesize"
+
+
+def synth_settings(model: str, url: str, *, temperature: float, max_tokens: int,
+                   max_pixels: int | None, inputs: list[str] | list[Record]) -> dict[str, Any]:
+    """What defines a synthesis run: teacher model and endpoint, sampling, the prompt template,
+    and the input files (hashed as bytes) or records (hashed as id, image, label)."""
+    from emocaliber_rl.data.cot_prompts import SYNTH_SYSTEM, SYNTH_TEMPLATE
+    from emocaliber_rl.run_manifest import file_sha256, json_sha256
+
+    if inputs and isinstance(inputs[0], Record):
+        prompt_set: Any = {"sha256": json_sha256([[r.id, r.image, r.subtask, r.label] for r in inputs])}
+    else:
+        prompt_set = [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in inputs]
+    return {"model": {"path": model}, "engine": {"backend": "openai-chat", "url": url},
+            "sampling": {"temperature": temperature, "max_tokens": max_tokens},
+            "max_pixels": max_pixels,
+            "prompt_template_sha256": json_sha256([SYNTH_SYSTEM, SYNTH_TEMPLATE]),
+            "prompts": prompt_set}
+
+
 async def synthesize(
     records: list[Record],
     out_path: str | Path,
@@ -200,8 +233,23 @@ async def synthesize(
     max_pixels: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    settings: dict[str, Any] | None = None,
+    force_new: bool = False,
 ) -> RunStats:
-    """Synthesize a CoT for every record not yet in ``out_path``; returns this run's stats."""
+    """Synthesize a CoT for every record not yet in ``out_path``; returns this run's stats.
+
+    The run manifest (``OUT.run.json``, :mod:`emocaliber_rl.run_manifest`) records ``settings``
+    (default: :func:`synth_settings` with the records as the prompt set); resuming with other
+    settings raises ``RunMismatchError`` unless ``force_new``. Every row carries ``run_id``.
+    """
+    from emocaliber_rl.run_manifest import open_run
+
+    if settings is None:
+        settings = synth_settings(client.model, client.url, temperature=temperature,
+                                  max_tokens=max_tokens, max_pixels=max_pixels, inputs=records)
+    run_id, notes = open_run(out_path, SYNTH_RUN_KIND, settings, force_new=force_new)
+    for note in notes:
+        log(note)
 
     async def work(rec: Record) -> dict[str, Any]:
         try:
@@ -214,7 +262,7 @@ async def synthesize(
         row.update(response=res.content.strip(), steps=parse_steps(res.content), model=res.model or client.model,
                    usage={"prompt_tokens": res.usage.prompt_tokens,
                           "completion_tokens": res.usage.completion_tokens},
-                   attempts=res.attempts)
+                   attempts=res.attempts, run_id=run_id)
         return row
 
     return await _run(records, Path(out_path), client, work, item_id=lambda r: r.id,

@@ -1,5 +1,7 @@
 """The common record every data step reads and writes, and jsonl helpers.
 
+Reading goes through :mod:`emocaliber_rl.jsonl` (``iter_jsonl`` is re-exported here).
+
 A manifest is a jsonl file of :class:`Record` rows. Field names are stable because other stages
 (stage 2, evaluation) read the manifests directly.
 """
@@ -8,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.jsonl import InputFileError, input_error, iter_jsonl
 from emocaliber_rl.taxonomy import canonical_label, get_subtask
+
+__all__ = ["Record", "iter_jsonl", "read_manifest", "write_jsonl", "write_manifest"]
 
 
 @dataclass
@@ -115,32 +120,18 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
     return n
 
 
-def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any | None, str | None]]:
-    """Yield ``(line_number, object, error)`` for every non-blank line (1-based line numbers).
-
-    A line that is not valid JSON yields ``(n, None, message)`` instead of raising, so callers can
-    report it by line number and carry on.
-    """
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line), None
-            except json.JSONDecodeError as e:
-                yield n, None, f"invalid JSON: {e.msg} at column {e.colno}"
-
-
 def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
-    """Read a manifest written by this package; raises ``ValueError`` naming the bad line."""
+    """Read a manifest written by this package; :class:`InputFileError` names the bad line."""
     out = []
     for n, obj, err in iter_jsonl(path):
         if err is not None:
-            raise ValueError(f"{path}:{n}: {err}")
+            raise input_error(path, n, None, err)
+        if not isinstance(obj, dict):
+            raise input_error(path, n, None, f"expected a JSON object, got {type(obj).__name__}")
         try:
             out.append(Record.from_dict(obj))
-        except (ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{path}:{n}: {e}") from e
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise InputFileError(f"{path}:{n}: {e}") from e
     return out
 
 

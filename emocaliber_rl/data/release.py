@@ -139,6 +139,17 @@ def import_release(
                 first_by_sha[info.sha256] = rec.id
             kept.append(rec)
         records = kept
+    else:
+        # no decoding, but a manifest must not name images that are not there
+        kept = []
+        for rec in records:
+            if os.path.isfile(rec.image):
+                kept.append(rec)
+            else:
+                src, _, line = rec.extra["origin"].rpartition(":")
+                report.add(src, "image_missing", f"{rec.image} does not exist", line=int(line),
+                           item=rec.id)
+        records = kept
     return ImportResult(records, report)
 
 

@@ -63,7 +63,8 @@ def _score(args: argparse.Namespace) -> int:
 
     try:
         scores, samples = score_file(args.predictions, parse=args.parse,
-                                     missing_conf=args.missing_conf, n_bins=args.bins)
+                                     missing_conf=args.missing_conf, n_bins=args.bins,
+                                     duplicates=args.duplicates)
     except PredictionFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -73,6 +74,9 @@ def _score(args: argparse.Namespace) -> int:
         scores["meta"]["samples"] = str(Path(args.samples).resolve())
     for line in problems(scores):
         print(f"warning: {line}", file=sys.stderr)
+    if samples.n_duplicates_dropped:
+        print(f"warning: {samples.n_duplicates_dropped} rows repeat an earlier id and were left "
+              "out (--duplicates first)", file=sys.stderr)
     text = json.dumps(scores, indent=2)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +128,10 @@ def _configure_score(p: argparse.ArgumentParser) -> None:
                         "out, or as 0.0 or 0.5; it is always counted and reported "
                         "(default: exclude)")
     p.add_argument("--bins", type=_positive_int, default=10, help="ECE bins on [0, 1] (default: 10)")
+    p.add_argument("--duplicates", choices=("error", "first"), default="error",
+                   help="a row whose id an earlier row has: error refuses the file (a sample "
+                        "counted twice); first keeps the first and reports how many were left "
+                        "out (default: error). A file mixing run ids is always refused")
     p.set_defaults(func=_score)
 
 

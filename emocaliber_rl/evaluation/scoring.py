@@ -42,6 +42,7 @@ from emocaliber_rl.evaluation.parsing import (
     parse_prediction,
     valid_confidence,
 )
+from emocaliber_rl.jsonl import InputFileError, read_jsonl
 from emocaliber_rl.taxonomy import (
     GROUPS,
     SUBTASKS,
@@ -59,7 +60,7 @@ _MISSING_VALUE: dict[str, float | None] = {"exclude": None, "zero": 0.0, "half":
 SCHEMA_VERSION = 1
 
 
-class PredictionFileError(ValueError):
+class PredictionFileError(InputFileError):
     """A bad input row; the message names the file, the line and the field."""
 
 
@@ -78,6 +79,7 @@ class Samples:
     parse: str = "strict"
     source_path: str | None = None
     extractor: str = field(default_factory=extractor_name)
+    n_duplicates_dropped: int = 0
 
     def __len__(self) -> int:
         return int(self.task.size)
@@ -112,17 +114,11 @@ def _err(path: str, lineno: int, fld: str | None, msg: str) -> PredictionFileErr
 
 
 def _read_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
-    p = Path(path)
-    if not p.is_file():
-        raise PredictionFileError(f"{p}: no such file")
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _err(str(p), lineno, None, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    # the package's one reader (emocaliber_rl.jsonl); non-objects are refused per field below
+    try:
+        yield from read_jsonl(path, objects=False)
+    except InputFileError as e:
+        raise PredictionFileError(str(e)) from None
 
 
 def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> float:
@@ -221,9 +217,45 @@ def samples_from_rows(
     )
 
 
-def read_predictions(path: str | Path, *, parse: str = "strict") -> Samples:
-    """Read a predictions JSONL file (see the module docstring) into :class:`Samples`."""
-    samples = samples_from_rows(_read_jsonl(path), parse=parse, path=str(path))
+DUPLICATE_POLICIES: tuple[str, ...] = ("error", "first")
+
+
+def _checked_rows(path: str | Path, duplicates: str, dropped: list[int]) -> Iterable[tuple[int, Any]]:
+    """The file's rows, refusing a mix of runs (``run_id``) and handling repeated ``id``s:
+    ``error`` refuses them, ``first`` keeps the first and counts the rest into ``dropped``."""
+    from emocaliber_rl.run_manifest import check_single_run
+
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"unknown duplicates policy {duplicates!r}; choose from {DUPLICATE_POLICIES}")
+    seen: dict[str, int] = {}
+    try:
+        for n, row in check_single_run(_read_jsonl(path), str(path)):
+            rid = row.get("id") if isinstance(row, dict) else None
+            if rid is not None:
+                if str(rid) in seen:
+                    if duplicates == "error":
+                        raise _err(str(path), n, "id", f"{rid!r} already at line {seen[str(rid)]}: "
+                                   "a sample counted twice (--duplicates first keeps the first)")
+                    dropped.append(n)
+                    continue
+                seen[str(rid)] = n
+            yield n, row
+    except InputFileError as e:
+        if isinstance(e, PredictionFileError):
+            raise
+        raise PredictionFileError(str(e)) from None
+
+
+def read_predictions(path: str | Path, *, parse: str = "strict", duplicates: str = "error") -> Samples:
+    """Read a predictions JSONL file (see the module docstring) into :class:`Samples`.
+
+    Refuses a file whose rows carry different ``run_id``s (two runs mixed) and, unless
+    ``duplicates="first"``, one that repeats an ``id``; ``Samples.n_duplicates_dropped`` counts
+    the repeats left out under ``first``.
+    """
+    dropped: list[int] = []
+    samples = samples_from_rows(_checked_rows(path, duplicates, dropped), parse=parse, path=str(path))
+    samples.n_duplicates_dropped = len(dropped)
     # absolute, so that `eval report` finds the predictions from any working directory
     samples.source_path = str(Path(path).resolve())
     return samples
@@ -237,7 +269,12 @@ def write_samples(samples: Samples, path: str | Path) -> None:
 
 def read_samples(path: str | Path) -> Samples:
     """Read a file written by :func:`write_samples`, or a predictions file (parsed ``strict``)."""
-    rows = list(_read_jsonl(path))
+    from emocaliber_rl.run_manifest import check_single_run
+
+    try:
+        rows = list(check_single_run(_read_jsonl(path), str(path)))
+    except InputFileError as e:
+        raise PredictionFileError(str(e)) from None
     if not rows:
         raise PredictionFileError(f"{path}: no rows")
     if isinstance(rows[0][1], dict) and "response" in rows[0][1]:
@@ -379,11 +416,14 @@ def score_samples(
 
 
 def score_file(
-    path: str | Path, *, parse: str = "strict", missing_conf: str = "exclude", n_bins: int = 10
+    path: str | Path, *, parse: str = "strict", missing_conf: str = "exclude", n_bins: int = 10,
+    duplicates: str = "error",
 ) -> tuple[dict[str, Any], Samples]:
     """Read, parse and score a predictions file; returns ``(score_json, samples)``."""
-    samples = read_predictions(path, parse=parse)
-    return score_samples(samples, missing_conf=missing_conf, n_bins=n_bins), samples
+    samples = read_predictions(path, parse=parse, duplicates=duplicates)
+    scores = score_samples(samples, missing_conf=missing_conf, n_bins=n_bins)
+    scores["meta"]["n_duplicates_dropped"] = samples.n_duplicates_dropped
+    return scores, samples
 
 
 def problems(scores: Mapping[str, Any]) -> list[str]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -63,6 +66,31 @@ def add_sampling_options(p: argparse.ArgumentParser, *, default_temperature: flo
                         "whole batch with its first sample's seed) (default: 0)")
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force-new", action="store_true",
+                   help="start a new run even if the output holds one: move it aside as "
+                        "OUT-STEM.<run id>.jsonl (e.g. after retraining a checkpoint in place; "
+                        "weights are not hashed). Without it a rerun resumes a run with the same "
+                        "settings (model, sampling, prompts, engine) and refuses other settings, "
+                        "naming them")
+
+
+def run_settings_from_args(args: argparse.Namespace, prompts: Any, **extra: Any) -> dict[str, Any]:
+    """The run-manifest settings of a generation command, from its flags (before any engine)."""
+    from emocaliber_rl.inference.resumable import generation_settings
+
+    return generation_settings(model=args.model, backend=args.backend, dtype=args.dtype,
+                               pixel_bounds=pixel_bounds_from_args(args),
+                               sampling=sampling_from_args(args), prompts=prompts, **extra)
+
+
+def precheck_run(args: argparse.Namespace, out: Any, kind: str, settings: dict[str, Any]) -> None:
+    """Apply the resume rule without writing, so a refused resume never loads a model."""
+    from emocaliber_rl.run_manifest import open_run
+
+    open_run(out, kind, settings, force_new=args.force_new, dry_run=True)
+
+
 def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
     from emocaliber_rl.inference.engine import SamplingConfig
 
@@ -84,6 +112,51 @@ def pixel_bounds_from_args(args: argparse.Namespace) -> tuple[int, int] | None:
     if args.min_pixels is None:
         return None
     return check_pixel_bounds((args.min_pixels, args.max_pixels))
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_model(model: str) -> None:
+    """Refuse a ``--model`` that cannot load, before any engine starts (a typo otherwise
+    surfaces as a transformers error about repo ids after seconds of imports).
+
+    Accepted: a folder holding ``config.json``; a hub id (``org/name``) when it is in the local
+    cache or online use is allowed (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` unset) and its
+    first part is not a local folder (``models/base`` with a ``models/`` folder here is a
+    mistyped path, not a hub id).
+
+    Raises:
+        InputFileError: naming the path and what is wrong with it.
+    """
+    from emocaliber_rl.jsonl import InputFileError
+
+    p = Path(model).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise InputFileError(f"--model {model}: the folder has no config.json, so it is not a "
+                                 "Hugging Face model folder (give the folder save_pretrained wrote)")
+        return
+    if p.exists():
+        raise InputFileError(f"--model {model}: is a file; give the model's folder")
+    if _HUB_ID.match(model):
+        from emocaliber_rl.run_manifest import model_fingerprint
+
+        if model_fingerprint(model)["config_sha256"] is not None:
+            return  # in the local hub cache
+        if Path(model.split("/")[0]).is_dir():
+            raise InputFileError(f"--model {model}: no such folder (and {model.split('/')[0]}/ is a "
+                                 "local folder, so this is not a hub id)")
+        if not _offline():
+            return
+        raise InputFileError(f"--model {model}: no such folder, and not in the local hub cache "
+                             "(HF_HUB_OFFLINE is set, so it is not downloaded)")
+    raise InputFileError(f"--model {model}: no such folder")
 
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
@@ -110,6 +183,20 @@ def print_stats(prefix: str, stats: dict[str, Any]) -> None:
     if stats.get("torn_bytes_dropped"):
         print(f"{prefix}: dropped a torn last line ({stats['torn_bytes_dropped']} bytes) "
               "left by an interrupted run", file=sys.stderr)
+    failures = stats.get("failures") or []
+    for item in failures[:20]:
+        print(f"{prefix}: skipped {item['id']}: {item['error']}", file=sys.stderr)
+    if len(failures) > 20:
+        print(f"{prefix}: ... and {len(failures) - 20} more", file=sys.stderr)
+    if failures:
+        print(f"{prefix}: {len(failures)} skipped (no row written; listed in "
+              f"{stats['errors_path']}); fix them and rerun the same command to fill them in "
+              "(exit code 3)", file=sys.stderr)
+
+
+def exit_code(stats: dict[str, Any]) -> int:
+    """0: every item has its row; 3: some were skipped (a rerun retries them)."""
+    return 3 if stats.get("failed") else 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,27 +204,30 @@ def print_stats(prefix: str, stats: dict[str, Any]) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from emocaliber_rl.inference.eval_run import run_eval
+    from emocaliber_rl.inference.eval_run import EVAL_RUN_KIND, read_eval_manifest, run_eval
 
     if not args.manifest.is_file():
         print(f"error: no evaluation manifest at {args.manifest} (write one with "
               "`emocaliber export eval TEST.jsonl -o MANIFEST`)", file=sys.stderr)
         return 2
+    check_model(args.model)
+    read_eval_manifest(args.manifest)  # a bad row is refused before the model loads
+    settings = run_settings_from_args(args, args.manifest, ask_confidence=args.ask_confidence)
+    precheck_run(args, args.out, EVAL_RUN_KIND, settings)
     engine = engine_from_args(args)
     try:
         stats = run_eval(engine, args.manifest, args.out, sampling=sampling_from_args(args),
                          ask_confidence=args.ask_confidence, batch_size=args.batch_size,
-                         limit=args.limit, progress=not args.no_progress)
+                         limit=args.limit, progress=not args.no_progress, settings=settings,
+                         force_new=args.force_new)
     finally:
         engine.close()
     print_stats("eval run", stats)
     print(json.dumps({"predictions": str(args.out), **stats}))
-    return 0
+    return exit_code(stats)
 
 
 def configure_eval_run(p: argparse.ArgumentParser) -> None:
-    from pathlib import Path
-
     from emocaliber_rl.inference.eval_run import DEFAULT_MANIFEST
 
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, metavar="MANIFEST.jsonl",
@@ -146,9 +236,11 @@ def configure_eval_run(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_MANIFEST}, the VECBench test manifest)")
     p.add_argument("--out", required=True, metavar="PRED.jsonl",
                    help="predictions, one row per sample in `eval score`'s format; resumable: "
-                        "an existing file is continued, finished ids are skipped")
+                        "an existing file of the same run (PRED.jsonl.run.json: model, "
+                        "sampling, manifest, engine) is continued, finished ids are skipped")
     add_engine_options(p)
     add_sampling_options(p)
+    add_run_options(p)
     conf = p.add_mutually_exclusive_group()
     conf.add_argument("--ask-confidence", dest="ask_confidence", action="store_const", const=True,
                       default=None,

@@ -84,13 +84,26 @@ class Generation:
     text: str
     token_ids: list[int]
     logprobs: list[float]
-    finish_reason: str  # "stop" (end of sequence) or "length" (max_new_tokens reached)
+    finish_reason: str  # "stop" (end of sequence), "length" (max_new_tokens reached), "error"
     request_index: int = 0
     sample_index: int = 0
+    # why the request could not run (its image is missing or unreadable); text and token lists
+    # are then empty, and callers report the request as skipped instead of writing a row
+    error: str | None = None
 
     @property
     def num_tokens(self) -> int:
         return len(self.token_ids)
+
+
+class RequestError(ValueError):
+    """One request cannot run (a missing or undecodable image, images not matching the
+    placeholders); engines return an error :class:`Generation` for it and run the rest."""
+
+
+def failed_generations(request_index: int, n: int, error: str) -> list[Generation]:
+    """The ``n`` error generations that stand for a request that could not run."""
+    return [Generation("", [], [], "error", request_index, j, error=error) for j in range(n)]
 
 
 class Engine(abc.ABC):
@@ -129,14 +142,20 @@ def load_image(image: Any) -> Any:
 
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
-    if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as img:
-            return img.convert("RGB")
-    if isinstance(image, Mapping) and image.get("bytes") is not None:  # parquet image cell
-        import io
+    try:
+        if isinstance(image, (str, os.PathLike)):
+            with Image.open(image) as img:
+                return img.convert("RGB")
+        if isinstance(image, Mapping) and image.get("bytes") is not None:  # parquet image cell
+            import io
 
-        with Image.open(io.BytesIO(image["bytes"])) as img:
-            return img.convert("RGB")
+            with Image.open(io.BytesIO(image["bytes"])) as img:
+                return img.convert("RGB")
+    except FileNotFoundError:
+        raise RequestError(f"image {image}: no such file") from None
+    except (OSError, Image.DecompressionBombError) as e:  # undecodable or truncated
+        where = image if isinstance(image, (str, os.PathLike)) else "(bytes)"
+        raise RequestError(f"image {where}: cannot decode ({e})") from None
     raise TypeError(f"cannot read an image from {type(image).__name__}")
 
 
@@ -145,7 +164,8 @@ def chat_parts(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[A
 
     ``<image>`` placeholders in string contents become ``{"type": "image"}`` parts; the images
     come from the parts themselves or, in order, from ``request.images``. Raises ValueError when
-    the counts disagree: a silently dropped image would make the model answer blind.
+    the counts disagree: a silently dropped image would make the model answer blind. Raises
+    :class:`RequestError` (a ValueError) for a missing or unreadable image or a count mismatch.
     """
     supplied = list(request.images)
     used = 0
@@ -160,7 +180,7 @@ def chat_parts(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[A
                 if i > 0:
                     parts.append({"type": "image"})
                     if used >= len(supplied):
-                        raise ValueError("more <image> placeholders than images in the request")
+                        raise RequestError("more <image> placeholders than images in the request")
                     images.append(load_image(supplied[used]))
                     used += 1
                 if piece:
@@ -172,7 +192,7 @@ def chat_parts(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[A
                         images.append(load_image(part["image"]))
                     else:
                         if used >= len(supplied):
-                            raise ValueError("more image parts than images in the request")
+                            raise RequestError("more image parts than images in the request")
                         images.append(load_image(supplied[used]))
                         used += 1
                     parts.append({"type": "image"})
@@ -184,7 +204,7 @@ def chat_parts(request: GenerationRequest) -> tuple[list[dict[str, Any]], list[A
         else:
             out.append({"role": msg["role"], "content": parts})
     if used != len(supplied):
-        raise ValueError(f"request has {len(supplied)} images but uses {used}")
+        raise RequestError(f"request has {len(supplied)} images but uses {used}")
     return out, images
 
 

@@ -5,8 +5,11 @@ Input: the manifest ``emocaliber export eval`` writes (jsonl rows: id, task, gro
 candidates, system, prompt with ``<image>``). Output rows (resumable jsonl, see
 ``inference.resumable``)::
 
-    {"id", "task", "group", "label", "candidates", "response", "pred",
-     "conf_verb", "conf_ans", "conf_avg", "num_tokens", "finish_reason"}
+    {"id", "task", "group", "label", "candidates", "model", "response", "pred",
+     "conf_verb", "conf_ans", "conf_avg", "num_tokens", "finish_reason", "run_id"}
+
+``run_id`` names the run (its settings are in ``OUT.run.json``, see
+:mod:`emocaliber_rl.run_manifest`); ``eval score`` refuses a file that mixes runs.
 
 ``pred`` is the strict parse (``evaluation.parsing``; null = unparsed), ``conf_verb`` the
 verbalized confidence (null when the response has none), ``conf_ans`` the probability of the first
@@ -22,7 +25,13 @@ from typing import Any
 
 from emocaliber_rl.inference.engine import Engine, GenerationRequest, SamplingConfig, request_seed
 from emocaliber_rl.inference.probs import confidences
-from emocaliber_rl.inference.resumable import ResumableJsonl, run_batches
+from emocaliber_rl.inference.resumable import (
+    ResumableJsonl,
+    engine_settings,
+    generation_settings,
+    run_batches,
+    start_run,
+)
 
 # Where `emocaliber bench build -o data/vecbench` + `emocaliber export eval` put the VECBench
 # test manifest by convention (the README's evaluation section gives the commands).
@@ -30,26 +39,44 @@ DEFAULT_MANIFEST = Path("data/vecbench/test.eval.jsonl")
 
 
 def read_eval_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of an evaluation manifest; ValueError names the line of a bad row."""
-    from emocaliber_rl.data.records import iter_jsonl
+    """Rows of an evaluation manifest; InputFileError (a ValueError) names the line and field of
+    a bad row, an unknown task or label included (refused before the model runs)."""
+    from emocaliber_rl.jsonl import input_error, read_jsonl
+    from emocaliber_rl.taxonomy import canonical_label, get_subtask
 
     out = []
-    for n, obj, err in iter_jsonl(path):
-        if err is not None:
-            raise ValueError(f"{path}:{n}: {err}")
-        if not isinstance(obj, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object")  # noqa: TRY004  (bad data, not a bad call)
+    for n, obj in read_jsonl(path):
         task = obj.get("task") or obj.get("subtask")
         missing = [k for k, v in (("id", obj.get("id")), ("task", task), ("image", obj.get("image")),
                                   ("label", obj.get("label"))) if v is None]
         if missing:
-            raise ValueError(f"{path}:{n}: missing {', '.join(missing)}")
+            raise input_error(path, n, None, f"missing {', '.join(missing)}")
+        try:
+            task = get_subtask(str(task)).name
+        except ValueError as e:
+            raise input_error(path, n, "task", str(e)) from None
+        try:
+            canonical_label(task, str(obj["label"]))
+        except ValueError as e:
+            raise input_error(path, n, "label", str(e)) from None
         obj["id"] = str(obj["id"])
         obj["task"] = task
         if not Path(obj["image"]).is_absolute():  # relative to the manifest (the exports' rule)
             obj["image"] = str(Path(path).parent / obj["image"])
         out.append(obj)
     return out
+
+
+EVAL_RUN_KIND = "eval run"
+
+
+def eval_settings(engine: dict[str, Any], sampling: SamplingConfig, manifest: str | os.PathLike[str],
+                  ask_confidence: bool | None) -> dict[str, Any]:
+    """What defines an ``eval run`` (its run manifest): :func:`generation_settings` of
+    ``engine`` (:func:`engine_settings`, or the same keys from the command line) plus the
+    confidence-prompt switch."""
+    return generation_settings(**engine, sampling=sampling, prompts=manifest,
+                               ask_confidence=ask_confidence)
 
 
 def eval_messages(row: dict[str, Any], ask_confidence: bool | None) -> list[dict[str, str]]:
@@ -81,8 +108,14 @@ def run_eval(
     batch_size: int = 64,
     limit: int | None = None,
     progress: bool = True,
+    settings: dict[str, Any] | None = None,
+    force_new: bool = False,
 ) -> dict[str, Any]:
-    """Predict every manifest row (the first ``limit`` rows if given) into ``out_path``."""
+    """Predict every manifest row (the first ``limit`` rows if given) into ``out_path``.
+
+    The run manifest (``OUT.run.json``) records ``settings`` (default: :func:`eval_settings`);
+    resuming with other settings raises ``RunMismatchError`` unless ``force_new``.
+    """
     from emocaliber_rl.evaluation.parsing import parse_prediction
 
     rows = read_eval_manifest(manifest)
@@ -91,6 +124,9 @@ def run_eval(
     base = sampling or SamplingConfig()
     if base.n != 1:
         raise ValueError("eval run draws one response per sample (n=1)")
+    if settings is None:
+        settings = eval_settings(engine_settings(engine), base, manifest, ask_confidence)
+    run_id = start_run(out_path, EVAL_RUN_KIND, settings, force_new=force_new)
     tokenizer = engine.tokenizer
 
     def process(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -99,7 +135,11 @@ def run_eval(
                 for r in batch]
         gens = engine.generate(reqs)
         out = []
+        failures = []
         for r, g in zip(batch, gens):
+            if g.error is not None:  # e.g. a missing image: reported, retried by a rerun
+                failures.append({"id": r["id"], "error": g.error})
+                continue
             cands = list(r.get("candidates") or [])
             out.append({
                 "id": r["id"],
@@ -107,16 +147,18 @@ def run_eval(
                 "group": r.get("group"),
                 "label": r["label"],
                 "candidates": cands,
+                "model": engine.model_path,
                 "response": g.text,
                 "pred": parse_prediction(g.text, r["task"], cands or None),
                 **confidences(g.text, g.token_ids, g.logprobs, tokenizer),
                 "num_tokens": g.num_tokens,
                 "finish_reason": g.finish_reason,
             })
-        return out, sum(g.num_tokens for g in gens)
+        return out, sum(g.num_tokens for g in gens), failures
 
-    with ResumableJsonl(out_path) as sink:
+    with ResumableJsonl(out_path, run_id=run_id) as sink:
         stats = run_batches(rows, sink, process, key=lambda r: r["id"], batch_size=batch_size,
                             desc="eval run", progress=progress)
+        stats["run_id"] = run_id
         stats["torn_bytes_dropped"] = sink.torn_bytes
     return stats

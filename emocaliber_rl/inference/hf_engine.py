@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from emocaliber_rl.inference.engine import Engine, Generation, GenerationRequest, SamplingConfig, prompt_text
+from emocaliber_rl.inference.engine import (
+    Engine,
+    Generation,
+    GenerationRequest,
+    RequestError,
+    SamplingConfig,
+    failed_generations,
+    prompt_text,
+)
 
 
 class HFEngine(Engine):
@@ -40,6 +48,7 @@ class HFEngine(Engine):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_path = model_path
+        self.dtype = dtype
         self.pixel_bounds = pixel_bounds
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
@@ -63,28 +72,33 @@ class HFEngine(Engine):
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         results: dict[int, list[Generation]] = {}
+        prepared: dict[int, tuple[str, list[Any]]] = {}
         # Seeds do not split a batch (one padded batch has one torch RNG): the batch is seeded
         # with its first request's seed, so results are reproducible per batch composition.
         groups: dict[SamplingConfig, list[int]] = {}
         for i, req in enumerate(requests):
+            try:
+                prepared[i] = prompt_text(self.processor, req, self.pixel_bounds)
+            except RequestError as e:  # this request is skipped, the batch goes on
+                results[i] = failed_generations(i, req.sampling.n, str(e))
+                continue
             groups.setdefault(replace(req.sampling, seed=None), []).append(i)
         for key, idx in groups.items():
             sampling = replace(key, seed=requests[idx[0]].sampling.seed)
-            for i, gens in zip(idx, self._generate_batch([requests[i] for i in idx], sampling)):
+            for i, gens in zip(idx, self._generate_batch([prepared[i] for i in idx], sampling)):
                 for g in gens:
                     g.request_index = i
                 results[i] = gens
         return [g for i in range(len(requests)) for g in results[i]]
 
     def _generate_batch(
-        self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
+        self, prompts: Sequence[tuple[str, list[Any]]], sampling: SamplingConfig
     ) -> list[list[Generation]]:
         import torch
 
         texts: list[str] = []
         images: list[Any] = []
-        for req in requests:
-            text, imgs = prompt_text(self.processor, req, self.pixel_bounds)
+        for text, imgs in prompts:
             texts.append(text)
             images.extend(imgs)
         inputs = self.processor(
@@ -113,7 +127,7 @@ class HFEngine(Engine):
         # log_softmax of the raw logits, gathered at the sampled ids: (rows, steps).
         logits = torch.stack(out.logits, dim=1).float()
         chosen = torch.log_softmax(logits, dim=-1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
-        rows: list[list[Generation]] = [[] for _ in requests]
+        rows: list[list[Generation]] = [[] for _ in prompts]
         for r in range(new_tokens.shape[0]):
             ids = new_tokens[r].tolist()
             lps = chosen[r].tolist()

@@ -20,7 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from emocaliber_rl.inference.engine import Engine, Generation, GenerationRequest, prompt_text
+from emocaliber_rl.inference.engine import (
+    Engine,
+    Generation,
+    GenerationRequest,
+    RequestError,
+    failed_generations,
+    prompt_text,
+)
 
 CPU_KV_CACHE_BYTES = 64 << 20
 # vLLM's default step token budget; without chunked prefill it must hold a whole prompt
@@ -67,6 +74,7 @@ class VLLMEngine(Engine):
         from vllm import LLM
 
         self.model_path = model_path
+        self.dtype = dtype
         self.pixel_bounds = pixel_bounds
         gpu = _on_gpu()
         kwargs: dict[str, Any] = {
@@ -108,8 +116,15 @@ class VLLMEngine(Engine):
             return []
         prompts: list[dict[str, Any]] = []
         params: list[Any] = []
-        for req in requests:
-            text, images = prompt_text(self.processor, req, self.pixel_bounds)
+        failed: dict[int, list[Generation]] = {}
+        run: list[int] = []
+        for i, req in enumerate(requests):
+            try:
+                text, images = prompt_text(self.processor, req, self.pixel_bounds)
+            except RequestError as e:  # this request is skipped, the batch goes on
+                failed[i] = failed_generations(i, req.sampling.n, str(e))
+                continue
+            run.append(i)
             prompt: dict[str, Any] = {"prompt": text}
             if images:
                 prompt["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}
@@ -131,9 +146,14 @@ class VLLMEngine(Engine):
                     detokenize=False,
                 )
             )
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
+        by_index = dict(zip(run, outputs))
         result: list[Generation] = []
-        for i, (req, out) in enumerate(zip(requests, outputs)):
+        for i, req in enumerate(requests):
+            if i in failed:
+                result.extend(failed[i])
+                continue
+            out = by_index[i]
             comps = sorted(out.outputs, key=lambda c: c.index)
             if req.sampling.greedy:
                 comps = comps[:1] * req.sampling.n
