@@ -130,6 +130,17 @@ def parse_strict(response: str, subtask: str, candidates: Sequence[str] | None =
     return answer_label(answer, labels)[0]
 
 
+def official_candidate(response: str, candidates: Sequence[str]) -> str | None:
+    """The candidate the release's rule picks (its own spelling), or ``None`` (its "unknown")."""
+    text = response.lower()
+    m = _OFFICIAL_ANSWER.search(text)
+    haystack = m.group(1) if m and m.group(1) else text
+    for cand in candidates:
+        if cand.lower() in haystack:
+            return cand
+    return None
+
+
 def parse_official(response: str, subtask: str, candidates: Sequence[str], ground_truth: str | None = None
                    ) -> str | None:
     """Canonical label under the official substring rule (see module docstring), or ``None``.
@@ -138,17 +149,14 @@ def parse_official(response: str, subtask: str, candidates: Sequence[str], groun
     is not the ground truth's but maps to the same label is ``None``: the release compares the
     raw strings and scores it wrong.
     """
-    text = response.lower()
-    m = _OFFICIAL_ANSWER.search(text)
-    haystack = m.group(1) if m and m.group(1) else text
-    for cand in candidates:
-        if cand.lower() in haystack:
-            label = _canonical_cached(subtask, cand) or canonical_label(subtask, cand)
-            if (ground_truth is not None and cand.lower() != ground_truth.lower()
-                    and label == _canonical_cached(subtask, ground_truth)):
-                return None
-            return label
-    return None
+    cand = official_candidate(response, candidates)
+    if cand is None:
+        return None
+    label = _canonical_cached(subtask, cand) or canonical_label(subtask, cand)
+    if (ground_truth is not None and cand.lower() != ground_truth.lower()
+            and label == _canonical_cached(subtask, ground_truth)):
+        return None
+    return label
 
 
 def parse_prediction(
