@@ -82,12 +82,14 @@ __all__ = [
     "TAG_PAIRS",
     "LabelSet",
     "ParsedResponse",
+    "all_blocks",
     "answer_label",
     "compute_score",
     "compute_score_batch",
     "confidence_reward",
     "extract_answer",
     "extract_confidence",
+    "first_block",
     "is_correct",
     "label_set",
     "normalize_answer",
@@ -186,6 +188,36 @@ def _block_content(text: str, tag: str) -> str | None:
     if start < 0:
         return None
     return text[start + len(open_tag) : close]
+
+
+def first_block(text: str, tag: str) -> tuple[int, str] | None:
+    """``(start, content)`` of the first ``<tag>..</tag>``, or None.
+
+    The first opening tag and the first closing tag after it: what
+    ``re.search(r"<tag>(.*?)</tag>", text, re.DOTALL)`` matches (if the first ``<tag>`` has no
+    ``</tag>`` after it, no later one has), found in linear time.
+    """
+    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+    start = text.find(open_tag)
+    if start < 0:
+        return None
+    close = text.find(close_tag, start + len(open_tag))
+    return None if close < 0 else (start, text[start + len(open_tag) : close])
+
+
+def all_blocks(text: str, tag: str) -> list[str]:
+    """Contents of every ``<tag>..</tag>``, left to right, as ``re.findall`` with ``.*?`` and
+    ``re.DOTALL`` reads them."""
+    out: list[str] = []
+    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+    cursor = 0
+    while (start := text.find(open_tag, cursor)) >= 0:
+        close = text.find(close_tag, start + len(open_tag))
+        if close < 0:
+            break
+        out.append(text[start + len(open_tag) : close])
+        cursor = close + len(close_tag)
+    return out
 
 
 def extract_answer(text: str) -> str | None:
@@ -450,27 +482,21 @@ _OPTION_NAMES = frozenset(PRESETS["paper"]) | {"preset", "aliases", "candidates"
 def official_compute_score(solution_str: str, ground_truth: str) -> dict[str, float]:
     """The release's ``cus_reward.compute_score``, same keys and values, in linear time.
 
-    ``re.search(r"<x>(.*?)</x>", s, re.DOTALL)`` matches from the first ``<x>`` to the first
-    ``</x>`` after it (if the first ``<x>`` has no ``</x>`` after it, no later one has), which is
-    what the ``find`` pairs below compute.
+    Its ``re.search(r"<x>(.*?)</x>", s, re.DOTALL)`` blocks are :func:`first_block`'s.
     """
 
-    def first_block(s: str, name: str) -> str | None:
-        open_tag, close_tag = f"<{name}>", f"</{name}>"
-        start = s.find(open_tag)
-        if start < 0:
-            return None
-        close = s.find(close_tag, start + len(open_tag))
-        return None if close < 0 else s[start + len(open_tag) : close]
+    def content(s: str, name: str) -> str | None:
+        found = first_block(s, name)
+        return None if found is None else found[1]
 
-    think = first_block(solution_str, "think")
-    answer = first_block(solution_str, "answer")
-    conf_text = first_block(solution_str, "confidence")
+    think = content(solution_str, "think")
+    answer = content(solution_str, "answer")
+    conf_text = content(solution_str, "confidence")
     if (
         think is not None
         and answer is not None
         and conf_text is not None
-        and all(first_block(think, step) is not None for step in STEP_TAGS)
+        and all(content(think, step) is not None for step in STEP_TAGS)
     ):
         words = answer.strip().translate(_PUNCT_DELETE).lower().split()
         i = 1 if len(words) == 1 and str(ground_truth).lower() == words[0] else 0
