@@ -82,9 +82,13 @@ def predicted_label(
     ``awe``. Reasons: ``no_answer``, ``empty_answer``, ``too_long``, ``unknown_label``,
     ``several_labels``.
     """
-    labels = label_set(list(candidates) if candidates else list(get_subtask(subtask).labels),
-                       aliases_for(subtask))
-    return answer_label(extract_answer(response), labels)
+    task_labels = get_subtask(subtask).labels
+    labels = label_set(list(candidates) if candidates else list(task_labels), aliases_for(subtask))
+    label, reason = answer_label(extract_answer(response), labels)
+    if label is not None and label not in task_labels:
+        # a row candidate outside the subtask has no place on its emotion loop (Eq. 2's d)
+        return None, "unknown_label"
+    return label, reason
 
 
 # ----------------------------------------------------------------------------------------------
