@@ -6,40 +6,22 @@ The response format::
     <interaction>..</interaction><analysis>..</analysis></think>
     <answer>LABEL</answer><confidence>0.xx</confidence>
 
-Parsing lives in ``reward_fns/emocaliber.py`` (standard library only, so other veRL projects can
-load it by path); this module re-exports it for the package.
+The response grammar (tags, answer and confidence parsing, correctness) lives in
+``reward_fns/emocaliber.py`` (standard library only, so other veRL projects can load it by path);
+import it from there.
 """
 
 from __future__ import annotations
 
 from emocaliber_rl.taxonomy import get_subtask
-from reward_fns.emocaliber import (  # noqa: F401  (re-exported)
-    STEP_TAGS,
-    extract_answer,
-    extract_confidence,
-    parse_response,
-)
+from reward_fns.emocaliber import STEP_TAGS, TAG_PAIRS
 
+# The system turn of every stage (the release's step1/step2 scripts: --system 'You are a helpful
+# assistant.'); data exports and evaluation import it from here.
 SYSTEM_PROMPT = "You are a helpful assistant."
 
-RESPONSE_TAGS: tuple[str, ...] = (
-    "<think>",
-    "</think>",
-    "<element>",
-    "</element>",
-    "<human>",
-    "</human>",
-    "<context>",
-    "</context>",
-    "<interaction>",
-    "</interaction>",
-    "<analysis>",
-    "</analysis>",
-    "<answer>",
-    "</answer>",
-    "<confidence>",
-    "</confidence>",
-)
+# emocaliber_rl/tiny_model.py still reads the tags from here (kept for it; the tuple is the grammar's).
+RESPONSE_TAGS: tuple[str, ...] = TAG_PAIRS
 
 _FORMAT_INSTRUCTION = (
     "First reason step by step inside <think></think>, structured as <element></element> "

@@ -11,8 +11,8 @@ Labelling (:func:`label_generations`, ``emocaliber stage2 label``), Eq. 2::
     c* = 0.5 * (1 + p)   if e == e*        (in [0.5, 1])
     c* = 0.5 - d * p     otherwise         (in [0, 0.5], since d in [0, 0.5] and p in [0, 1])
 
-with ``e`` the label named inside ``<answer>`` (canonicalised with the subtask's aliases; it must
-name exactly one of the subtask's labels), ``e*`` the annotated label, ``p`` the mean probability
+with ``e`` the label named inside ``<answer>`` (the reward's I(e), ``reward_fns.emocaliber.answer_label``:
+exactly one of the row's candidate labels, aliases and a short sentence allowed), ``e*`` the annotated label, ``p`` the mean probability
 of the response's tokens and ``d`` the normalised distance on the subtask's emotion loop
 (:func:`emocaliber_rl.loops.distance`). ``c*`` is rounded half-up to two decimals. The result is a
 veRL SFT parquet in the stage-1 schema (``emocaliber_rl.data.exports.sft_schema``).
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -33,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emocaliber_rl.inference.probs import mean_token_prob
-from emocaliber_rl.taxonomy import UnknownLabelError, canonical_label, get_subtask
-from reward_fns.emocaliber import extract_answer, parse_response
+from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
+from reward_fns.emocaliber import answer_label, extract_answer, label_set, parse_response
 
 if TYPE_CHECKING:
     from emocaliber_rl.inference.engine import Engine, SamplingConfig
@@ -72,32 +71,24 @@ def confidence_tag(c: float) -> str:
 # ----------------------------------------------------------------------------------------------
 # Prediction
 
-_WORD = re.compile(r"[a-z]+")
-
-
-def predicted_label(subtask: str, response: str) -> tuple[str | None, str]:
+def predicted_label(
+    subtask: str, response: str, candidates: Sequence[str] | None = None
+) -> tuple[str | None, str]:
     """``(canonical label, "")`` or ``(None, reason)`` for the answer in ``response``.
 
-    The answer is the content of the last ``<answer>..</answer>`` (the reward's reading). It is
-    accepted when, as a whole, it is one label or alias of the subtask (``"Sad."`` ->
-    ``sadness``), or when its words name exactly one of the subtask's labels (``"It is awe"``).
-    Reasons: ``no_answer``, ``empty_answer``, ``unknown_label``, ``several_labels``.
+    The answer is the content of the last ``<answer>..</answer>``, read by the reward's I(e)
+    (``reward_fns.emocaliber.answer_label``) against the row's ``candidates`` (default: the
+    subtask's labels) and the subtask's aliases: ``"Sad."`` -> ``sadness``, ``"It is awe"`` ->
+    ``awe``. Reasons: ``no_answer``, ``empty_answer``, ``too_long``, ``unknown_label``,
+    ``several_labels``.
     """
-    answer = extract_answer(response)
-    if answer is None:
-        return None, "no_answer"
-    if not answer.strip():
-        return None, "empty_answer"
-    if len(answer) <= 64:
-        try:
-            return canonical_label(subtask, answer), ""
-        except UnknownLabelError:
-            pass
-    alias_map = get_subtask(subtask).alias_map()
-    named = {alias_map[w] for w in _WORD.findall(answer.lower()) if w in alias_map}
-    if len(named) == 1:
-        return named.pop(), ""
-    return None, "several_labels" if named else "unknown_label"
+    task_labels = get_subtask(subtask).labels
+    labels = label_set(list(candidates) if candidates else list(task_labels), aliases_for(subtask))
+    label, reason = answer_label(extract_answer(response), labels)
+    if label is not None and label not in task_labels:
+        # a row candidate outside the subtask has no place on its emotion loop (Eq. 2's d)
+        return None, "unknown_label"
+    return label, reason
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,7 +273,7 @@ def label_row(row: dict[str, Any], *, require_format: bool = False) -> tuple[dic
         return None, "bad_label", str(e)
     if "<confidence>" in response:
         return None, "has_confidence", "the response already holds a <confidence> tag"
-    pred, reason = predicted_label(subtask, response)
+    pred, reason = predicted_label(subtask, response, row.get("candidates"))
     if pred is None:
         return None, reason, f"answer: {extract_answer(response)!r}"
     logprobs = row["logprobs"]

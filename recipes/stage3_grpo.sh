@@ -38,8 +38,13 @@ Options:
                         recipes/submit_stage3.sh).
   --gpus-per-node N     GPUs per node (default: number visible on this node; 1 with --profile cpu).
   --steps N             stop after N training steps (default: one epoch, the paper's setting).
-  --reward-preset P     paper (default: Eq. 4 with weights 1, strict format) or official (the
-                        authors' train/cus_reward.py, bit for bit).
+  --preset P            paper (default): Eq. 5 as written, loss averaged over each response's
+                        tokens, then over responses (loss_agg_mode=seq-mean-token-mean).
+                        official: the release's veRL defaults (token-mean). Both: dual-clip 3,
+                        no warmup. Selects the Hydra config group grpo_preset
+                        (recipes/config/grpo_preset/P.yaml) and the default --reward-preset.
+  --reward-preset P     paper (Eq. 4 with weights 1, strict format, I(e) correctness) or official
+                        (the authors' train/cus_reward.py, bit for bit); default: --preset's.
   --experiment NAME     trainer.experiment_name (default stage3_grpo): names the tracker run.
   -h, --help            this help.
 
@@ -58,7 +63,7 @@ USAGE
 }
 
 model="" train="" val="" out="checkpoints/stage3_grpo" profile="gpu" nnodes="1" gpus="" steps=""
-preset="paper" experiment="stage3_grpo"
+preset="paper" reward_preset="" experiment="stage3_grpo"
 overrides=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -70,7 +75,8 @@ while [[ $# -gt 0 ]]; do
     --nnodes) nnodes="$2"; shift 2 ;;
     --gpus-per-node) gpus="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
-    --reward-preset) preset="$2"; shift 2 ;;
+    --preset) preset="$2"; shift 2 ;;
+    --reward-preset) reward_preset="$2"; shift 2 ;;
     --experiment) experiment="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; overrides+=("$@"); break ;;
@@ -80,7 +86,9 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$model" && -n "$train" && -n "$val" ]] || { echo "stage3_grpo.sh: --model, --train and --val are required (see --help)" >&2; exit 2; }
 [[ "$profile" == gpu || "$profile" == cpu ]] || { echo "stage3_grpo.sh: --profile must be gpu or cpu" >&2; exit 2; }
-[[ "$preset" == paper || "$preset" == official ]] || { echo "stage3_grpo.sh: --reward-preset must be paper or official" >&2; exit 2; }
+[[ "$preset" == paper || "$preset" == official ]] || { echo "stage3_grpo.sh: --preset must be paper or official" >&2; exit 2; }
+reward_preset="${reward_preset:-$preset}"
+[[ "$reward_preset" == paper || "$reward_preset" == official ]] || { echo "stage3_grpo.sh: --reward-preset must be paper or official" >&2; exit 2; }
 
 export VERL_USE_EXTERNAL_MODULES="${VERL_USE_EXTERNAL_MODULES:-emocaliber_rl.verl_plugins}"
 # Stage 3 trains every parameter: never inherit the stage-1/2 freeze switch.
@@ -146,7 +154,8 @@ run_overrides=(
   data.train_files="$train"
   data.val_files="$val"
   reward.custom_reward_function.path="$REPO_ROOT/reward_fns/emocaliber.py"
-  "+reward.custom_reward_function.reward_kwargs={preset:${preset}}"
+  grpo_preset="$preset"
+  "+reward.custom_reward_function.reward_kwargs={preset:${reward_preset}}"
   trainer.default_local_dir="$out"
   trainer.experiment_name="$experiment"
   trainer.nnodes="$nnodes"
@@ -161,7 +170,7 @@ if [[ -z "${RAY_JOB_CONFIG_JSON_ENV_VAR:-}" ]]; then
   done
 fi
 
-echo "[stage3_grpo] profile=${profile} nnodes=${nnodes} gpus_per_node=${gpus} model=${model} out=${out}"
+echo "[stage3_grpo] preset=${preset} reward_preset=${reward_preset} profile=${profile} nnodes=${nnodes} gpus_per_node=${gpus} model=${model} out=${out}"
 "$PYTHON" -m verl.trainer.main_ppo \
   --config-path="$(dirname "$CONFIG")" --config-name="$(basename "$CONFIG" .yaml)" \
   "${profile_overrides[@]}" "${run_overrides[@]}" "${overrides[@]}"

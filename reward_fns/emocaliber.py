@@ -30,9 +30,11 @@ Scoring, preset ``paper`` (default): ``score = w_format*R_format + w_correct*R_c
 w_conf*R_conf`` with all weights 1 (paper: ``R = R_conf + R_correct + R_format``).
 
 * ``R_format``: 1 if the strict format above holds, else 0.
-* ``R_correct``: 1 if the answer names the ground truth, else 0 (see :func:`is_correct`). The
-  answer is the strict parse's, or when the format fails the content of the last
-  ``<answer>..</answer>`` (:func:`extract_answer`): each term is scored on its own, as a sum.
+* ``R_correct``: the paper's indicator I(e), 1 if the answer names the ground truth and no
+  other candidate label, else 0 (:func:`is_correct`, ``match="label"``; the same function labels
+  stage 2 and scores evaluation). The answer is the strict parse's, or when the format fails the
+  content of the last ``<answer>..</answer>`` (:func:`extract_answer`): each term is scored on its
+  own, as a sum.
 * ``R_conf`` (``conf_reward="loglik"``, Eq. 4): ``i*log(c') + (1-i)*log(1-c')`` with
   ``c' = min(max(c, eps), 1-eps)``, ``eps = 0.01`` by default: stage 2 verbalises confidences
   with two decimals, so ``0.00``/``1.00`` are scored as ``0.01``/``0.99`` and the worst finite
@@ -65,6 +67,7 @@ cost is linear in the response length even for megabytes of repeated tags, where
 # sys.modules[cls.__module__], which then crashes the load. Real annotations need Python >= 3.10.
 import json
 import math
+import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,16 +75,23 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = [
+    "MATCH_MODES",
     "PRESETS",
     "STEP_TAGS",
     "TAGS",
+    "TAG_PAIRS",
+    "LabelSet",
     "ParsedResponse",
+    "all_blocks",
+    "answer_label",
     "compute_score",
     "compute_score_batch",
     "confidence_reward",
     "extract_answer",
     "extract_confidence",
+    "first_block",
     "is_correct",
+    "label_set",
     "normalize_answer",
     "official_compute_score",
     "parse_confidence",
@@ -91,6 +101,8 @@ __all__ = [
 STEP_TAGS: tuple[str, ...] = ("element", "human", "context", "interaction", "analysis")
 BLOCK_TAGS: tuple[str, ...] = ("think",) + STEP_TAGS + ("answer", "confidence")
 TAGS: tuple[str, ...] = tuple(f"<{n}>" for n in BLOCK_TAGS) + tuple(f"</{n}>" for n in BLOCK_TAGS)
+# The same 16 tags as opening/closing pairs in the order a response nests them.
+TAG_PAIRS: tuple[str, ...] = tuple(t for n in BLOCK_TAGS for t in (f"<{n}>", f"</{n}>"))
 
 # Longer confidence strings cannot be a two-decimal verbalised number; the cap also keeps float()
 # off megabyte-long digit runs.
@@ -113,7 +125,9 @@ _SEQUENCE: tuple[tuple[str, str], ...] = (
     ("</confidence>", "conf"),
 )
 
-_PUNCT_TO_SPACE = str.maketrans({ch: " " for ch in string.punctuation})
+# A word is a run of Unicode letters or digits: any other character (ASCII or CJK punctuation,
+# curly quotes, dashes, underscores) separates words, so "“Awe”。" reads as "awe".
+_WORDS = re.compile(r"[^\W_]+")
 _PUNCT_DELETE = str.maketrans("", "", string.punctuation)
 _DIGITS = frozenset("0123456789")
 
@@ -176,6 +190,36 @@ def _block_content(text: str, tag: str) -> str | None:
     return text[start + len(open_tag) : close]
 
 
+def first_block(text: str, tag: str) -> tuple[int, str] | None:
+    """``(start, content)`` of the first ``<tag>..</tag>``, or None.
+
+    The first opening tag and the first closing tag after it: what
+    ``re.search(r"<tag>(.*?)</tag>", text, re.DOTALL)`` matches (if the first ``<tag>`` has no
+    ``</tag>`` after it, no later one has), found in linear time.
+    """
+    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+    start = text.find(open_tag)
+    if start < 0:
+        return None
+    close = text.find(close_tag, start + len(open_tag))
+    return None if close < 0 else (start, text[start + len(open_tag) : close])
+
+
+def all_blocks(text: str, tag: str) -> list[str]:
+    """Contents of every ``<tag>..</tag>``, left to right, as ``re.findall`` with ``.*?`` and
+    ``re.DOTALL`` reads them."""
+    out: list[str] = []
+    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+    cursor = 0
+    while (start := text.find(open_tag, cursor)) >= 0:
+        close = text.find(close_tag, start + len(open_tag))
+        if close < 0:
+            break
+        out.append(text[start + len(open_tag) : close])
+        cursor = close + len(close_tag)
+    return out
+
+
 def extract_answer(text: str) -> str | None:
     """Stripped content of the last ``<answer>..</answer>`` block, or None when there is none."""
     content = _block_content(text, "answer")
@@ -227,8 +271,12 @@ def parse_response(text: str) -> ParsedResponse:
 
 
 def normalize_answer(text: str) -> str:
-    """Lower case, ASCII punctuation as spaces, whitespace collapsed to single spaces."""
-    return " ".join(text.lower().translate(_PUNCT_TO_SPACE).split())
+    """Lower-cased words (runs of letters or digits) joined by single spaces.
+
+    ``"  It's AWE! "`` -> ``"it s awe"``; ``"“awe”。"`` -> ``"awe"``; ``"awe-inspiring"`` ->
+    ``"awe inspiring"``.
+    """
+    return " ".join(_WORDS.findall(text.lower()))
 
 
 def _alias_map(aliases: Any) -> dict[str, str]:
@@ -255,10 +303,19 @@ def _alias_map(aliases: Any) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _LabelTables:
+class LabelSet:
+    """The label spellings one subtask accepts (build it with :func:`label_set`)."""
+
     aliases: dict[str, str]  # normalised alias -> normalised canonical label
     labels: dict[str, str] | None  # every accepted spelling of a candidate -> canonical; None: no candidates
     spans: frozenset[int]  # word counts of those spellings
+
+    def canonical(self, label: str) -> str:
+        """The canonical (normalised, alias-resolved) form of a label or ground truth."""
+        norm = normalize_answer(str(label))
+        if self.labels is not None and norm in self.labels:
+            return self.labels[norm]
+        return self.aliases.get(norm, norm)
 
 
 def _hashable(obj: Any) -> Any:
@@ -271,26 +328,27 @@ def _hashable(obj: Any) -> Any:
 
 
 @lru_cache(maxsize=1024)
-def _cached_tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> _LabelTables:
+def _cached_tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> LabelSet:
     return _build_tables(global_aliases, sample_aliases, candidates)
 
 
-def _build_tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> _LabelTables:
+def _build_tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> LabelSet:
     aliases = _alias_map(global_aliases)
     aliases.update(_alias_map(sample_aliases))  # per-sample aliases win over global ones
     if candidates is None:
-        return _LabelTables(aliases, None, frozenset())
+        return LabelSet(aliases, None, frozenset())
     labels: dict[str, str] = {}
     for cand in candidates:
         if cand is not None:
             norm = normalize_answer(str(cand))
-            labels[norm] = aliases.get(norm, norm)
+            if norm:
+                labels[norm] = aliases.get(norm, norm)
     canon = set(labels.values())
-    labels.update({a: c for a, c in aliases.items() if c in canon})
-    return _LabelTables(aliases, labels, frozenset(len(k.split()) for k in labels))
+    labels.update({a: c for a, c in aliases.items() if c in canon and a})
+    return LabelSet(aliases, labels, frozenset(len(k.split()) for k in labels))
 
 
-def _tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> _LabelTables:
+def _tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> LabelSet:
     # Every row of a subtask carries the same aliases and candidates; normalising them anew for
     # each response would cost more than parsing the response.
     try:
@@ -299,7 +357,17 @@ def _tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> _Label
         return _build_tables(global_aliases, sample_aliases, candidates)
 
 
-def _named_labels(answer_norm: str, tables: _LabelTables) -> set[str]:
+def label_set(candidates: Sequence[str] | None, aliases: Any = None) -> LabelSet:
+    """The spellings I(e) accepts for a subtask: its ``candidates`` and their ``aliases``.
+
+    ``aliases`` maps alias -> canonical label (a mapping, (alias, canonical) pairs or their JSON,
+    as ``extra_info["aliases"]`` stores them; ``emocaliber_rl.taxonomy.aliases_for`` builds it).
+    Cached: every row of a subtask shares one set.
+    """
+    return _tables(None, aliases, candidates)
+
+
+def _named_labels(answer_norm: str, tables: LabelSet) -> set[str]:
     """Canonical labels whose spelling (or an alias) occurs in the answer as whole words."""
     assert tables.labels is not None
     words = answer_norm.split()
@@ -309,48 +377,73 @@ def _named_labels(answer_norm: str, tables: _LabelTables) -> set[str]:
     return {tables.labels[g] for g in grams if g in tables.labels}
 
 
+MATCH_MODES: tuple[str, ...] = ("label", "exact")
+
+
+def answer_label(answer: str | None, labels: LabelSet, match: str = "label") -> tuple[str | None, str]:
+    """The one label ``answer`` names: ``(canonical label, "")`` or ``(None, reason)``.
+
+    This is the paper's I(e) reading of an answer, shared by the stage-3 reward, stage-2
+    labelling and evaluation. The answer is normalised (:func:`normalize_answer`: case and
+    punctuation dropped) and read against ``labels`` (:func:`label_set`):
+
+    * ``match="label"`` (default): the answer must name exactly one candidate label, each
+      spelling (the label or one of its aliases) counted where it occurs as whole words:
+      ``"Awe"``, ``"It is awe."``, ``"the emotion is awe"``, ``"awe, I think"`` name awe;
+      ``"sad"`` names sadness where ``sad -> sadness`` is an alias; ``"awe or fear"`` names two
+      labels; ``"awesome"`` names none (``awe`` is not a whole word there). Negation is not read:
+      ``"not fear"`` names fear.
+    * ``match="exact"``: the whole answer must be one spelling (``"Sadness."`` yes,
+      ``"It is sadness"`` no).
+
+    Without candidates (``labels.labels is None``) only ``exact`` is possible, against the
+    aliases alone: the label is the alias-resolved answer. Reasons: ``no_answer``,
+    ``empty_answer``, ``too_long`` (over ``MAX_ANSWER_CHARS``), ``unknown_label``,
+    ``several_labels``.
+    """
+    if match not in MATCH_MODES:
+        raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, got {match!r}")
+    if answer is None:
+        return None, "no_answer"
+    if len(answer) > MAX_ANSWER_CHARS:
+        return None, "too_long"
+    norm = normalize_answer(answer)
+    if not norm:
+        return None, "empty_answer"
+    if labels.labels is None:
+        return labels.aliases.get(norm, norm), ""
+    named = _named_labels(norm, labels)
+    if len(named) > 1:
+        return None, "several_labels"
+    if match == "exact":
+        whole = labels.labels.get(norm)
+        return (whole, "") if whole is not None else (None, "unknown_label")
+    if named:
+        return named.pop(), ""
+    return None, "unknown_label"
+
+
 def is_correct(
     answer: str | None,
     ground_truth: str,
     *,
     aliases: Any = None,
     candidates: Sequence[str] | None = None,
-    match: str = "exact",
+    match: str = "label",
 ) -> bool:
-    """Whether ``answer`` names ``ground_truth`` and nothing else.
+    """I(e): whether ``answer`` names ``ground_truth`` and no other candidate label.
 
-    Both sides are normalised (:func:`normalize_answer`) and mapped through ``aliases``
-    (alias -> canonical; e.g. ``sad -> sadness``, ``cheerfullness -> cheerfulness``).
-
-    * ``match="exact"``: the whole normalised answer must be the ground truth (``"Sadness."``,
-      ``" sad "`` pass; ``"It is sadness"``, ``"sadness, fear"`` fail).
-    * ``match="word"`` (needs ``candidates``): the answer must name exactly one candidate label
-      as whole words and that label must be the ground truth (``"It is sadness"`` passes).
-
-    With ``candidates`` given, an answer naming two or more candidate labels is wrong in both
-    modes. An answer longer than ``MAX_ANSWER_CHARS`` is wrong.
+    The answer's label is :func:`answer_label` over ``candidates`` and ``aliases``; the ground
+    truth is resolved through the same aliases (``cheerfullness -> cheerfulness``). Without
+    ``candidates`` the whole normalised answer must be the ground truth (a second label cannot
+    be recognised without the list). ``match="exact"`` asks for that even with candidates.
     """
     return _is_correct(answer, ground_truth, _tables(None, aliases, candidates), match)
 
 
-def _is_correct(answer: str | None, ground_truth: str, tables: _LabelTables, match: str) -> bool:
-    if match not in ("exact", "word"):
-        raise ValueError(f"match must be 'exact' or 'word', got {match!r}")
-    if match == "word" and tables.labels is None:
-        raise ValueError("match='word' needs the candidate labels (extra_info['candidates'])")
-    if answer is None or len(answer) > MAX_ANSWER_CHARS:
-        return False
-    alias_map = tables.aliases
-    answer_norm = normalize_answer(answer)
-    truth = normalize_answer(str(ground_truth))
-    truth = alias_map.get(truth, truth)
-    if tables.labels is not None:
-        named = _named_labels(answer_norm, tables)
-        if len(named) > 1:
-            return False
-        if match == "word":
-            return named == {truth}
-    return alias_map.get(answer_norm, answer_norm) == truth
+def _is_correct(answer: str | None, ground_truth: str, tables: LabelSet, match: str) -> bool:
+    label, _ = answer_label(answer, tables, match)
+    return label is not None and label == tables.canonical(ground_truth)
 
 
 def confidence_reward(correct: bool, confidence: float | None, kind: str = "loglik", eps: float = 0.01) -> float:
@@ -378,7 +471,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "conf_reward": "loglik",
         "eps": 0.01,
         "format_fail_score": None,
-        "match": "exact",
+        "match": "label",
     },
     # Weights are fixed by the release's code; only the preset name is read.
     "official": {},
@@ -389,27 +482,21 @@ _OPTION_NAMES = frozenset(PRESETS["paper"]) | {"preset", "aliases", "candidates"
 def official_compute_score(solution_str: str, ground_truth: str) -> dict[str, float]:
     """The release's ``cus_reward.compute_score``, same keys and values, in linear time.
 
-    ``re.search(r"<x>(.*?)</x>", s, re.DOTALL)`` matches from the first ``<x>`` to the first
-    ``</x>`` after it (if the first ``<x>`` has no ``</x>`` after it, no later one has), which is
-    what the ``find`` pairs below compute.
+    Its ``re.search(r"<x>(.*?)</x>", s, re.DOTALL)`` blocks are :func:`first_block`'s.
     """
 
-    def first_block(s: str, name: str) -> str | None:
-        open_tag, close_tag = f"<{name}>", f"</{name}>"
-        start = s.find(open_tag)
-        if start < 0:
-            return None
-        close = s.find(close_tag, start + len(open_tag))
-        return None if close < 0 else s[start + len(open_tag) : close]
+    def content(s: str, name: str) -> str | None:
+        found = first_block(s, name)
+        return None if found is None else found[1]
 
-    think = first_block(solution_str, "think")
-    answer = first_block(solution_str, "answer")
-    conf_text = first_block(solution_str, "confidence")
+    think = content(solution_str, "think")
+    answer = content(solution_str, "answer")
+    conf_text = content(solution_str, "confidence")
     if (
         think is not None
         and answer is not None
         and conf_text is not None
-        and all(first_block(think, step) is not None for step in STEP_TAGS)
+        and all(content(think, step) is not None for step in STEP_TAGS)
     ):
         words = answer.strip().translate(_PUNCT_DELETE).lower().split()
         i = 1 if len(words) == 1 and str(ground_truth).lower() == words[0] else 0
@@ -450,6 +537,8 @@ def _options(extra_info: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     opts["preset"] = preset
     if opts["conf_reward"] not in ("loglik", "brier"):
         raise ValueError(f"conf_reward must be 'loglik' or 'brier', got {opts['conf_reward']!r}")
+    if opts["match"] not in MATCH_MODES:
+        raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, got {opts['match']!r}")
     info = extra_info if isinstance(extra_info, Mapping) else {}
     candidates = info.get("candidates")
     if candidates is None:

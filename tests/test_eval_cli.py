@@ -196,8 +196,17 @@ def test_report_tables_html_and_pngs(scored: dict) -> None:
     strict = next(r for r in table if r["Model"] == "strict")
     fi8 = scored["scores"]["tasks"]["FI-8"]
     assert float(strict["FI-8 Acc"]) == pytest.approx(round(fi8["acc"] * 100, 2))
-    assert float(strict["Average F1"]) == pytest.approx(
-        round(scored["scores"]["groups"]["ID VER"]["macro_f1"] * 100, 2))
+    id_ver = scored["scores"]["groups"]["ID VER"]
+    assert float(strict["Average Macro-F1"]) == pytest.approx(round(id_ver["macro_f1"] * 100, 2))
+    # weighted-F1 beside macro-F1, labelled, in every format (the paper's F1 columns are weighted)
+    assert float(strict["FI-8 Weighted-F1"]) == pytest.approx(round(fi8["weighted_f1"] * 100, 2))
+    assert float(strict["Average Weighted-F1"]) == pytest.approx(round(id_ver["weighted_f1"] * 100, 2))
+    assert fi8["weighted_f1"] != fi8["macro_f1"]  # the fixture tells them apart
+    for ext in ("md", "tex"):
+        text = (out / f"prediction_id_ver.{ext}").read_text()
+        assert "Macro-F1" in text and "Weighted-F1" in text
+    assert "the paper's f1 columns are weighted-f1" in md.lower()
+    assert "Weighted-F1" in (out / "summary.html").read_text()
     with (out / "confidence.csv").open() as fh:
         conf_rows = list(csv.DictReader(fh))
     assert {(r["Model"], r["Conf"]) for r in conf_rows} == {

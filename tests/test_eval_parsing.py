@@ -103,3 +103,19 @@ def test_confidence(text: str, expected: float | None) -> None:
 def test_uses_the_reward_module_parser() -> None:
     # the evaluation reads answers exactly as the RL reward did
     assert extractor_name() == "reward_fns.emocaliber"
+
+
+def test_official_confidence_reads_the_first_single_line_block_with_float() -> None:
+    from emocaliber_rl.evaluation.parsing import NotAFloat, official_confidence
+
+    assert official_confidence(_resp("fear", "0.2") + "<confidence>0.9</confidence>") == 0.2
+    assert official_confidence(_resp("fear", "{0.85}")) == 0.85
+    assert official_confidence(_resp("fear", " 85 ")) == 85.0  # clipped later, as there
+    assert official_confidence(_resp("fear", "\n0.9\n")) is None  # no DOTALL: no block
+    assert official_confidence(_resp("fear", None)) is None
+    for text in ("high", "0.8.1", "85%", ""):
+        with pytest.raises(NotAFloat):
+            official_confidence(_resp("fear", text))
+    # the default reader takes the last block and the percent form
+    assert parse_confidence(_resp("fear", "0.2") + "<confidence>0.9</confidence>") == 0.9
+    assert parse_confidence(_resp("fear", "85%")) == 0.85

@@ -116,3 +116,21 @@ def test_length_cap() -> None:
     over = parse_response(VALID.replace("element text", "x" * (pad + 1)))
     assert not over.format_ok and over.reason.startswith("response longer than")
     assert (over.answer, over.confidence) == ("awe", 0.62)  # still read for correctness/confidence
+
+
+_BLOCK_PIECES = st.lists(st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "a", " ", "\n", "<", ">"]),
+                         max_size=30).map("".join)
+
+
+@given(_BLOCK_PIECES)
+@settings(max_examples=300, deadline=None)
+def test_block_readers_match_the_regexes_they_replace(text: str) -> None:
+    # cot_prompts and the official preset used re.search / re.findall with (.*?) and DOTALL
+    import re
+
+    from reward_fns.emocaliber import all_blocks, first_block
+
+    for tag in ("think", "answer"):
+        m = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
+        assert first_block(text, tag) == (None if m is None else (m.start(), m.group(1)))
+        assert all_blocks(text, tag) == re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)

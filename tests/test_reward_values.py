@@ -224,19 +224,26 @@ def test_aliases_in_extra_info_any_storage_form() -> None:
 def test_several_labels_are_wrong_with_candidates() -> None:
     cands = list(MIKELS_8)
     ali = aliases_for("FI-8")
-    for match in ("exact", "word"):
+    for match in ("exact", "label"):
         assert not is_correct("amusement or awe", "amusement", candidates=cands, match=match)
         assert not is_correct("amused, angry", "amusement", aliases=ali, candidates=cands, match=match)
-    # 'word' accepts one named label inside a sentence, 'exact' does not
-    assert is_correct("The image evokes amusement.", "amusement", candidates=cands, match="word")
+    # 'label' (I(e), the default) accepts one named label inside a sentence, 'exact' does not
+    assert is_correct("The image evokes amusement.", "amusement", candidates=cands)
     assert not is_correct("The image evokes amusement.", "amusement", candidates=cands, match="exact")
-    assert is_correct("I feel amused", "amusement", aliases=ali, candidates=cands, match="word")
-    assert not is_correct("no idea", "amusement", candidates=cands, match="word")
-    assert not is_correct("fear", "amusement", candidates=cands, match="word")
-    with pytest.raises(ValueError, match="candidates"):
+    assert is_correct("I feel amused", "amusement", aliases=ali, candidates=cands)
+    assert not is_correct("no idea", "amusement", candidates=cands)
+    assert not is_correct("fear", "amusement", candidates=cands)
+    # without the candidate list a second label cannot be recognised: whole-answer match only
+    assert is_correct("Amusement!", "amusement")
+    assert not is_correct("it is amusement", "amusement")
+    with pytest.raises(ValueError, match="match"):
         is_correct("amusement", "amusement", match="word")
-    out = compute_score("FI-8", resp("it is awe"), "awe", {"candidates": cands}, match="word")
+    with pytest.raises(ValueError, match="match"):
+        compute_score("FI-8", resp("awe"), "awe", {"candidates": cands}, match="words")
+    # the reward's default is I(e)
+    out = compute_score("FI-8", resp("it is awe"), "awe", {"candidates": cands})
     assert out["correct"] == 1.0
+    assert compute_score("FI-8", resp("it is awe"), "awe", {"candidates": cands}, match="exact")["correct"] == 0.0
 
 
 def test_overlong_answer_is_wrong() -> None:

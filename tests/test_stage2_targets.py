@@ -112,6 +112,14 @@ def test_predicted_label(subtask: str, response: str, expected: tuple) -> None:
     assert predicted_label(subtask, response) == expected
 
 
+def test_predicted_label_reads_the_rows_candidates() -> None:
+    # the row's candidates, in the dataset's spelling, and only labels of the subtask
+    abstract = ["amusement", "anger", "awe", "content", "disgust", "excitement", "fear", "sad"]
+    assert predicted_label("Abstract-8", "<answer>It is content.</answer>", abstract) == ("contentment", "")
+    assert predicted_label("FI-8", "<answer>fear</answer>", ["awe", "amusement"]) == (None, "unknown_label")
+    assert predicted_label("FI-8", "<answer>joy</answer>", ["joy", "awe"]) == (None, "unknown_label")
+
+
 def test_histogram_bins_on_hundredths() -> None:
     bins = histogram([(0.3, True), (0.29, False), (1.0, True), (0.0, False), (0.7, True)])
     assert [b["lo"] for b in bins] == [k / 10 for k in range(10)]

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
-
-STEPS: tuple[str, ...] = ("element", "human", "context", "interaction", "analysis")
+from reward_fns.emocaliber import STEP_TAGS, all_blocks, first_block
 
 SYNTH_SYSTEM = (
     "You are an expert in visual affective computing who writes careful, evidence-based "
@@ -90,21 +89,21 @@ def judge_messages(subtask: str, label: str, response: str, image_url: str) -> l
     ]
 
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+def _steps(response: str) -> tuple[bool, dict[str, tuple[int, str]]]:
+    """Whether a ``<think>`` block exists, and each step's ``(start, content)`` found inside it
+    (inside the whole response when there is no ``<think>`` block)."""
+    think = first_block(response, "think")
+    body = think[1] if think else response
+    found = {tag: first_block(body, tag) for tag in STEP_TAGS}
+    return think is not None, {tag: f for tag, f in found.items() if f is not None}
 
 
 def parse_steps(response: str) -> dict[str, str] | None:
     """The five steps of a response, or None if any is missing."""
-    m = _THINK.search(response)
-    body = m.group(1) if m else response
-    out = {}
-    for tag in STEPS:
-        sm = re.search(rf"<{tag}>(.*?)</{tag}>", body, re.DOTALL)
-        if not sm:
-            return None
-        out[tag] = sm.group(1).strip()
-    return out
+    _, found = _steps(response)
+    if len(found) != len(STEP_TAGS):
+        return None
+    return {tag: found[tag][1].strip() for tag in STEP_TAGS}
 
 
 @dataclass
@@ -118,23 +117,22 @@ def structural_check(subtask: str, label: str, response: str) -> StructuralCheck
     """Free local check: <think> with all five non-empty steps in order, <answer> equal to the label,
     and no label word (or alias, or its plural/adjective/adverb forms) inside the steps."""
     reasons = []
-    m = _THINK.search(response)
-    if not m:
+    has_think, found = _steps(response)
+    if not has_think:
         reasons.append("no <think>...</think>")
-    body = m.group(1) if m else ""
+        found = {}
     positions = []
-    for tag in STEPS:
-        sm = re.search(rf"<{tag}>(.*?)</{tag}>", body, re.DOTALL)
-        if not sm:
+    for tag in STEP_TAGS:
+        if tag not in found:
             reasons.append(f"missing <{tag}>")
-        elif not sm.group(1).strip():
+        elif not found[tag][1].strip():
             reasons.append(f"empty <{tag}>")
         else:
-            positions.append(sm.start())
+            positions.append(found[tag][0])
     if positions != sorted(positions):
         reasons.append("steps out of order")
     steps = parse_steps(response)
-    answers = _ANSWER.findall(response)
+    answers = all_blocks(response, "answer")
     if len(answers) != 1:
         reasons.append(f"{len(answers)} <answer> tags (need exactly 1)")
     else:
@@ -143,6 +141,8 @@ def structural_check(subtask: str, label: str, response: str) -> StructuralCheck
                 reasons.append(f"answer {answers[0].strip()!r} is not the label {label!r}")
         except UnknownLabelError:
             reasons.append(f"answer {answers[0].strip()!r} is not a label of {subtask}")
+    think = first_block(response, "think")
+    body = think[1] if think else ""
     if body:
         words = "|".join(re.escape(w) for w in label_words(subtask, label))
         leak = re.search(rf"\b(?:{words})(?:s|es|ed|ful|fully|ing|ly)?\b", body, re.IGNORECASE)

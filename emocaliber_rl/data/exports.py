@@ -31,6 +31,7 @@ from emocaliber_rl.data.conversations import (
 from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
 from emocaliber_rl.data.records import Record, iter_jsonl, write_jsonl
 from emocaliber_rl.data.report import ProblemReport
+from emocaliber_rl.prompts import SYSTEM_PROMPT
 from emocaliber_rl.taxonomy import (
     SUBTASKS,
     UnknownLabelError,
@@ -38,7 +39,6 @@ from emocaliber_rl.taxonomy import (
     canonical_label,
 )
 
-SYSTEM_PROMPT = "You are a helpful assistant."
 ABILITY = "emotion"
 _CONFIDENCE = re.compile(r"\s*<confidence>.*?</confidence>", re.DOTALL | re.IGNORECASE)
 

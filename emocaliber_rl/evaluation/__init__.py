@@ -2,7 +2,7 @@
 
 Modules, one job each:
 
-* :mod:`.metrics` -- accuracy, macro/weighted F1, ECE, Brier, ROC-AUC, accuracy-coverage (numpy).
+* :mod:`.metrics` -- accuracy, macro/weighted F1, ECE (ours and the release's binning), Brier, ROC-AUC, accuracy-coverage (numpy).
 * :mod:`.parsing` -- prediction and confidence extraction from one response (``strict`` /
   ``official`` rules).
 * :mod:`.scoring` -- prediction rows -> the score JSON (``emocaliber eval score``).
@@ -25,6 +25,7 @@ __all__ = [
     "calibration_bins",
     "confidence_bin_index",
     "expected_calibration_error",
+    "expected_calibration_error_official",
     "f1_per_class",
     "macro_f1",
     "mean_confidence",

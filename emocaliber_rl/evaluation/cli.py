@@ -85,10 +85,13 @@ def _score(args: argparse.Namespace) -> int:
         print(text)
     else:
         # a short human summary; the JSON is the record
+        def pct(v: float | None) -> float:
+            return v * 100 if v is not None else float("nan")
+
         for name, g in scores["groups"].items():
-            acc = g["acc"] * 100 if g["acc"] is not None else float("nan")
-            f1 = g["macro_f1"] * 100 if g["macro_f1"] is not None else float("nan")
-            print(f"{name:8} acc {acc:6.2f}  macro-F1 {f1:6.2f}  n {g['n']}")
+            print(f"{name:8} acc {pct(g['acc']):6.2f}  macro-F1 {pct(g['macro_f1']):6.2f}  "
+                  f"weighted-F1 {pct(g['weighted_f1']):6.2f}  n {g['n']}")
+        print("(the paper's F1 columns are weighted-F1)")
         print(f"wrote {args.json}")
     return 0
 
@@ -121,8 +124,10 @@ def _configure_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", metavar="OUT.jsonl",
                    help="also write the per-sample parsed rows (eval report draws plots from them)")
     p.add_argument("--parse", choices=("strict", "official"), default="strict",
-                   help="strict: the <answer> must name exactly one candidate (aliases allowed); "
-                        "official: the released script's first-substring rule (default: strict)")
+                   help="strict: I(e), the <answer> must name exactly one candidate (aliases allowed), "
+                        "as the reward reads it; official: the release's whole pipeline (first "
+                        "single-line <confidence> read by float(), rows where that fails dropped "
+                        "and counted, first-substring rule, its ECE binning) (default: strict)")
     p.add_argument("--missing-conf", choices=("exclude", "zero", "half"), default="exclude",
                    help="how a sample without a parseable confidence enters ECE/Brier/AUC: left "
                         "out, or as 0.0 or 0.5; it is always counted and reported "
@@ -152,7 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     global _EVAL_SUBPARSERS
     p = sub.add_parser("eval", help="score predictions and write comparison reports",
                        description="Evaluate VECBench predictions: emotion prediction (Acc, "
-                                   "macro-F1) and confidence calibration (ECE, Brier, AUC).")
+                                   "macro-F1, weighted-F1) and confidence calibration (ECE, Brier, AUC).")
     _EVAL_SUBPARSERS = p.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
     _configure_score(_EVAL_SUBPARSERS.add_parser(
         "score", help="predictions JSONL -> score JSON",

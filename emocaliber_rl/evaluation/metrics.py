@@ -18,6 +18,7 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -188,6 +189,29 @@ def expected_calibration_error(confidence: Any, correct: Any, n_bins: int = 10) 
     # sum_b |sum_{i in b} (c_i - y_i)| / N is the same quantity without per-bin means
     gap = np.bincount(idx, weights=conf - corr, minlength=n_bins)
     return float(np.abs(gap).sum() / conf.size)
+
+
+def expected_calibration_error_official(confidence: Any, correct: Any, n_bins: int = 10) -> float:
+    """ECE exactly as the official release computes it (``calculate_ece`` in
+    ``inference/evaluate_multi_task_conf_from_merged.py`` of github wdqqdw/EmoCaliber, lines
+    417-442): edges ``np.linspace(0, 1, n_bins + 1)``, sample i in bin b iff
+    ``lo_b <= c_i < hi_b``, ``ECE = sum_b (|B_b| / N) |acc(B_b) - conf(B_b)|`` with N all samples.
+
+    So c = 1.0 lies in no bin yet counts in N, and the float edges (0.30000000000000004,
+    0.6000000000000001, 0.7000000000000001) put a stated 0.3, 0.6 or 0.7 in the bin below.
+    Only for reproducing the release's numbers (``eval score --parse official``); the project's
+    ECE is :func:`expected_calibration_error`. ``nan`` if N = 0.
+    """
+    conf, corr = _check_conf_correct(confidence, correct)
+    if conf.size == 0:
+        return float("nan")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        in_bin = (conf >= lo) & (conf < hi)
+        if in_bin.any():
+            ece += abs(corr[in_bin].mean() - conf[in_bin].mean()) * in_bin.mean()
+    return float(ece)
 
 
 def brier_score(confidence: Any, correct: Any) -> float:

@@ -3,21 +3,24 @@
 Two prediction rules:
 
 ``strict`` (default)
-    The content of ``<answer>`` (``reward_fns.emocaliber.extract_answer``), normalised with the
-    task's aliases (``taxonomy.canonical_label``: case, punctuation, ``sad`` -> ``sadness``). If the
-    whole content is not one label, its words are looked up one by one and exactly one distinct
-    candidate must be named; an answer naming none or several candidates is *unparsed* (wrong, and
-    never a class of its own). A response without ``<answer>`` is parsed only when the whole
-    response is itself one label (a bare ``"Sadness."``).
+    The paper's I(e), the very function the stage-3 reward and stage-2 labelling use
+    (``reward_fns.emocaliber.answer_label``): the content of the last ``<answer>`` must name
+    exactly one of the row's candidates, as whole words, with the task's aliases (case and
+    punctuation ignored; ``sad`` -> ``sadness``; ``"It is awe."`` names awe). An answer naming
+    none or several candidates is *unparsed* (wrong, and never a class of its own). A response
+    without ``<answer>`` is parsed only when the whole response is itself one label (a bare
+    ``"Sadness."``, for baselines that ignore the format); the reward scores such a response
+    wrong, which only matters for models not trained on the format.
 ``official``
-    The released evaluation script's rule, kept to reproduce its numbers: lower-case the response,
-    take the first ``<answer>(.*?)</answer>`` (one line only) or, when there is none or it is empty,
-    the whole response; the prediction is the first candidate, in the row's candidate order, that
-    is a *substring* of it, else unknown. It reads ``"sadness"`` as ``sad`` when ``sad`` comes
-    first, and ``"amusement, not fear"`` as whichever of the two is listed first. Only the
-    parsing is theirs: the matched candidate and the label are then compared as canonical labels
-    (their script compares raw lower-cased strings, so a ``sad`` candidate never matched a
-    ``sadness`` ground truth).
+    The released evaluation script's rule (``inference/evaluate_multi_task_conf_from_merged.py``
+    of github wdqqdw/EmoCaliber, lines 60-83), kept to reproduce its numbers: lower-case the
+    response, take the first ``<answer>(.*?)</answer>`` (one line only) or, when there is none or
+    it is empty, the whole response; the prediction is the first candidate, in the row's
+    candidate order, that is a *substring* of it, else unknown. It reads ``"sadness"`` as ``sad``
+    when ``sad`` comes first, and ``"amusement, not fear"`` as whichever of the two is listed
+    first. The release compares the lower-cased candidate with the lower-cased ground truth as
+    strings, so a candidate spelt otherwise than the ground truth (``sad`` for ``sadness``) is
+    wrong there, and unparsed here. Its confidence reader is :func:`official_confidence`.
 """
 
 from __future__ import annotations
@@ -25,64 +28,56 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from emocaliber_rl.taxonomy import UnknownLabelError, canonical_label, get_subtask
+from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
+from reward_fns.emocaliber import LabelSet, answer_label, extract_answer, extract_confidence, label_set
 
 PARSE_MODES: tuple[str, ...] = ("strict", "official")
+EXTRACTOR = "reward_fns.emocaliber"
 
-_WORD = re.compile(r"[a-z]+")
+# inference/extract_verb_confidence.py line 8 and evaluate_multi_task_conf_from_merged.py line 66:
+# re.search without DOTALL, so only a block on one line counts, and the first such block wins.
 _OFFICIAL_ANSWER = re.compile(r"<answer>(.*?)</answer>")
-_FALLBACK_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_FALLBACK_CONF = re.compile(r"<confidence>\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(%?)\s*</confidence>",
-                            re.IGNORECASE)
+_OFFICIAL_CONFIDENCE = re.compile(r"<confidence>(.*?)</confidence>")
 
 
-def _fallback_extract_answer(text: str) -> str | None:
-    """Private stand-in used only while ``reward_fns.emocaliber`` is absent."""
-    # the last block, as the reward function reads it
-    found = _FALLBACK_ANSWER.findall(text)
-    return found[-1].strip() if found else None
-
-
-def _fallback_extract_confidence(text: str) -> float | None:
-    """Private stand-in used only while ``reward_fns.emocaliber`` is absent ("85%" -> 0.85)."""
-    found = _FALLBACK_CONF.findall(text)
-    if not found:
-        return None
-    number, percent = found[-1]
-    return float(number) / 100.0 if percent else float(number)
-
-
-@functools.lru_cache(maxsize=1)
-def _extractors() -> tuple[Callable[[str], str | None], Callable[[str], float | None], str]:
-    # The reward module is the single definition of the response format (prompts.py re-exports
-    # it); the evaluation must read answers exactly as the reward did during RL.
-    try:
-        from reward_fns.emocaliber import extract_answer, extract_confidence
-    except ImportError:
-        return _fallback_extract_answer, _fallback_extract_confidence, "evaluation.parsing fallback"
-    return extract_answer, extract_confidence, "reward_fns.emocaliber"
+class NotAFloat(ValueError):
+    """The release's confidence reader would raise here: the release drops the whole row."""
 
 
 def extractor_name() -> str:
     """Which answer/confidence extractor is in use (recorded in the score JSON's ``meta``)."""
-    return _extractors()[2]
-
-
-def extract_answer(response: str) -> str | None:
-    """Content of the response's ``<answer>`` tag, or ``None``."""
-    return _extractors()[0](response)
+    return EXTRACTOR
 
 
 def parse_confidence(response: str) -> float | None:
     """Verbalised confidence from ``<confidence>``; ``None`` if absent, not finite or outside [0, 1].
 
-    Out-of-range values are *missing*, not clipped: clipping 1.3 to 1.0 would invent a statement
-    the model did not make (the official script clips).
+    The reward's reader (``reward_fns.emocaliber.extract_confidence``: the last block, ``0.83``,
+    ``83%``, ``{0.83}``). Out-of-range values are *missing*, not clipped: clipping 1.3 to 1.0
+    would invent a statement the model did not make (the official script clips).
     """
-    value = _extractors()[1](response)
-    return valid_confidence(value)
+    return valid_confidence(extract_confidence(response))
+
+
+def official_confidence(response: str) -> float | None:
+    """The release's verbalised confidence, before its clipping to [0, 1].
+
+    ``inference/extract_verb_confidence.py`` lines 6-11: the first single-line
+    ``<confidence>(.*?)</confidence>`` of the raw response, braces deleted, read with
+    ``float()`` (so ``" 0.8 "``, ``"85"``, ``"1e-1"``, ``"inf"`` are numbers); ``None`` when there
+    is no such block. Raises :class:`NotAFloat` where ``float()`` raises: the release's
+    ``except Exception: continue`` (lines 39-41) then leaves the whole row out of its file.
+    """
+    m = _OFFICIAL_CONFIDENCE.search(response)
+    if m is None:
+        return None
+    text = m.group(1).replace("{", "").replace("}", "")
+    try:
+        return float(text)
+    except ValueError:
+        raise NotAFloat(f"confidence {m.group(1)!r} is not a float") from None
 
 
 def valid_confidence(value: object) -> float | None:
@@ -113,58 +108,67 @@ def canonical_or_none(subtask: str, text: str) -> str | None:
     return _canonical_cached(subtask, text)
 
 
-@functools.lru_cache(maxsize=64)
-def _alias_map(subtask: str) -> dict[str, str]:
-    return get_subtask(subtask).alias_map()
-
-
-def _match_label(text: str, subtask: str, allowed: frozenset[str]) -> str | None:
-    label = canonical_or_none(subtask, text)
-    if label is not None:
-        return label if label in allowed else None
-    alias_map = _alias_map(subtask)
-    found = {alias_map[w] for w in _WORD.findall(text.lower()) if w in alias_map}
-    found &= allowed
-    return next(iter(found)) if len(found) == 1 else None
+@functools.lru_cache(maxsize=256)
+def _label_set(subtask: str, candidates: tuple[str, ...] | None) -> LabelSet:
+    labels = list(candidates) if candidates is not None else list(get_subtask(subtask).labels)
+    return label_set(labels, aliases_for(subtask))
 
 
 def parse_strict(response: str, subtask: str, candidates: Sequence[str] | None = None) -> str | None:
-    """Canonical label named by the response under the ``strict`` rule, or ``None`` (unparsed).
+    """Canonical label named by the response under the ``strict`` rule (I(e)), or ``None``.
 
     Args:
         response: the model's full response.
         subtask: VECBench subtask name (misspellings tolerated).
         candidates: the row's candidate labels (any alias spelling); default: the task's labels.
     """
-    allowed = allowed_labels(subtask, candidates)
+    labels = _label_set(subtask, tuple(candidates) if candidates is not None else None)
     answer = extract_answer(response)
     if answer is None:
         # no <answer>: accept only a response that is, as a whole, one label
-        label = canonical_or_none(subtask, response)
-        return label if label in allowed else None
-    return _match_label(answer, subtask, allowed)
+        return answer_label(response, labels, match="exact")[0]
+    return answer_label(answer, labels)[0]
 
 
-def parse_official(response: str, subtask: str, candidates: Sequence[str]) -> str | None:
-    """Canonical label under the official substring rule (see module docstring), or ``None``."""
+def official_candidate(response: str, candidates: Sequence[str]) -> str | None:
+    """The candidate the release's rule picks (its own spelling), or ``None`` (its "unknown")."""
     text = response.lower()
     m = _OFFICIAL_ANSWER.search(text)
     haystack = m.group(1) if m and m.group(1) else text
     for cand in candidates:
         if cand.lower() in haystack:
-            return _canonical_cached(subtask, cand) or canonical_label(subtask, cand)
+            return cand
     return None
 
 
+def parse_official(response: str, subtask: str, candidates: Sequence[str], ground_truth: str | None = None
+                   ) -> str | None:
+    """Canonical label under the official substring rule (see module docstring), or ``None``.
+
+    With ``ground_truth`` (the row's raw label), a matched candidate whose lower-cased spelling
+    is not the ground truth's but maps to the same label is ``None``: the release compares the
+    raw strings and scores it wrong.
+    """
+    cand = official_candidate(response, candidates)
+    if cand is None:
+        return None
+    label = _canonical_cached(subtask, cand) or canonical_label(subtask, cand)
+    if (ground_truth is not None and cand.lower() != ground_truth.lower()
+            and label == _canonical_cached(subtask, ground_truth)):
+        return None
+    return label
+
+
 def parse_prediction(
-    response: str, subtask: str, candidates: Sequence[str] | None = None, mode: str = "strict"
+    response: str, subtask: str, candidates: Sequence[str] | None = None, mode: str = "strict",
+    ground_truth: str | None = None,
 ) -> str | None:
     """Dispatch to :func:`parse_strict` or :func:`parse_official`; ``None`` means unparsed."""
     if mode == "strict":
         return parse_strict(response, subtask, candidates)
     if mode == "official":
         cands = list(candidates) if candidates is not None else list(get_subtask(subtask).labels)
-        return parse_official(response, subtask, cands)
+        return parse_official(response, subtask, cands, ground_truth)
     raise ValueError(f"unknown parse mode {mode!r}; choose from {', '.join(PARSE_MODES)}")
 
 

@@ -4,7 +4,9 @@ Tables (each written as ``.md``, ``.csv`` and ``.tex``; values in percent with t
 the paper; ``-`` = undefined or not available, e.g. AUC of a group whose answers are all right):
 
 * ``prediction_id_ver`` / ``prediction_id_vsa`` / ``prediction_ood_ver`` -- Tables 2-4: per-task
-  Acc and macro-F1 of each run, with the group average (mean over tasks).
+  Acc, macro-F1 and weighted-F1 of each run, with the group average (mean over tasks). The
+  paper's F1 columns are weighted-F1 (they equal the release's ``f1_score(average='weighted')``);
+  compare those with the paper.
 * ``confidence`` -- Table 5: ECE, Brier, AUC per group, one row per run and confidence source.
 * ``evolution`` -- Table 6: Acc, ECE, Brier per group with one confidence source (``--source``).
 
@@ -53,8 +55,11 @@ PAPER_TASK_ORDER: dict[str, tuple[str, ...]] = {
 }
 # Table 5's group order.
 PAPER_GROUP_ORDER: tuple[str, ...] = (GROUP_ID_VER, GROUP_ID_VSA, GROUP_OOD_VER)
-HIGHER_IS_BETTER: dict[str, bool] = {"Acc": True, "F1": True, "ECE": False, "Brier": False,
-                                     "AUC": True}
+HIGHER_IS_BETTER: dict[str, bool] = {"Acc": True, "Macro-F1": True, "Weighted-F1": True,
+                                     "ECE": False, "Brier": False, "AUC": True}
+PREDICTION_NOTE = ("Acc, Macro-F1 and Weighted-F1 in %; Average = mean over the group's tasks. The "
+                   "paper's F1 columns are weighted-F1 (sklearn average='weighted', as the official "
+                   "release computes them): compare the paper with Weighted-F1.")
 _ARROW = {True: "↑", False: "↓"}
 _SOURCE_NAME = {"verb": "Verb", "ans": "Ans", "avg": "Avg"}
 
@@ -177,18 +182,18 @@ def _unique_names(runs: list[Run]) -> None:
 
 
 def prediction_table(runs: list[Run], group: str) -> Table:
-    """Tables 2-4: per-task Acc / macro-F1 of ``group`` and the group average."""
+    """Tables 2-4: per-task Acc / macro-F1 / weighted-F1 of ``group`` and the group average."""
+    metric_keys = (("Acc", "acc"), ("Macro-F1", "macro_f1"), ("Weighted-F1", "weighted_f1"))
     tasks = [t for t in PAPER_TASK_ORDER[group] if any(t in r.scores["tasks"] for r in runs)]
-    cols = [(t, m) for t in tasks for m in ("Acc", "F1")] + [("Average", "Acc"), ("Average", "F1")]
-    table = Table(f"Emotion prediction on {group} tasks", ["Model"], cols,
-                  note="Acc and macro-F1 in %; Average = mean over the group's tasks.")
+    cols = [(t, m) for t in [*tasks, "Average"] for m, _ in metric_keys]
+    table = Table(f"Emotion prediction on {group} tasks", ["Model"], cols, note=PREDICTION_NOTE)
     for r in runs:
         vals: list[float | None] = []
         for t in tasks:
             ts = r.scores["tasks"].get(t, {})
-            vals += [ts.get("acc"), ts.get("macro_f1")]
+            vals += [ts.get(k) for _, k in metric_keys]
         g = r.scores["groups"].get(group, {})
-        vals += [g.get("acc"), g.get("macro_f1")]
+        vals += [g.get(k) for _, k in metric_keys]
         table.rows.append(([r.name], vals))
     return table
 
@@ -428,8 +433,11 @@ def plot_confidence_histogram(runs: list[Run], source: str, path: Path, n_bins: 
             n = int(d[0].size)
             share = counts / n
             lo, hi = _wilson(counts.astype(float), n)
+            # at share 0 or 1 the interval's end equals the share up to rounding (-1e-17 apart),
+            # and matplotlib refuses a negative error bar
+            yerr = np.maximum(np.vstack([share - lo, hi - share]), 0.0)
             ax.bar(x - 0.4 + width * (j + 0.5), share, width=width, label=r.name,
-                   yerr=np.vstack([share - lo, hi - share]), capsize=2, error_kw={"linewidth": 0.8})
+                   yerr=yerr, capsize=2, error_kw={"linewidth": 0.8})
         ax.set_xticks(x, [f"{i / n_bins:.1f}" for i in range(n_bins)], fontsize=7)
         ax.set_xlabel(f"confidence bin start ({_SOURCE_NAME[source]})")
         ax.set_ylabel("share of samples")

@@ -9,16 +9,28 @@ Output (all metric values are fractions in [0, 1]; ``null`` = undefined or not a
 
     {"tasks":  {TASK:  {"acc", "macro_f1", "weighted_f1", "n", "parsed", "n_unparsed", "group",
                         "calibration": {SOURCE: CAL}}},
-     "groups": {GROUP: {"acc", "macro_f1", "weighted_f1", "n", "parsed", "tasks", SOURCE: CAL}},
-     "average": {"acc", "macro_f1"},
-     "meta":   {...}}
-    CAL = {"ece", "brier", "auc", "aucc", "mean_conf", "conf_parsed", "n_conf", "n_missing_conf",
-           "n_used"}
+     "groups": {GROUP: {"acc", "macro_f1", "weighted_f1", "pooled_weighted_f1", "n", "parsed",
+                        "tasks", SOURCE: CAL}},
+     "average": {"acc", "macro_f1", "weighted_f1"},
+     "meta":   {..., "n_dropped", "dropped", "ece_binning"}}
+    CAL = {"ece", "brier", "auc", "aucc", "mean_conf", "acc", "conf_parsed", "n_conf",
+           "n_missing_conf", "n_used"}
 
-Group ``acc`` / ``macro_f1`` are means over the group's tasks (the paper's "Average" column);
-group calibration metrics pool the group's samples (as the official script does); ``average`` is
-the mean of the group averages (the paper's Tables 7-9). SOURCE is ``verb`` always, ``ans`` /
-``avg`` when any row carries ``conf_ans`` / ``conf_avg``.
+Group ``acc`` / ``macro_f1`` / ``weighted_f1`` are means over the group's tasks (the paper's
+"Average" columns; the paper's F1 columns are weighted-F1, see ``docs/correctness-and-presets.md``);
+group calibration metrics pool the group's samples (as the official script does), and CAL's
+``acc`` is the accuracy of the samples they used (the official script's group "Acc");
+``pooled_weighted_f1`` is the weighted F1 of the group's pooled samples (its group "F1").
+``average`` is the mean of the group averages (the paper's Tables 7-9). SOURCE is ``verb`` always,
+``ans`` / ``avg`` when any row carries ``conf_ans`` / ``conf_avg``.
+
+``parse="official"`` runs the release's whole pipeline (``inference/extract_verb_confidence.py``
+then ``inference/evaluate_multi_task_conf_from_merged.py``): the verbalised confidence is the
+first single-line ``<confidence>`` read by ``float()`` and clipped to [0, 1] (``conf_verb`` keys
+are ignored); a row whose confidence ``float()`` rejects is dropped, as the release's
+``except Exception: continue`` drops it, and counted in ``meta.n_dropped`` / ``meta.dropped``;
+predictions follow the first-substring rule; ECE uses the release's binning
+(:func:`metrics.expected_calibration_error_official`).
 """
 
 from __future__ import annotations
@@ -35,9 +47,12 @@ import numpy as np
 from emocaliber_rl.evaluation import metrics
 from emocaliber_rl.evaluation.parsing import (
     PARSE_MODES,
+    NotAFloat,
     allowed_labels,
     canonical_or_none,
     extractor_name,
+    official_candidate,
+    official_confidence,
     parse_confidence,
     parse_prediction,
     valid_confidence,
@@ -58,6 +73,8 @@ MISSING_CONF_POLICIES: tuple[str, ...] = ("exclude", "zero", "half")
 # metrics; its prediction still counts for accuracy and F1).
 _MISSING_VALUE: dict[str, float | None] = {"exclude": None, "zero": 0.0, "half": 0.5}
 SCHEMA_VERSION = 1
+# meta.dropped lists this many rows at most (meta.n_dropped counts them all)
+_MAX_DROPPED_LISTED = 100
 
 
 class PredictionFileError(InputFileError):
@@ -80,6 +97,12 @@ class Samples:
     source_path: str | None = None
     extractor: str = field(default_factory=extractor_name)
     n_duplicates_dropped: int = 0
+    # rows left out under parse="official" (confidence not a float): {"line", "task", "detail"}
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    # parse="official": ground truth and prediction as the release's F1 sees them (lower-cased
+    # raw spellings, "unknown"), so that a task spelling one label two ways scores as there
+    f1_label: np.ndarray | None = None
+    f1_pred: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.task.size)
@@ -153,6 +176,9 @@ def samples_from_rows(
     preds: list[str | None] = []
     conf: dict[str, list[float]] = {s: [] for s in CONF_SOURCES}
     seen_key = {s: False for s in CONF_SOURCES}
+    dropped: list[dict[str, Any]] = []
+    raw_labels: list[str] = []
+    raw_preds: list[str] = []
     for lineno, row in rows:
         if not isinstance(row, dict):
             raise _err(path, lineno, None, f"expected a JSON object, got {type(row).__name__}")
@@ -191,12 +217,28 @@ def samples_from_rows(
         response = row["response"]
         if not isinstance(response, str):
             raise _err(path, lineno, "response", f"expected a string, got {response!r}")
+        official_verb: float | None = None
+        if parse == "official":
+            try:
+                official_verb = official_confidence(response)
+            except NotAFloat as e:
+                dropped.append({"line": lineno, "task": task, "detail": str(e)})
+                continue
         tasks.append(task)
         labels.append(label)
-        preds.append(parse_prediction(response, task, cands, mode=parse))
+        preds.append(parse_prediction(response, task, cands, mode=parse, ground_truth=row[label_key]))
+        if parse == "official":
+            cand = official_candidate(response, cands)
+            raw_labels.append(row[label_key].lower())
+            raw_preds.append("unknown" if cand is None else cand.lower())
         for src in CONF_SOURCES:
             key = f"conf_{src}"
-            if key in row:
+            if src == "verb" and parse == "official":
+                # the release clips to [0, 1]; a NaN ("nan" parses) would make its Brier NaN and
+                # is counted missing here
+                v = math.nan if official_verb is None else min(max(official_verb, 0.0), 1.0)
+                conf[src].append(v)
+            elif key in row:
                 seen_key[src] = True
                 conf[src].append(_conf_field(row, key, path, lineno))
             elif src == "verb":
@@ -205,7 +247,8 @@ def samples_from_rows(
             else:
                 conf[src].append(math.nan)
     if not tasks:
-        raise PredictionFileError(f"{path}: no prediction rows")
+        why = f" ({len(dropped)} dropped: confidence not a float)" if dropped else ""
+        raise PredictionFileError(f"{path}: no prediction rows{why}")
     sources = [s for s in CONF_SOURCES if s == "verb" or seen_key[s]]
     return Samples(
         task=np.array(tasks, dtype=object),
@@ -214,6 +257,9 @@ def samples_from_rows(
         conf={s: np.array(conf[s], dtype=np.float64) for s in sources},
         parse=parse,
         source_path=path,
+        dropped=dropped,
+        f1_label=np.array(raw_labels, dtype=object) if parse == "official" else None,
+        f1_pred=np.array(raw_preds, dtype=object) if parse == "official" else None,
     )
 
 
@@ -316,8 +362,15 @@ def apply_missing_conf(conf: np.ndarray, policy: str) -> tuple[np.ndarray, np.nd
     return np.ones(conf.size, dtype=bool), np.where(missing, fill, conf)
 
 
+ECE_BINNINGS: dict[str, Any] = {
+    "last-bin-closed": metrics.expected_calibration_error,
+    "official": metrics.expected_calibration_error_official,
+}
+
+
 def calibration_summary(
-    conf: np.ndarray, correct: np.ndarray, *, missing_conf: str = "exclude", n_bins: int = 10
+    conf: np.ndarray, correct: np.ndarray, *, missing_conf: str = "exclude", n_bins: int = 10,
+    ece_binning: str = "last-bin-closed",
 ) -> dict[str, Any]:
     """Calibration metrics of one sample set for one confidence source (``nan`` = missing)."""
     n = int(conf.size)
@@ -325,11 +378,12 @@ def calibration_summary(
     mask, filled = apply_missing_conf(conf, missing_conf)
     c, y = filled[mask], correct[mask]
     return {
-        "ece": _num(metrics.expected_calibration_error(c, y, n_bins)),
+        "ece": _num(ECE_BINNINGS[ece_binning](c, y, n_bins)),
         "brier": _num(metrics.brier_score(c, y)),
         "auc": _num(metrics.roc_auc(c, y)),
         "aucc": _num(metrics.area_under_accuracy_coverage(c, y)),
         "mean_conf": _num(metrics.mean_confidence(c)),
+        "acc": _num(float(np.mean(y)) if y.size else math.nan),
         "conf_parsed": _num((n - n_missing) / n if n else math.nan),
         "n_conf": n - n_missing,
         "n_missing_conf": n_missing,
@@ -342,6 +396,14 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals and len(vals) == len(values) else None
 
 
+def _weighted_f1(samples: Samples, idx: np.ndarray, labels: list[str]) -> float:
+    if samples.f1_label is not None and samples.f1_pred is not None:
+        y = samples.f1_label[idx]
+        # sklearn's inferred labels; an "unknown" prediction has no support and weighs nothing
+        return metrics.weighted_f1(y, samples.f1_pred[idx], list(dict.fromkeys(y.tolist())))
+    return metrics.weighted_f1(samples.label[idx], samples.pred[idx], labels)
+
+
 def score_samples(
     samples: Samples, *, missing_conf: str = "exclude", n_bins: int = 10
 ) -> dict[str, Any]:
@@ -350,6 +412,7 @@ def score_samples(
         raise ValueError(f"unknown missing-conf policy {missing_conf!r}; choose from "
                          f"{', '.join(MISSING_CONF_POLICIES)}")
     correct = samples.correct
+    binning = "official" if samples.parse == "official" else "last-bin-closed"
     task_arr = samples.task
     group_arr = samples.group
     present = set(task_arr.tolist())
@@ -364,14 +427,14 @@ def score_samples(
         tasks_out[name] = {
             "acc": _num(metrics.accuracy(y, p)),
             "macro_f1": _num(metrics.macro_f1(y, p, st.labels)),
-            "weighted_f1": _num(metrics.weighted_f1(y, p, st.labels)),
+            "weighted_f1": _num(_weighted_f1(samples, idx, list(st.labels))),
             "n": int(idx.size),
             "parsed": (idx.size - n_unparsed) / idx.size,
             "n_unparsed": n_unparsed,
             "group": st.group,
             "calibration": {
                 src: calibration_summary(arr[idx], correct[idx], missing_conf=missing_conf,
-                                         n_bins=n_bins)
+                                         n_bins=n_bins, ece_binning=binning)
                 for src, arr in samples.conf.items()
             },
         }
@@ -382,17 +445,19 @@ def score_samples(
             continue
         idx = np.flatnonzero(group_arr == group)
         n_parsed = sum(tasks_out[t]["n"] - tasks_out[t]["n_unparsed"] for t in members)
+        group_labels = list(dict.fromkeys(lab for t in members for lab in SUBTASKS[t].labels))
         entry: dict[str, Any] = {
             "acc": _mean([tasks_out[t]["acc"] for t in members]),
             "macro_f1": _mean([tasks_out[t]["macro_f1"] for t in members]),
             "weighted_f1": _mean([tasks_out[t]["weighted_f1"] for t in members]),
+            "pooled_weighted_f1": _num(_weighted_f1(samples, idx, group_labels)),
             "n": int(idx.size),
             "parsed": n_parsed / idx.size,
             "tasks": members,
         }
         for src, arr in samples.conf.items():
             entry[src] = calibration_summary(arr[idx], correct[idx], missing_conf=missing_conf,
-                                             n_bins=n_bins)
+                                             n_bins=n_bins, ece_binning=binning)
         groups_out[group] = entry
     return {
         "tasks": tasks_out,
@@ -400,6 +465,7 @@ def score_samples(
         "average": {
             "acc": _mean([g["acc"] for g in groups_out.values()]),
             "macro_f1": _mean([g["macro_f1"] for g in groups_out.values()]),
+            "weighted_f1": _mean([g["weighted_f1"] for g in groups_out.values()]),
         },
         "meta": {
             "schema_version": SCHEMA_VERSION,
@@ -408,7 +474,10 @@ def score_samples(
             "extractor": samples.extractor,
             "missing_conf": missing_conf,
             "n_bins": n_bins,
+            "ece_binning": binning,
             "n": len(samples),
+            "n_dropped": len(samples.dropped),
+            "dropped": samples.dropped[:_MAX_DROPPED_LISTED],
             "sources": list(samples.conf),
             "units": "fractions in [0, 1]",
         },
@@ -429,7 +498,13 @@ def score_file(
 def problems(scores: Mapping[str, Any]) -> list[str]:
     """Human-readable lines about unparsed answers and missing confidences (for stderr)."""
     out = []
-    policy = scores.get("meta", {}).get("missing_conf", "?")
+    meta = scores.get("meta", {})
+    policy = meta.get("missing_conf", "?")
+    if meta.get("n_dropped"):
+        lines = ", ".join(str(d["line"]) for d in meta.get("dropped", [])[:10])
+        more = ", ..." if meta["n_dropped"] > 10 else ""
+        out.append(f"{meta['n_dropped']} rows dropped, as the official pipeline drops them: their "
+                   f"first <confidence> is not a float (lines {lines}{more}; meta.dropped)")
     for name, t in scores["tasks"].items():
         if t["n_unparsed"]:
             out.append(f"{name}: {t['n_unparsed']}/{t['n']} answers unparsed (counted as wrong)")

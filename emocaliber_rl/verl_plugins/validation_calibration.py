@@ -26,7 +26,8 @@ underscores) and ``all``::
                                   (hist_0.9 holds [0.9, 1.0]), scalars so every tracker logs them
 
 Per-sample inputs are the reward function's extra info (``reward_fns/emocaliber.py``):
-``confidence`` and ``correct`` with ``confidence_valid`` (preset ``paper``), or ``confidence``,
+``confidence`` and ``correct`` (the paper's I(e), ``answer_label``, the same reading as stage-2
+labelling and evaluation) with ``confidence_valid`` (preset ``paper``), or ``confidence``,
 ``correctness`` and ``format_score`` (preset ``official``, whose confidence counts only when the
 format passed). Samples without a valid confidence leave the calibration metrics (the
 ``exclude`` policy of ``emocaliber eval score``) and still count for accuracy. A run whose reward

@@ -27,6 +27,10 @@ Options:
                     (VERL_PLATFORM=cpu, gloo, sdpa attention, fp32) for the tiny model and CI.
   --nproc N         processes per node (default: number of GPUs, or 1 with --profile cpu).
   --steps N         stop after N optimizer steps (default: one epoch, the paper's setting).
+  --preset P        paper (default): constant lr from the first step, no weight decay (the paper
+                    states none of these). official: the release's ms-swift run, warmup ratio
+                    0.05, cosine decay, weight decay 0.1. Selects the Hydra config group
+                    sft_preset (recipes/config/sft_preset/P.yaml); see docs/correctness-and-presets.md.
   -h, --help        this help.
 
 Anything after the options (or after --) is passed to veRL as Hydra overrides, e.g.
@@ -42,7 +46,7 @@ USAGE
 }
 
 sft_main() {
-  local model="" train="" val="" out="checkpoints/${STAGE_NAME}" profile="gpu" nproc="" steps=""
+  local model="" train="" val="" out="checkpoints/${STAGE_NAME}" profile="gpu" nproc="" steps="" preset="paper"
   local -a overrides=()
   while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -53,6 +57,7 @@ sft_main() {
       --profile) profile="$2"; shift 2 ;;
       --nproc) nproc="$2"; shift 2 ;;
       --steps) steps="$2"; shift 2 ;;
+      --preset) preset="$2"; shift 2 ;;
       -h|--help) sft_usage; return 0 ;;
       --) shift; overrides+=("$@"); break ;;
       --*) echo "${STAGE_NAME}.sh: unknown option '$1' (see --help)" >&2; return 2 ;;
@@ -61,6 +66,7 @@ sft_main() {
   done
   [[ -n "$model" && -n "$train" ]] || { echo "${STAGE_NAME}.sh: --model and --train are required (see --help)" >&2; return 2; }
   [[ "$profile" == gpu || "$profile" == cpu ]] || { echo "${STAGE_NAME}.sh: --profile must be gpu or cpu" >&2; return 2; }
+  [[ "$preset" == paper || "$preset" == official ]] || { echo "${STAGE_NAME}.sh: --preset must be paper or official" >&2; return 2; }
 
   export VERL_USE_EXTERNAL_MODULES="${VERL_USE_EXTERNAL_MODULES:-emocaliber_rl.verl_plugins}"
   export EMOCALIBER_FREEZE_MODULES="${EMOCALIBER_FREEZE_MODULES-visual}"
@@ -96,11 +102,11 @@ sft_main() {
     launcher=("$PYTHON" -m torch.distributed.run --standalone --nnodes=1 --nproc_per_node="$nproc")
   fi
 
-  echo "[${STAGE_NAME}] profile=${profile} nproc=${nproc} nnodes=${NNODES:-1} model=${model} out=${out}"
+  echo "[${STAGE_NAME}] preset=${preset} profile=${profile} nproc=${nproc} nnodes=${NNODES:-1} model=${model} out=${out}"
   "${launcher[@]}" -m verl.trainer.sft_trainer \
     --config-path="$(dirname "$STAGE_CONFIG")" --config-name="$(basename "$STAGE_CONFIG" .yaml)" \
-    model.path="$model" trainer.default_local_dir="$out" trainer.n_gpus_per_node="$nproc" \
-    trainer.nnodes="${NNODES:-1}" \
+    sft_preset="$preset" model.path="$model" trainer.default_local_dir="$out" \
+    trainer.n_gpus_per_node="$nproc" trainer.nnodes="${NNODES:-1}" \
     "${data_args[@]}" "${profile_overrides[@]}" "${STAGE_EXTRA_OVERRIDES[@]}" "${overrides[@]}"
 
   link_final_hf "$out" huggingface "$STAGE_NAME"

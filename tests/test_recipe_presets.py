@@ -1,0 +1,115 @@
+"""Loss presets: the Hydra config groups sft_preset / grpo_preset carry their keys into the config
+veRL composes, by default and through the recipes' --preset flag (veRL's own entry points with
+Hydra's --cfg job, which prints the composed job config and runs nothing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from .conftest import REPO_ROOT
+
+RECIPES = REPO_ROOT / "recipes"
+
+# (stage config, group, preset) -> expected keys; written from the release's scripts and Eq. 5
+EXPECTED = {
+    ("stage1_sft", "official"): {"optim.lr": 1e-5, "optim.lr_warmup_steps_ratio": 0.05,
+                                 "optim.lr_scheduler_type": "cosine", "optim.weight_decay": 0.1},
+    ("stage1_sft", "paper"): {"optim.lr": 1e-5, "optim.lr_warmup_steps_ratio": 0.0,
+                              "optim.lr_scheduler_type": "constant", "optim.weight_decay": 0.0},
+    ("stage2_sft", "official"): {"optim.lr": 4e-6, "optim.lr_warmup_steps_ratio": 0.05,
+                                 "optim.lr_scheduler_type": "cosine", "optim.weight_decay": 0.1},
+    ("stage2_sft", "paper"): {"optim.lr": 4e-6, "optim.lr_warmup_steps_ratio": 0.0,
+                              "optim.lr_scheduler_type": "constant", "optim.weight_decay": 0.0},
+    ("stage3_grpo", "official"): {"actor_rollout_ref.actor.loss_agg_mode": "token-mean",
+                                  "actor_rollout_ref.actor.clip_ratio_c": 3.0,
+                                  "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio": 0.0,
+                                  "actor_rollout_ref.actor.optim.lr": 1e-6},
+    ("stage3_grpo", "paper"): {"actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-mean",
+                               "actor_rollout_ref.actor.clip_ratio_c": 3.0,
+                               "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio": 0.0,
+                               "actor_rollout_ref.actor.optim.lr": 1e-6},
+}
+GROUP = {"stage1_sft": "sft_preset", "stage2_sft": "sft_preset", "stage3_grpo": "grpo_preset"}
+
+
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def _compose(stage: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(RECIPES / "config"), version_base=None):
+        return compose(config_name=stage, overrides=overrides)
+
+
+@pytest.mark.parametrize(("stage", "preset"), sorted(EXPECTED))
+def test_composed_config_carries_the_preset(stage: str, preset: str) -> None:
+    cfg = _compose(stage, [f"{GROUP[stage]}={preset}"])
+    for key, value in EXPECTED[(stage, preset)].items():
+        assert _get(cfg, key) == value, key
+
+
+@pytest.mark.parametrize("stage", sorted(GROUP))
+def test_default_is_paper_and_a_command_line_key_still_wins(stage: str) -> None:
+    default = _compose(stage, [])
+    for key, value in EXPECTED[(stage, "paper")].items():
+        assert _get(default, key) == value, key
+    key = ("optim.lr_warmup_steps_ratio" if GROUP[stage] == "sft_preset"
+           else "actor_rollout_ref.actor.loss_agg_mode")
+    value = 0.2 if GROUP[stage] == "sft_preset" else "seq-mean-token-sum"
+    cfg = _compose(stage, [f"{GROUP[stage]}=official", f"{key}={value}"])
+    assert _get(cfg, key) == value
+
+
+def test_unknown_preset_is_a_hydra_error() -> None:
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="grpo_preset"):
+        _compose("stage3_grpo", ["grpo_preset=paperr"])
+
+
+def test_stage3_paper_preset_passes_verl_validation() -> None:
+    import verl  # noqa: F401  (plug-in: registers grpo_no_std)
+    from verl.utils.config import validate_config
+
+    cfg = _compose("stage3_grpo", ["actor_rollout_ref.model.path=m", "data.train_files=t",
+                                   "data.val_files=v", "grpo_preset=paper"])
+    validate_config(config=cfg, use_reference_policy=True, use_critic=False)
+
+
+def _job_config(script: str, args: list[str]) -> dict:
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(["bash", str(RECIPES / script), *args, "--", "--cfg", "job"], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("[stage")) + 1
+    return yaml.safe_load("\n".join(lines[start:]))
+
+
+@pytest.mark.parametrize(("script", "args", "stage"), [
+    ("stage2_sft.sh", ["--model", "m", "--train", "t.parquet", "--nproc", "1"], "stage2_sft"),
+    ("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet",
+                        "--gpus-per-node", "1"], "stage3_grpo"),
+])
+def test_recipe_preset_flag_reaches_verls_composed_config(script: str, args: list[str], stage: str) -> None:
+    cfg = _job_config(script, [*args, "--preset", "official"])
+    for key, value in EXPECTED[(stage, "official")].items():
+        assert _get(cfg, key) == value, key
+    if stage == "stage3_grpo":
+        # the reward preset follows --preset unless given
+        assert cfg["reward"]["custom_reward_function"]["reward_kwargs"] == {"preset": "official"}
+
+
+def test_sft_help_documents_the_preset() -> None:
+    proc = subprocess.run(["bash", str(RECIPES / "stage1_sft.sh"), "--help"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0 and "--preset P" in proc.stdout and "official" in proc.stdout
