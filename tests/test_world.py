@@ -130,3 +130,33 @@ def test_oracle_rows_match_images_by_hash(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="row x: image .*other.png"):
         oracle_rows([{"id": "x", "task": "FI-8", "label": "awe", "image": str(tmp_path / "other.png")}],
                     read_scene_file(tmp_path / "scenes.jsonl"))
+
+
+def test_world_layouts_build_into_vecbench_with_known_posteriors(tmp_path: Path) -> None:
+    """All six raw layouts of the world go through `bench build` as real data does: nothing is
+    reported as a near-duplicate, every subtask is present, and each manifest row's image is a
+    world image whose posterior over that subtask gives the row's label positive probability."""
+    import subprocess
+    import sys
+
+    from emocaliber_rl.world.layouts import write_layout
+
+    scene_file = tmp_path / "scenes.jsonl"
+    flags = []
+    for dataset, n in {"FI": 6, "EmoSet": 4, "WebEmo": 2, "Abstract": 2, "ArtPhoto": 2, "UnbiasedEmo": 3}.items():
+        write_layout(dataset, tmp_path / "raw" / dataset, n, scene_file, seed=0)
+        flags += [f"--{dataset.lower()}", str(tmp_path / "raw" / dataset)]
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "-m", "emocaliber_rl.cli", "bench", "build", *flags, "-o", str(out),
+                           "--test-size", "2", "--no-progress"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # no image reported (no near-duplicate among 180 world images, nothing rejected)
+    assert not (out / "report.jsonl").read_text().strip()
+    assert "Near-duplicates left out before splitting: 0" in (out / "summary.md").read_text()
+    scenes = read_scene_file(scene_file)
+    rows = [json.loads(x) for p in ("train.jsonl", "test.jsonl") for x in (out / p).read_text().splitlines() if x]
+    assert {r["subtask"] for r in rows} == {"FI-8", "FI-2", "EmoSet-8", "WebEmo-25", "WebEmo-7", "WebEmo-2",
+                                             "Abstract-8", "Artphoto-8", "UnbiasedEmo-6"}
+    for r in rows:
+        post = posterior_for_subtask(scenes[sha256_of(r["image"])], r["subtask"])
+        assert post[r["label"]] > 0, (r["subtask"], r["label"], post)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from emocaliber_rl.taxonomy import MIKELS_8, UNBIASED_6, WEBEMO_25, WEBEMO_25_HIERARCHY
@@ -51,28 +52,38 @@ def draw_image(path: str | Path, seed: int, size: tuple[int, int] = (48, 40), fm
 
 
 def make_layout(dataset: str, root: str | Path, per_label: int, seed: int = 0,
-                size: tuple[int, int] = (48, 40)) -> list[Path]:
-    """Write ``per_label`` images per label of ``dataset`` under ``root`` in its published layout."""
+                size: tuple[int, int] = (48, 40),
+                image_fn: Callable[[str, Path], None] | None = None) -> list[Path]:
+    """Write ``per_label`` images per label of ``dataset`` under ``root`` in its published layout.
+
+    Images are random noise unless ``image_fn(label, path)`` writes each one: ``label`` is the
+    canonical fine label the layout files the image under (Mikels-8, WebEmo-25, UnbiasedEmo-6),
+    e.g. the known-answer world's images (``emocaliber_rl.world.layouts``)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     base = random.Random(f"{dataset}/{seed}").randrange(1 << 30)
     paths: list[Path] = []
 
-    def draw(rel: str) -> Path:
-        p = draw_image(root / rel, base + len(paths), size)
+    def draw(rel: str, label: str) -> Path:
+        if image_fn is None:
+            p = draw_image(root / rel, base + len(paths), size)
+        else:
+            p = root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            image_fn(label, p)
         paths.append(p)
         return p
 
     if dataset == "FI":
         for emo in MIKELS_8:
             for i in range(per_label):
-                draw(f"{emo}/{emo}_{i:04d}.jpg")
+                draw(f"{emo}/{emo}_{i:04d}.jpg", emo)
     elif dataset == "EmoSet":
         lists: dict[str, list] = {"train": [], "val": [], "test": []}
         for emo in MIKELS_8:
             for i in range(per_label):
                 rel = f"image/{emo}/{emo}_{i:05d}.jpg"
-                draw(rel)
+                draw(rel, emo)
                 split = ("train", "train", "val", "test")[i % 4]
                 # The README's entry: [emotion, id, image path, annotation path].
                 lists[split].append([emo, f"{emo}_{i:05d}", rel, f"annotation/{emo}/{emo}_{i:05d}.json"])
@@ -86,7 +97,7 @@ def make_layout(dataset: str, root: str | Path, per_label: int, seed: int = 0,
             for i in range(per_label):
                 split = "test" if i % 5 == 4 else "train"
                 name = f"220_F_{idx:02d}{i:06d}_x.jpg"
-                draw(f"{split}/{idx}/{name}")
+                draw(f"{split}/{idx}/{name}", WEBEMO_25[idx])
                 lines[split].append(f"https://as2.ftcdn.net/jpg/{name} {idx}\n")
         for split, ls in lines.items():
             (root / f"{split}25.txt").write_text("".join(ls))
@@ -95,7 +106,7 @@ def make_layout(dataset: str, root: str | Path, per_label: int, seed: int = 0,
         for k, col in enumerate(ABSTRACT_COLUMNS):
             for i in range(per_label):
                 name = f"abstract_{k * per_label + i:04d}.jpg"
-                draw(name)
+                draw(name, MIKELS_8[k])
                 votes = [0] * len(ABSTRACT_COLUMNS)
                 votes[k] = 5
                 votes[(k + 1) % len(votes)] = 2
@@ -107,12 +118,12 @@ def make_layout(dataset: str, root: str | Path, per_label: int, seed: int = 0,
     elif dataset == "ArtPhoto":
         for emo in MIKELS_8:
             for i in range(per_label):
-                draw(f"{ARTPHOTO_SPELLING.get(emo, emo)}_{i + 1}.jpg")
+                draw(f"{ARTPHOTO_SPELLING.get(emo, emo)}_{i + 1}.jpg", emo)
     elif dataset == "UnbiasedEmo":
         objects = ("dog", "child", "crowd")
         for emo in UNBIASED_6:
             for i in range(per_label):
-                draw(f"{emo}/{objects[i % 3]}/{i:04d}.jpg")
+                draw(f"{emo}/{objects[i % 3]}/{i:04d}.jpg", emo)
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
     return paths

@@ -3,8 +3,9 @@
 Label ``i`` of a loop of ``K`` labels (in loop order) gets hue ``i / K`` at saturation 0.8 and value
 0.85, so loop neighbours get neighbouring hues. A cell is ``CELL_PX`` pixels square: with the tiny
 model's processor (28x28 pixels per image token after merging) every cell is one image token.
-Each cell's hue is jittered by at most a quarter of the hue step and every pixel gets Gaussian
-noise, so no two images are byte-identical and a model must read the hue, not memorise bytes.
+Each cell's hue is jittered by at most a quarter of the hue step, brightness varies in random
+blocks and every pixel gets Gaussian noise, so no two images look alike to a perceptual hash and a
+model must read the hue, not memorise bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ CELL_PX = 28
 SIZE = GRID * CELL_PX  # 112 x 112 pixels
 SATURATION, VALUE = 0.8, 0.85
 NOISE_SIGMA = 6.0
+SHADE_MIN = 0.6
 
 
 def hue_of(loop: str, label: str) -> float:
@@ -45,6 +47,11 @@ def draw_scene(scene: Scene, rng: random.Random):
         r, c = divmod(idx, GRID)
         hue = hue_of(scene.loop, label) + gen.uniform(-jitter, jitter)
         img[r * CELL_PX:(r + 1) * CELL_PX, c * CELL_PX:(c + 1) * CELL_PX] = _rgb(hue)
+    # A random brightness pattern of 8x8 blocks, the same factor on all three channels (so every
+    # cell keeps its hue): perceptual hashes see grey levels, and without it two images of one
+    # label and k = 16 would be near-duplicates that VECBench's builder rightly drops.
+    shade = np.kron(gen.uniform(SHADE_MIN, 1.0, size=(8, 8)), np.ones((SIZE // 8, SIZE // 8)))
+    img *= shade[:, :, None]
     img += gen.normal(0.0, NOISE_SIGMA, size=img.shape)
     return Image.fromarray(np.clip(np.rint(img), 0, 255).astype("uint8"), "RGB")
 
