@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.evaluation.cli",
     "emocaliber_rl.data.cli",
     "emocaliber_rl.stage2_cli",
+    "emocaliber_rl.world.cli",
     "emocaliber_rl.demo",
 )
 

@@ -68,6 +68,7 @@ class Demo:
         self.ckpt = out / "checkpoints"
         self.eval = out / "eval"
         self.report = out / "report"
+        self.scenes = out / "world" / "scenes.jsonl"
 
     def stages(self) -> list[Stage]:
         return [
@@ -87,20 +88,22 @@ class Demo:
         ctx.outputs["model"] = str(self.base)
 
     def build_data(self, ctx: StageContext) -> None:
-        from emocaliber_rl.data.synthetic import make_layout
+        from emocaliber_rl.world.layouts import write_layout
 
         per_label = {"FI": 8, "EmoSet": 8, "WebEmo": 2, "Abstract": 1, "ArtPhoto": 1, "UnbiasedEmo": 1}
         flags = {"FI": "--fi", "EmoSet": "--emoset", "WebEmo": "--webemo", "Abstract": "--abstract",
                  "ArtPhoto": "--artphoto", "UnbiasedEmo": "--unbiasedemo"}
+        self.scenes.parent.mkdir(parents=True, exist_ok=True)
+        self.scenes.unlink(missing_ok=True)  # the writer appends; a rerun starts it anew
         args = []
         for name, n in per_label.items():
             root = self.raw / name
-            make_layout(name, root, per_label=n, seed=self.seed, size=(64, 56))
+            write_layout(name, root, n, self.scenes, seed=self.seed)
             args += [flags[name], str(root)]
         ctx.python("bench", "build", *args, "-o", str(self.bench), "--seed", str(self.seed), "--test-size", "4",
                    "--no-progress")
         ctx.outputs.update(train=str(self.bench / "train.jsonl"), test=str(self.bench / "test.jsonl"),
-                           summary=str(self.bench / "summary.md"))
+                           summary=str(self.bench / "summary.md"), scenes=str(self.scenes))
 
     def build_cot(self, ctx: StageContext) -> None:
         cot_all = self.cot / "vec_cot.jsonl"
@@ -163,7 +166,14 @@ class Demo:
         ctx.outputs.update(model=str(out / "final_hf"), metrics=str(metrics))
 
     def evaluate(self, ctx: StageContext) -> None:
-        runs = []
+        # the known-answer world's oracle (posterior argmax and max): the row nothing can beat
+        oracle = self.eval / "oracle"
+        oracle.mkdir(parents=True, exist_ok=True)
+        ctx.python("world", "oracle", "--scenes", str(self.scenes), "--manifest", str(self.data / "test.eval.jsonl"),
+                   "--out", str(oracle / "predictions.jsonl"))
+        ctx.python("eval", "score", str(oracle / "predictions.jsonl"), "--json", str(oracle / "scores.json"),
+                   "--samples", str(oracle / "samples.jsonl"))
+        runs = [oracle]
         for name, model in (("scaffold", "stage1"), ("cold-start", "stage2"), ("EmoCaliber", "stage3")):
             run_dir = self.eval / name
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +185,7 @@ class Demo:
                        "--samples", str(run_dir / "samples.jsonl"))
             runs.append(run_dir)
         ctx.python("eval", "report", *map(str, runs), "--out", str(self.report),
-                   "--names", "scaffold", "cold-start", "EmoCaliber")
+                   "--names", "oracle", "scaffold", "cold-start", "EmoCaliber")
         ctx.outputs.update(report=str(self.report), summary=str(self.report / "summary.html"))
 
     def index(self, ctx: StageContext) -> None:

@@ -160,3 +160,33 @@ def test_world_layouts_build_into_vecbench_with_known_posteriors(tmp_path: Path)
     for r in rows:
         post = posterior_for_subtask(scenes[sha256_of(r["image"])], r["subtask"])
         assert post[r["label"]] > 0, (r["subtask"], r["label"], post)
+
+
+def test_world_oracle_cli_scores_like_its_posterior(tmp_path: Path) -> None:
+    """`emocaliber world oracle` writes eval-run rows that `eval score` reads; on two FI-2 rows
+    whose scenes give P(positive) = 0.75 and 1.0 and labels positive / negative, the oracle says
+    positive twice with confidence 0.75 and 1.0: accuracy 1/2, Brier ((0.25)^2 + 1^2) / 2."""
+    import subprocess
+    import sys
+
+    rng = random.Random(4)
+    scenes = [Scene("mikels8", "amusement", "anger", 12), Scene("mikels8", "awe", "contentment", 16)]
+    lines, manifest = [], []
+    for i, (scene, label) in enumerate(zip(scenes, ("positive", "negative"))):
+        path = tmp_path / f"{i}.jpg"
+        draw_scene(scene, rng).save(path, format="JPEG", quality=95)
+        lines.append(json.dumps({"sha256": sha256_of(path), "path": str(path), "scene": scene.to_json()}))
+        manifest.append(json.dumps({"id": str(i), "task": "FI-2", "group": "ID VSA", "image": str(path), "label": label,
+                                    "candidates": ["positive", "negative"]}))
+    (tmp_path / "scenes.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "m.jsonl").write_text("\n".join(manifest) + "\n")
+    run = [sys.executable, "-m", "emocaliber_rl.cli"]
+    subprocess.run([*run, "world", "oracle", "--scenes", str(tmp_path / "scenes.jsonl"), "--manifest",
+                    str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "pred.jsonl")], check=True)
+    subprocess.run([*run, "eval", "score", str(tmp_path / "pred.jsonl"), "--json", str(tmp_path / "s.json")],
+                   check=True, capture_output=True)
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["tasks"]["FI-2"]["acc"] == pytest.approx(0.5)
+    verb = scores["groups"]["ID VSA"]["verb"]
+    assert verb["brier"] == pytest.approx((0.25**2 + 1.0**2) / 2)
+    assert verb["mean_conf"] == pytest.approx(0.875)

@@ -1,0 +1,33 @@
+"""`emocaliber world oracle`: the known-answer world's oracle as a predictions file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _run_oracle(args: argparse.Namespace) -> int:
+    from emocaliber_rl.data.records import write_jsonl
+    from emocaliber_rl.inference.eval_run import read_eval_manifest
+    from emocaliber_rl.world.oracle import oracle_rows, read_scene_file
+
+    rows = oracle_rows(read_eval_manifest(args.manifest), read_scene_file(args.scenes))
+    write_jsonl(args.out, rows)
+    print(f"oracle: {len(rows)} predictions -> {args.out}")
+    return 0 if rows else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("world", help="the demo's known-answer world (its oracle)")
+    wsub = p.add_subparsers(dest="world_command", metavar="COMMAND", required=True)
+    o = wsub.add_parser(
+        "oracle", help="write the Bayes oracle's predictions for an evaluation manifest",
+        description="Predictions of the known-answer world's oracle (answer: the posterior's argmax; "
+                    "confidence: its max) for every row of an evaluation manifest, in `eval run`'s "
+                    "format, so `eval score` and `eval report` show how far each model is from perfect.",
+        epilog="example: emocaliber world oracle --scenes runs/demo/world/scenes.jsonl "
+               "--manifest runs/demo/data/test.eval.jsonl --out runs/demo/eval/oracle/predictions.jsonl",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    o.add_argument("--scenes", required=True, help="scene file the world's writer wrote (jsonl)")
+    o.add_argument("--manifest", required=True, help="evaluation manifest (`emocaliber export eval`)")
+    o.add_argument("--out", required=True, help="predictions jsonl to write")
+    o.set_defaults(func=_run_oracle)
