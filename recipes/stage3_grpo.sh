@@ -7,6 +7,8 @@ REPO_ROOT="$(cd "$HERE/.." && pwd)"
 CONFIG="$HERE/config/stage3_grpo.yaml"
 # shellcheck source=lib/common.sh
 source "$REPO_ROOT/recipes/lib/common.sh"
+# shellcheck source=lib/gpus.sh
+source "$REPO_ROOT/recipes/lib/gpus.sh"
 resolve_python "$REPO_ROOT"
 
 usage() {
@@ -36,7 +38,9 @@ Options:
   --nnodes N            nodes of the Ray cluster (default 1; multi-node: start the cluster with
                         \`ray start\` first and run this on the head node, or use
                         recipes/submit_stage3.sh).
-  --gpus-per-node N     GPUs per node (default: number visible on this node; 1 with --profile cpu).
+  --gpus-per-node N     GPUs per node (default: the GPUs this process may use: those of
+                        \`nvidia-smi -L\`, MIG devices not counted twice, narrowed by
+                        CUDA_VISIBLE_DEVICES; 1 with --profile cpu).
   --steps N             stop after N training steps (default: one epoch, the paper's setting).
   --reward-preset P     paper (default: Eq. 4 with weights 1, strict format) or official (the
                         authors' train/cus_reward.py, bit for bit).
@@ -137,7 +141,7 @@ if [[ "$profile" == cpu ]]; then
     profile_overrides+=(ray_kwargs.ray_init.num_cpus=16 +ray_kwargs.ray_init.num_gpus="$gpus")
   fi
 else
-  gpus="${gpus:-$(nvidia-smi -L 2>/dev/null | wc -l)}"
+  gpus="${gpus:-$(count_visible_gpus)}"
   [[ "$gpus" -ge 1 ]] || { echo "stage3_grpo.sh: no GPU visible; use --profile cpu or --gpus-per-node" >&2; exit 2; }
 fi
 

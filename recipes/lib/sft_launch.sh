@@ -8,6 +8,8 @@ set -euo pipefail
 RECIPES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=common.sh
 source "$RECIPES_DIR/lib/common.sh"
+# shellcheck source=gpus.sh
+source "$RECIPES_DIR/lib/gpus.sh"
 resolve_python "$RECIPES_DIR/.."
 
 sft_usage() {
@@ -25,7 +27,9 @@ Options:
   --profile P       gpu (default): bf16 mixed precision, FSDP2, flash-attention, remove-padding.
                     cpu: the same trainer on CPU through the emocaliber veRL plug-in
                     (VERL_PLATFORM=cpu, gloo, sdpa attention, fp32) for the tiny model and CI.
-  --nproc N         processes per node (default: number of GPUs, or 1 with --profile cpu).
+  --nproc N         processes per node (default: the GPUs this process may use: those of
+                    \`nvidia-smi -L\`, MIG devices not counted twice, narrowed by
+                    CUDA_VISIBLE_DEVICES; 1 with --profile cpu).
   --steps N         stop after N optimizer steps (default: one epoch, the paper's setting).
   -h, --help        this help.
 
@@ -79,7 +83,7 @@ sft_main() {
       "trainer.logger=[console]"
     )
   else
-    nproc="${nproc:-$(nvidia-smi -L 2>/dev/null | wc -l)}"
+    nproc="${nproc:-$(count_visible_gpus)}"
     [[ "$nproc" -ge 1 ]] || { echo "${STAGE_NAME}.sh: no GPU visible; use --profile cpu or --nproc" >&2; return 2; }
   fi
 
