@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.data.cli",
     "emocaliber_rl.stage2_cli",
     "emocaliber_rl.demo",
+    "emocaliber_rl.ray_package",
 )
 
 
