@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.stage2_cli",
     "emocaliber_rl.demo",
     "emocaliber_rl.ray_package",
+    "emocaliber_rl.gpu_check",
 )
 
 

@@ -32,6 +32,8 @@ Options:
   --out DIR             checkpoint directory (default: checkpoints/stage3_grpo); DIR/final_hf
                         links to the last HF checkpoint when training ends.
   --profile P           gpu (default): the paper's settings above on CUDA GPUs.
+                        gpu-sdpa: the same without flash-attn (sdpa attention, no
+                        remove-padding), for installs where flash-attn could not be built.
                         cpu: the same trainer with vLLM's CPU build and the emocaliber plug-in's
                         CPU platform, for the tiny model and CI: small batches and lengths,
                         fp32, every override listed in the README (section "Stage 3").
@@ -83,7 +85,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ -n "$model" && -n "$train" && -n "$val" ]] || { echo "stage3_grpo.sh: --model, --train and --val are required (see --help)" >&2; exit 2; }
-[[ "$profile" == gpu || "$profile" == cpu ]] || { echo "stage3_grpo.sh: --profile must be gpu or cpu" >&2; exit 2; }
+[[ "$profile" == gpu || "$profile" == gpu-sdpa || "$profile" == cpu ]] || {
+  echo "stage3_grpo.sh: --profile must be gpu, gpu-sdpa or cpu" >&2; exit 2; }
 [[ "$preset" == paper || "$preset" == official ]] || { echo "stage3_grpo.sh: --reward-preset must be paper or official" >&2; exit 2; }
 
 export VERL_USE_EXTERNAL_MODULES="${VERL_USE_EXTERNAL_MODULES:-emocaliber_rl.verl_plugins}"
@@ -141,6 +144,11 @@ if [[ "$profile" == cpu ]]; then
     profile_overrides+=(ray_kwargs.ray_init.num_cpus=16 +ray_kwargs.ray_init.num_gpus="$gpus")
   fi
 else
+  require_flash_attn "$profile" stage3_grpo.sh || exit 2
+  if [[ "$profile" == gpu-sdpa ]]; then
+    profile_overrides=(+actor_rollout_ref.model.override_config.attn_implementation=sdpa
+                       actor_rollout_ref.model.use_remove_padding=False)
+  fi
   gpus="${gpus:-$(count_visible_gpus)}"
   [[ "$gpus" -ge 1 ]] || { echo "stage3_grpo.sh: no GPU visible; use --profile cpu or --gpus-per-node" >&2; exit 2; }
 fi

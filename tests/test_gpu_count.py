@@ -117,4 +117,5 @@ def test_no_visible_gpu_refuses_the_gpu_profile(stub_bin: Path, tmp_path: Path) 
     proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / "stage1_sft.sh"), "--model", "m", "--train", "t"],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "no GPU visible" in proc.stderr
-    assert not (tmp_path / "argv.txt").exists()
+    launched = tmp_path / "argv.txt"  # the recorder also answers the recipe's `import flash_attn` probe
+    assert not launched.exists() or "torch.distributed.run" not in launched.read_text()

@@ -24,8 +24,8 @@ ${STAGE_NOTE}
 Options:
   --address URL        the cluster's job server, i.e. its dashboard (default: \$RAY_ADDRESS if it is
                        an http(s) URL, else http://127.0.0.1:8265).
-  --profile P          gpu (default) or cpu: cpu adds VERL_PLATFORM=cpu to the job environment
-                       (and passes --profile cpu to the recipe unless RECIPE_ARGS name one).
+  --profile P          gpu (default), gpu-sdpa (no flash-attn) or cpu: passed to the recipe unless
+                       RECIPE_ARGS name one; cpu adds VERL_PLATFORM=cpu to the job environment.
   --python PATH        interpreter the job runs the recipe and the check with, on the cluster
                        (default: this repository's .venv/bin/python when it exists, else python3;
                        the recipe reads it as PYTHON).
@@ -105,7 +105,8 @@ submit_main() {
       *) echo "submit_${STAGE_NAME}.sh: unknown option '$1' (recipe options go after --; see --help)" >&2; return 2 ;;
     esac
   done
-  [[ "$profile" == gpu || "$profile" == cpu ]] || { echo "submit_${STAGE_NAME}.sh: --profile must be gpu or cpu" >&2; return 2; }
+  [[ "$profile" == gpu || "$profile" == gpu-sdpa || "$profile" == cpu ]] || {
+    echo "submit_${STAGE_NAME}.sh: --profile must be gpu, gpu-sdpa or cpu" >&2; return 2; }
   if [[ -z "$address" ]]; then
     if [[ "${RAY_ADDRESS:-}" == http://* || "${RAY_ADDRESS:-}" == https://* ]]; then address="$RAY_ADDRESS"; else address="http://127.0.0.1:8265"; fi
   fi

@@ -25,6 +25,8 @@ Options:
   --out DIR         where veRL writes checkpoints (default: checkpoints/${STAGE_NAME});
                     DIR/final_hf links to the last HF checkpoint when training ends.
   --profile P       gpu (default): bf16 mixed precision, FSDP2, flash-attention, remove-padding.
+                    gpu-sdpa: the same without flash-attn (PyTorch sdpa attention, no
+                    remove-padding), for installs where flash-attn could not be built.
                     cpu: the same trainer on CPU through the emocaliber veRL plug-in
                     (VERL_PLATFORM=cpu, gloo, sdpa attention, fp32) for the tiny model and CI.
   --nproc N         processes per node (default: the GPUs this process may use: those of
@@ -64,7 +66,8 @@ sft_main() {
     esac
   done
   [[ -n "$model" && -n "$train" ]] || { echo "${STAGE_NAME}.sh: --model and --train are required (see --help)" >&2; return 2; }
-  [[ "$profile" == gpu || "$profile" == cpu ]] || { echo "${STAGE_NAME}.sh: --profile must be gpu or cpu" >&2; return 2; }
+  [[ "$profile" == gpu || "$profile" == gpu-sdpa || "$profile" == cpu ]] || {
+    echo "${STAGE_NAME}.sh: --profile must be gpu, gpu-sdpa or cpu" >&2; return 2; }
 
   export VERL_USE_EXTERNAL_MODULES="${VERL_USE_EXTERNAL_MODULES:-emocaliber_rl.verl_plugins}"
   export EMOCALIBER_FREEZE_MODULES="${EMOCALIBER_FREEZE_MODULES-visual}"
@@ -83,6 +86,10 @@ sft_main() {
       "trainer.logger=[console]"
     )
   else
+    require_flash_attn "$profile" "${STAGE_NAME}.sh" || return 2
+    if [[ "$profile" == gpu-sdpa ]]; then
+      profile_overrides=(+model.override_config.attn_implementation=sdpa model.use_remove_padding=False)
+    fi
     nproc="${nproc:-$(count_visible_gpus)}"
     [[ "$nproc" -ge 1 ]] || { echo "${STAGE_NAME}.sh: no GPU visible; use --profile cpu or --nproc" >&2; return 2; }
   fi
