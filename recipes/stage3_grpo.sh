@@ -153,11 +153,16 @@ else
   [[ "$gpus" -ge 1 ]] || { echo "stage3_grpo.sh: no GPU visible; use --profile cpu or --gpus-per-node" >&2; exit 2; }
 fi
 
+# The reward file: under a Ray job every node unpacks the job's working_dir (this repository) at a
+# path of its own and runs its workers there, so a relative path finds each node's copy; an
+# absolute path would name the driver node's.
+reward_path="$REPO_ROOT/reward_fns/emocaliber.py"
+[[ -z "${RAY_JOB_CONFIG_JSON_ENV_VAR:-}" ]] || reward_path="reward_fns/emocaliber.py"
 run_overrides=(
   actor_rollout_ref.model.path="$model"
   data.train_files="$train"
   data.val_files="$val"
-  reward.custom_reward_function.path="$REPO_ROOT/reward_fns/emocaliber.py"
+  reward.custom_reward_function.path="$reward_path"
   "+reward.custom_reward_function.reward_kwargs={preset:${preset}}"
   trainer.default_local_dir="$out"
   trainer.experiment_name="$experiment"
