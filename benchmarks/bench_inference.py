@@ -70,7 +70,7 @@ def hf_per_prompt(model_dir: Path, requests) -> tuple[float, int]:
     from emocaliber_rl.inference import make_engine
 
     torch.set_num_threads(1)
-    engine = make_engine("hf", model_dir, dtype="float32", device="cpu")
+    engine = make_engine("hf", model_dir, dtype="float32", device="cpu", pixel_bounds=None)
     engine.generate(requests[:1])  # warm-up, not timed
     tokens = 0
     start = time.perf_counter()
@@ -114,7 +114,7 @@ def main() -> None:
         requests.append(GenerationRequest(messages, [path], SamplingConfig(
             temperature=0.7, max_new_tokens=args.max_new_tokens, seed=i)))
 
-    engine = make_engine("vllm", model_dir, dtype="float32", max_model_len=2048)
+    engine = make_engine("vllm", model_dir, dtype="float32", max_model_len=2048, pixel_bounds=None)
     engine.generate(requests[:4])  # warm-up of both paths' kernels, not timed
     offs, engs = [], []
     for _ in range(args.repeat):

@@ -26,6 +26,10 @@ from emocaliber_rl.pipeline_runner import Stage, StageContext, StageFailed, run_
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES = REPO_ROOT / "recipes"
+# The tiny model's processor has its own small pixel bounds (a few image tokens per image, what
+# its CPU training relies on): the demo's exports and inference keep them instead of the
+# official release's 200704..451584 that the commands apply by default.
+TINY_PIXELS = ("--processor-pixels",)
 
 # Words the tiny tokenizer was trained on, so template CoTs tokenize into few tokens.
 _STEP_WORDS = {
@@ -113,11 +117,12 @@ class Demo:
             log.write(f"templated CoTs for {n} training records -> {cot_all}\n")
         ctx.python("cot", "split", str(cot_all), "-o", str(self.cot), "--seed", str(self.seed))
         d = self.data
-        ctx.python("export", "sft1", str(self.cot / "vec_cot_1.jsonl"), "-o", str(d / "stage1.parquet"))
+        ctx.python("export", "sft1", str(self.cot / "vec_cot_1.jsonl"), "-o", str(d / "stage1.parquet"), *TINY_PIXELS)
         ctx.python("export", "prompts2", str(self.cot / "vec_cot_2.jsonl"), "-o", str(d / "stage2_prompts.jsonl"))
-        ctx.python("export", "rl3", str(self.cot / "vec_cot_3.jsonl"), "-o", str(d / "stage3_train.parquet"))
+        ctx.python("export", "rl3", str(self.cot / "vec_cot_3.jsonl"), "-o", str(d / "stage3_train.parquet"),
+                   *TINY_PIXELS)
         ctx.python("export", "rl3", str(self.bench / "test.jsonl"), "-o", str(d / "stage3_val.parquet"),
-                   "--split", "test")
+                   "--split", "test", *TINY_PIXELS)
         ctx.python("export", "eval", str(self.bench / "test.jsonl"), "-o", str(d / "test.eval.jsonl"))
         ctx.outputs.update(split_table=str(self.cot / "table.md"), data=str(d))
 
@@ -141,9 +146,9 @@ class Demo:
                    "--out", str(gen), "--backend", "vllm", "--max-new-tokens", "96", "--temperature", "1.0",
                    # a stage that runs again follows a retrained checkpoint at the same path (the
                    # run manifest does not hash weights): its old generations must not be reused
-                   "--seed", str(self.seed), "--no-progress", "--force-new")
+                   "--seed", str(self.seed), "--no-progress", "--force-new", *TINY_PIXELS)
         labelled = self.data / "stage2.parquet"
-        ctx.python("stage2", "label", str(gen), "--out", str(labelled))
+        ctx.python("stage2", "label", str(gen), "--out", str(labelled), *TINY_PIXELS)
         out = self.ckpt / "stage2"
         self._recipe(ctx, "stage2_sft.sh", "--model", str(scaffold), "--train", str(labelled), "--out", str(out),
                      "--steps", "20", "data.train_batch_size=8", "data.micro_batch_size_per_gpu=8", "optim.lr=3e-4",
@@ -180,7 +185,7 @@ class Demo:
             preds = run_dir / "predictions.jsonl"
             ctx.python("eval", "run", "--manifest", str(self.data / "test.eval.jsonl"), "--out", str(preds),
                        "--model", str(self.ckpt / model / "final_hf"), "--backend", self.eval_backend,
-                       "--max-new-tokens", "96", "--seed", str(self.seed), "--no-progress", "--force-new")
+                       "--max-new-tokens", "96", "--seed", str(self.seed), "--no-progress", "--force-new", *TINY_PIXELS)
             ctx.python("eval", "score", str(preds), "--json", str(run_dir / "scores.json"),
                        "--samples", str(run_dir / "samples.jsonl"))
             runs.append(run_dir)

@@ -31,6 +31,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
+from emocaliber_rl.data.lengths import SFT_MAX_LENGTH
 from emocaliber_rl.inference.probs import mean_token_prob
 from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
 from reward_fns.emocaliber import answer_label, extract_answer, label_set, parse_response
@@ -356,6 +358,9 @@ def label_generations(
     plot: bool = True,
     batch_rows: int = 256,
     duplicates: str = "first",
+    pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
+    max_length: int | None = SFT_MAX_LENGTH,
+    tokenizer: str | None = None,
 ) -> LabelResult:
     """Eq. 2 targets for every generation in ``gen_path`` -> veRL SFT parquet at ``out_path``.
 
@@ -363,6 +368,9 @@ def label_generations(
     ``OUT.targets.jsonl`` (id, pred, label, correct, p, d, confidence per kept row) and, in
     ``summary_dir`` (default: the parquet's folder), ``OUT_STEM.summary.json`` / ``.png`` (the
     target distribution per 0.1 bin, correct vs wrong).
+    ``pixel_bounds`` (default the official release's; ``None``: the processor's own) travel with
+    every image, as in the stage-1 export; a row over ``max_length`` tokens (image tokens, plus text
+    tokens with the model's ``tokenizer``) is rejected as ``overlong`` (``None``: no check).
 
     A repeated id is a ``duplicate_id`` reject (``duplicates="first"``, the first line is kept)
     or, with ``duplicates="error"``, an InputFileError naming both lines. A file mixing run ids
@@ -373,8 +381,9 @@ def label_generations(
 
     if duplicates not in ("first", "error"):
         raise ValueError(f"duplicates must be 'first' or 'error', got {duplicates!r}")
-    from emocaliber_rl.data.exports import _ParquetSink, sft_schema
+    from emocaliber_rl.data.exports import _ParquetSink, check_pixel_bounds, sft_schema
     from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
+    from emocaliber_rl.data.lengths import LengthCheck
     from emocaliber_rl.data.records import iter_jsonl
 
     out = Path(out_path)
@@ -385,7 +394,9 @@ def label_generations(
     stem = out.name.removesuffix(".parquet")
     result = LabelResult(out, rejects_path, targets_path, sdir / f"{stem}.summary.json",
                          sdir / f"{stem}.summary.png" if plot else None)
-    sink = _ParquetSink(out, sft_schema(), batch_rows)
+    pixel_bounds = check_pixel_bounds(pixel_bounds)
+    check = None if max_length is None else LengthCheck(max_length, tokenizer)
+    sink = _ParquetSink(out, sft_schema(pixel_bounds), batch_rows)
     seen: dict[str, int] = {}
     hist_in: list[tuple[float, bool]] = []
     rejects: list[dict[str, Any]] = []
@@ -428,7 +439,15 @@ def label_generations(
             msgs = [{"role": m["role"], "content": m["content"]} for m in messages
                     if m["role"] in ("system", "user")]
             msgs.append({"role": "assistant", "content": target["assistant"]})
-            sink.add({"messages": msgs, "images": [{"bytes": data, "path": None}], "id": rid,
+            cell: dict[str, Any] = {"bytes": data, "path": None}
+            if pixel_bounds is not None:
+                cell["min_pixels"], cell["max_pixels"] = pixel_bounds
+            if check is not None:
+                detail = check.problem(check.tokens(msgs, data, pixel_bounds, add_generation_prompt=False))
+                if detail is not None:
+                    rejects.append({"line": n, "id": rid, "reason": "overlong", "detail": detail})
+                    continue
+            sink.add({"messages": msgs, "images": [cell], "id": rid,
                       "subtask": get_subtask(row["subtask"]).name, "label": target["label"]})
             n_format_ok += parse_response(target["assistant"]).format_ok
             hist_in.append((target["confidence"], target["correct"]))

@@ -69,9 +69,13 @@ def _run_label(args: argparse.Namespace) -> int:
     if not Path(args.generations).is_file():
         print(f"error: {args.generations}: no such file", file=sys.stderr)
         return 2
+    from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
+
     res = label_generations(args.generations, args.out, summary_dir=args.summary_dir,
                             require_format=args.require_format, plot=not args.no_plot,
-                            duplicates=args.duplicates)
+                            duplicates=args.duplicates,
+                            pixel_bounds=None if args.processor_pixels else OFFICIAL_PIXEL_BOUNDS,
+                            max_length=args.max_length or None, tokenizer=args.tokenizer)
     print_reject_counts(res)
     print(json.dumps({"parquet": str(res.out_path), "kept": res.kept, "rejected": res.rejected,
                       "rejects": str(res.rejects_path), "targets": str(res.targets_path),
@@ -116,6 +120,14 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
                    help="a line repeating an earlier id: first keeps the earlier one and counts "
                         "the repeat as a duplicate_id reject; error refuses the file "
                         "(default: first). A file mixing run ids is always refused")
+    p.add_argument("--processor-pixels", action="store_true",
+                   help="store no pixel bounds with the images (default: the official release's "
+                        "200704..451584, as `export sft1`); the tiny test model's opt-out")
+    p.add_argument("--max-length", type=int, default=2048,
+                   help="rows longer than this many tokens are rejected as overlong (default 2048, the "
+                        "stage-2 recipe's data.max_length; 0: no check)")
+    p.add_argument("--tokenizer", default=None,
+                   help="the model whose tokenizer counts the text tokens (without it only image tokens count)")
     p.set_defaults(func=_run_label)
 
 

@@ -7,6 +7,8 @@ REPO_ROOT="$(cd "$HERE/.." && pwd)"
 CONFIG="$HERE/config/stage3_grpo.yaml"
 # shellcheck source=lib/common.sh
 source "$REPO_ROOT/recipes/lib/common.sh"
+# shellcheck source=lib/gpus.sh
+source "$REPO_ROOT/recipes/lib/gpus.sh"
 resolve_python "$REPO_ROOT"
 
 usage() {
@@ -30,13 +32,17 @@ Options:
   --out DIR             checkpoint directory (default: checkpoints/stage3_grpo); DIR/final_hf
                         links to the last HF checkpoint when training ends.
   --profile P           gpu (default): the paper's settings above on CUDA GPUs.
+                        gpu-sdpa: the same without flash-attn (sdpa attention, no
+                        remove-padding), for installs where flash-attn could not be built.
                         cpu: the same trainer with vLLM's CPU build and the emocaliber plug-in's
                         CPU platform, for the tiny model and CI: small batches and lengths,
                         fp32, every override listed in the README (section "Stage 3").
   --nnodes N            nodes of the Ray cluster (default 1; multi-node: start the cluster with
                         \`ray start\` first and run this on the head node, or use
                         recipes/submit_stage3.sh).
-  --gpus-per-node N     GPUs per node (default: number visible on this node; 1 with --profile cpu).
+  --gpus-per-node N     GPUs per node (default: the GPUs this process may use: those of
+                        \`nvidia-smi -L\`, MIG devices not counted twice, narrowed by
+                        CUDA_VISIBLE_DEVICES; 1 with --profile cpu).
   --steps N             stop after N training steps (default: one epoch, the paper's setting).
   --preset P            paper (default): Eq. 5 as written, loss averaged over each response's
                         tokens, then over responses (loss_agg_mode=seq-mean-token-mean).
@@ -85,7 +91,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ -n "$model" && -n "$train" && -n "$val" ]] || { echo "stage3_grpo.sh: --model, --train and --val are required (see --help)" >&2; exit 2; }
-[[ "$profile" == gpu || "$profile" == cpu ]] || { echo "stage3_grpo.sh: --profile must be gpu or cpu" >&2; exit 2; }
+[[ "$profile" == gpu || "$profile" == gpu-sdpa || "$profile" == cpu ]] || {
+  echo "stage3_grpo.sh: --profile must be gpu, gpu-sdpa or cpu" >&2; exit 2; }
 [[ "$preset" == paper || "$preset" == official ]] || { echo "stage3_grpo.sh: --preset must be paper or official" >&2; exit 2; }
 reward_preset="${reward_preset:-$preset}"
 [[ "$reward_preset" == paper || "$reward_preset" == official ]] || { echo "stage3_grpo.sh: --reward-preset must be paper or official" >&2; exit 2; }
@@ -145,15 +152,25 @@ if [[ "$profile" == cpu ]]; then
     profile_overrides+=(ray_kwargs.ray_init.num_cpus=16 +ray_kwargs.ray_init.num_gpus="$gpus")
   fi
 else
-  gpus="${gpus:-$(nvidia-smi -L 2>/dev/null | wc -l)}"
+  require_flash_attn "$profile" stage3_grpo.sh || exit 2
+  if [[ "$profile" == gpu-sdpa ]]; then
+    profile_overrides=(+actor_rollout_ref.model.override_config.attn_implementation=sdpa
+                       actor_rollout_ref.model.use_remove_padding=False)
+  fi
+  gpus="${gpus:-$(count_visible_gpus)}"
   [[ "$gpus" -ge 1 ]] || { echo "stage3_grpo.sh: no GPU visible; use --profile cpu or --gpus-per-node" >&2; exit 2; }
 fi
 
+# The reward file: under a Ray job every node unpacks the job's working_dir (this repository) at a
+# path of its own and runs its workers there, so a relative path finds each node's copy; an
+# absolute path would name the driver node's.
+reward_path="$REPO_ROOT/reward_fns/emocaliber.py"
+[[ -z "${RAY_JOB_CONFIG_JSON_ENV_VAR:-}" ]] || reward_path="reward_fns/emocaliber.py"
 run_overrides=(
   actor_rollout_ref.model.path="$model"
   data.train_files="$train"
   data.val_files="$val"
-  reward.custom_reward_function.path="$REPO_ROOT/reward_fns/emocaliber.py"
+  reward.custom_reward_function.path="$reward_path"
   grpo_preset="$preset"
   "+reward.custom_reward_function.reward_kwargs={preset:${reward_preset}}"
   trainer.default_local_dir="$out"

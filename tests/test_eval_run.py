@@ -42,7 +42,7 @@ def _run(args: list[str]) -> int:
 
 
 def _common(taught: Path, manifest: Path, out: Path) -> list[str]:
-    return ["eval", "run", "--backend", "hf", "--model", str(taught), "--manifest", str(manifest),
+    return ["eval", "run", "--backend", "hf", "--processor-pixels", "--model", str(taught), "--manifest", str(manifest),
             "--out", str(out), "--greedy", "--max-new-tokens", "64", "--batch-size", "3",
             "--dtype", "float32", "--no-progress"]
 

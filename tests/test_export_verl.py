@@ -34,7 +34,7 @@ def test_sft_parquet_loads_in_multiturn_sft_dataset(tmp_path: Path, tiny_model_d
     from omegaconf import OmegaConf
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
-    res = export_sft_stage1(_records(tmp_path), tmp_path / "sft.parquet")
+    res = export_sft_stage1(_records(tmp_path), tmp_path / "sft.parquet", pixel_bounds=None)
     tok, proc = _tok_proc(tiny_model_dir)
     cfg = OmegaConf.create({"max_length": 1024, "truncation": "error", "image_key": "images",
                             "messages_key": "messages", "pad_mode": "no_padding"})
@@ -54,7 +54,7 @@ def test_rl_parquet_loads_in_rlhf_dataset(tmp_path: Path, tiny_model_dir: Path) 
     from omegaconf import OmegaConf
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
-    res = export_rl_stage3(_records(tmp_path), tmp_path / "rl.parquet")
+    res = export_rl_stage3(_records(tmp_path), tmp_path / "rl.parquet", pixel_bounds=None)
     tok, proc = _tok_proc(tiny_model_dir)
     cfg = OmegaConf.create({"prompt_key": "prompt", "image_key": "images", "max_prompt_length": 1024,
                             "filter_overlong_prompts": True, "return_raw_chat": True,

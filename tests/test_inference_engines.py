@@ -36,13 +36,13 @@ def taught(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Pa
 
 @pytest.fixture(scope="module")
 def hf(taught: Path):
-    with make_engine("hf", taught, dtype="float32", device="cpu") as engine:
+    with make_engine("hf", taught, dtype="float32", device="cpu", pixel_bounds=None) as engine:
         yield engine
 
 
 @pytest.fixture(scope="module")
 def vllm(taught: Path):
-    with make_engine("vllm", taught, dtype="float32", max_model_len=1024) as engine:
+    with make_engine("vllm", taught, dtype="float32", max_model_len=1024, pixel_bounds=None) as engine:
         yield engine
 
 
@@ -185,7 +185,7 @@ def test_stage2_generation_labelled_and_loaded_by_verl(vllm, tmp_path: Path, tin
         assert all(math.isfinite(v) and v <= 0 for v in x["logprobs"])
         assert x["mean_prob"] == pytest.approx(mean_token_prob(x["logprobs"]))
 
-    res = label_generations(gen, tmp_path / "stage2.parquet", plot=False)
+    res = label_generations(gen, tmp_path / "stage2.parquet", plot=False, pixel_bounds=None)
     assert res.kept + res.rejected == 6 and res.kept >= 3
     targets = {t["id"]: t for t in map(json.loads, res.targets_path.read_text().splitlines())}
     loop = load_loop("mikels8")

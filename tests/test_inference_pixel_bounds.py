@@ -33,7 +33,21 @@ def test_cli_bounds():
     p = argparse.ArgumentParser()
     add_engine_options(p)
     assert pixel_bounds_from_args(p.parse_args(["--model", "m", "--official-pixels"])) == (200704, 451584)
-    assert pixel_bounds_from_args(p.parse_args(["--model", "m"])) is None
+    # on by default (issue 14): a real photo must not reach Qwen's processor at up to 16,384 tokens
+    assert pixel_bounds_from_args(p.parse_args(["--model", "m"])) == (200704, 451584)
+    assert pixel_bounds_from_args(p.parse_args(["--model", "m", "--processor-pixels"])) is None
+    with pytest.raises(SystemExit):
+        pixel_bounds_from_args(p.parse_args(["--model", "m", "--processor-pixels", "--official-pixels"]))
     assert pixel_bounds_from_args(p.parse_args(["--model", "m", "--min-pixels", "10", "--max-pixels", "20"])) == (10, 20)
     with pytest.raises(SystemExit):
         pixel_bounds_from_args(p.parse_args(["--model", "m", "--min-pixels", "10"]))
+
+
+def test_engines_bound_images_by_default():
+    import inspect
+
+    from emocaliber_rl.inference.hf_engine import HFEngine
+    from emocaliber_rl.inference.vllm_engine import VLLMEngine
+
+    for cls in (HFEngine, VLLMEngine):
+        assert inspect.signature(cls.__init__).parameters["pixel_bounds"].default == (200704, 451584)

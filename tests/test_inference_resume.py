@@ -88,7 +88,7 @@ def test_sigkill_after_first_batch_then_restart(tmp_path: Path, tiny_model_dir: 
     prompts = tmp_path / "prompts.jsonl"
     export_prompts_stage2(recs, prompts)
     gen = tmp_path / "gen.jsonl"
-    cmd = [sys.executable, "-m", "emocaliber_rl.cli", "stage2", "generate", "--backend", "hf",
+    cmd = [sys.executable, "-m", "emocaliber_rl.cli", "stage2", "generate", "--backend", "hf", "--processor-pixels",
            "--model", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(gen),
            "--batch-size", "2", "--max-new-tokens", "48", "--dtype", "float32", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}

@@ -50,7 +50,7 @@ def exported_rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
         img = tmp / f"{i}.png"
         Image.new("RGB", (56, 56), (30 * i, 90, 160)).save(img)
         records.append(Record.make(str(i), task, img, label))
-    res = export_rl_stage3(records, tmp / "rl.parquet")
+    res = export_rl_stage3(records, tmp / "rl.parquet", pixel_bounds=None)
     return pq.read_table(res.path).to_pylist()
 
 

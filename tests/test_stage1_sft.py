@@ -32,7 +32,7 @@ def stage1_parquet(tmp_path_factory) -> Path:
 
         label = get_subtask(subtask).labels[i % len(get_subtask(subtask).labels)]
         records.append(Record.make(f"r{i}", subtask, image, label, steps=STEPS))
-    result = export_sft_stage1(records, root / "train.parquet")
+    result = export_sft_stage1(records, root / "train.parquet", pixel_bounds=None)
     assert result.rows == 16 and not result.report.problems
     return root / "train.parquet"
 

@@ -160,7 +160,8 @@ def test_label_generations_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     text = "".join(json.dumps(x) + "\n" for x in lines) + '{"id": "torn", "resp'
     gen.write_text(text)
     out = tmp_path / "stage2.parquet"
-    rc = main(["stage2", "label", str(gen), "--out", str(out), "--summary-dir", str(tmp_path / "s")])
+    rc = main(["stage2", "label", str(gen), "--out", str(out), "--summary-dir", str(tmp_path / "s"),
+               "--processor-pixels"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "kept 2 of 9, rejected 7" in err

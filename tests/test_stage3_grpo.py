@@ -133,8 +133,8 @@ def stage3_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     from emocaliber_rl.data.exports import export_rl_stage3
 
     tmp = tmp_path_factory.mktemp("stage3")
-    train = export_rl_stage3(_records(tmp, 8, 0), tmp / "train.parquet").path
-    val = export_rl_stage3(_records(tmp, 8, 100), tmp / "val.parquet", split="test").path
+    train = export_rl_stage3(_records(tmp, 8, 0), tmp / "train.parquet", pixel_bounds=None).path
+    val = export_rl_stage3(_records(tmp, 8, 100), tmp / "val.parquet", split="test", pixel_bounds=None).path
     t0 = time.monotonic()
     model = teach_format(tiny_model_dir, [train, val], tmp / "formatted")
     teach_s = time.monotonic() - t0

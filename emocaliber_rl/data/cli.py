@@ -71,13 +71,16 @@ def _run_export(args: argparse.Namespace) -> int:
             keep = set(args.only_subtask)
             rows = [r for r in rows if r.record.subtask in keep]
         bounds = _pixel_bounds(args)
+        lengths = {"tokenizer": args.tokenizer}
+        if args.max_length is not None:
+            lengths["max_length"] = args.max_length or None  # 0: no length check
         if args.kind == "sft1":
             res = exports.export_sft_stage1(rows, out, report, user_prompt=args.user_prompt,
-                                            pixel_bounds=bounds)
+                                            pixel_bounds=bounds, **lengths)
         elif args.kind == "prompts2":
             res = exports.export_prompts_stage2(rows, out, report)
         elif args.kind == "rl3":
-            res = exports.export_rl_stage3(rows, out, report, split=args.split, pixel_bounds=bounds)
+            res = exports.export_rl_stage3(rows, out, report, split=args.split, pixel_bounds=bounds, **lengths)
         else:
             res = exports.export_eval_manifest(rows, out, report,
                                                ask_confidence=not args.no_confidence)
@@ -97,12 +100,14 @@ def _run_export(args: argparse.Namespace) -> int:
 def _pixel_bounds(args: argparse.Namespace) -> tuple[int, int] | None:
     from emocaliber_rl.data import exports
 
-    if args.official_pixels:
-        return exports.OFFICIAL_PIXEL_BOUNDS
     if (args.min_pixels is None) != (args.max_pixels is None):
         raise SystemExit("export: give both --min-pixels and --max-pixels, or neither")
-    if args.min_pixels is None:
+    if sum([args.official_pixels, args.processor_pixels, args.min_pixels is not None]) > 1:
+        raise SystemExit("export: give one of --official-pixels, --processor-pixels, --min/--max-pixels")
+    if args.processor_pixels:
         return None
+    if args.min_pixels is None:
+        return exports.OFFICIAL_PIXEL_BOUNDS
     return exports.check_pixel_bounds((args.min_pixels, args.max_pixels))
 
 
@@ -138,11 +143,22 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
                    help="eval only: the prompt does not ask for a confidence (plain baselines)")
     p.add_argument("--min-pixels", type=int, default=None,
                    help="sft1/rl3: smallest image area in pixels the trainer resizes to (stored with "
-                        "each image; veRL hands it to qwen-vl-utils). Default: the processor's own")
+                        "each image; veRL hands it to qwen-vl-utils). Default: the official release's "
+                        "200704..451584 (256..576 image tokens)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="sft1/rl3: largest image area in pixels (with --min-pixels)")
     p.add_argument("--official-pixels", action="store_true",
-                   help="sft1/rl3: the official release's bounds, 200704..451584 (256..576 28x28 patches)")
+                   help="sft1/rl3: the official release's bounds, 200704..451584 (the default)")
+    p.add_argument("--processor-pixels", action="store_true",
+                   help="sft1/rl3: store no bounds, leaving images to the model processor's own (the opt-out; "
+                        "Qwen2.5-VL's allow 16384 image tokens, the tiny test model's a few)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="sft1/rl3: rows longer than this many tokens are reported (kind overlong) and left "
+                        "out; default the recipes' limits, 2048 (sft1: data.max_length) and 4096 (rl3: "
+                        "data.max_prompt_length); 0: no check")
+    p.add_argument("--tokenizer", default=None,
+                   help="sft1/rl3: the model (path or hub id) whose tokenizer counts the text tokens; "
+                        "without it only image tokens are counted against --max-length")
     p.add_argument("--report", default=None,
                    help="problem report path (default: OUTPUT.report.jsonl)")
     p.add_argument("--strict", action="store_true",

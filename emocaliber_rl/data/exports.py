@@ -29,6 +29,7 @@ from emocaliber_rl.data.conversations import (
     parse_row,
 )
 from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
+from emocaliber_rl.data.lengths import RL_MAX_PROMPT_LENGTH, SFT_MAX_LENGTH, LengthCheck
 from emocaliber_rl.data.records import Record, iter_jsonl, write_jsonl
 from emocaliber_rl.data.report import ProblemReport
 from emocaliber_rl.prompts import SYSTEM_PROMPT
@@ -157,7 +158,9 @@ def _message_type():
     return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 
-# The official release trains and evaluates with images bounded to 256..576 28x28 patches.
+# The official release trains and evaluates with images bounded to 256..576 28x28 patches; the
+# exports and the inference engines apply them unless told otherwise (None: the processor's own
+# bounds, up to 16,384 image tokens for Qwen2.5-VL, which a large photo reaches).
 OFFICIAL_PIXEL_BOUNDS: tuple[int, int] = (200_704, 451_584)
 
 
@@ -289,6 +292,22 @@ def _image_cell(row: ParsedRow, report: ProblemReport,
     return [cell]
 
 
+def _too_long(row: ParsedRow, report: ProblemReport, check: LengthCheck | None, messages: list[dict[str, str]],
+              images: list[dict[str, Any]], pixel_bounds: tuple[int, int] | None, *, generation_prompt: bool) -> bool:
+    """Report (kind ``overlong``) a row the trainer could not take whole; True if it is one."""
+    if check is None:
+        return False
+    detail = check.problem(check.tokens(messages, images[0]["bytes"], pixel_bounds,
+                                        add_generation_prompt=generation_prompt))
+    if detail is not None:
+        _add(report, row, "overlong", detail)
+    return detail is not None
+
+
+def _length_check(max_length: int | None, tokenizer: str | None) -> LengthCheck | None:
+    return None if max_length is None else LengthCheck(max_length, tokenizer)
+
+
 def export_sft_stage1(
     items: Iterable[Record | ParsedRow],
     out_path: str | os.PathLike[str],
@@ -296,7 +315,9 @@ def export_sft_stage1(
     *,
     user_prompt: str = "ours",
     batch_rows: int = 256,
-    pixel_bounds: tuple[int, int] | None = None,
+    pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
+    max_length: int | None = SFT_MAX_LENGTH,
+    tokenizer: str | None = None,
 ) -> ExportResult:
     """Stage-1 SFT parquet for veRL's ``MultiTurnSFTDataset``.
 
@@ -304,9 +325,13 @@ def export_sft_stage1(
     ``images`` (one ``{"bytes", "path": None}``), plus ``id``, ``subtask``, ``label`` for tracing.
     ``user_prompt="ours"`` uses :func:`emocaliber_rl.prompts.task_question`; ``"original"`` keeps the
     published user turn (when the row had one) so a release can be trained on verbatim.
-    ``pixel_bounds=(min_pixels, max_pixels)`` (e.g. ``OFFICIAL_PIXEL_BOUNDS``) travels with every image.
+    ``pixel_bounds=(min_pixels, max_pixels)`` (default ``OFFICIAL_PIXEL_BOUNDS``; ``None``: the
+    processor's own) travels with every image. A row longer than ``max_length`` tokens (image
+    tokens, plus text tokens when ``tokenizer`` names the model's) is reported as ``overlong`` and
+    left out; ``max_length=None`` skips the check.
     """
     pixel_bounds = check_pixel_bounds(pixel_bounds)
+    check = _length_check(max_length, tokenizer)
     if user_prompt not in ("ours", "original"):
         raise ValueError("user_prompt must be 'ours' or 'original'")
     report = report if report is not None else ProblemReport()
@@ -327,6 +352,8 @@ def export_sft_stage1(
             if images is None:
                 continue
             messages.append({"role": "assistant", "content": answer})
+            if _too_long(row, report, check, messages, images, pixel_bounds, generation_prompt=False):
+                continue
             sink.add({"messages": messages, "images": images, "id": rec.id,
                       "subtask": rec.subtask, "label": rec.label})
     except BaseException:
@@ -343,16 +370,21 @@ def export_rl_stage3(
     *,
     split: str = "train",
     batch_rows: int = 256,
-    pixel_bounds: tuple[int, int] | None = None,
+    pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
+    max_length: int | None = RL_MAX_PROMPT_LENGTH,
+    tokenizer: str | None = None,
 ) -> ExportResult:
     """Stage-3 RL parquet for veRL's ``RLHFDataset`` (schema: ``rl_schema()``).
 
     ``data_source`` is the subtask name; the prompt asks for the confidence too; ``reward_model``
     carries the canonical label; ``extra_info`` carries index, split, id, subtask, group,
     candidates and the subtask's aliases (reward functions use them to accept dataset spellings).
+    ``pixel_bounds``, ``max_length`` (the prompt's, veRL's ``data.max_prompt_length``) and
+    ``tokenizer`` as for :func:`export_sft_stage1`.
     """
     report = report if report is not None else ProblemReport()
     pixel_bounds = check_pixel_bounds(pixel_bounds)
+    check = _length_check(max_length, tokenizer)
     sink = _ParquetSink(Path(out_path), rl_schema(pixel_bounds), batch_rows)
     keys = alias_keys()
     try:
@@ -361,11 +393,14 @@ def export_rl_stage3(
             images = _image_cell(row, report, pixel_bounds)
             if images is None:
                 continue
+            prompt = prompt_messages(rec.subtask, ask_confidence=True)
+            if _too_long(row, report, check, prompt, images, pixel_bounds, generation_prompt=True):
+                continue
             aliases = aliases_for(rec.subtask)
             sink.add(
                 {
                     "data_source": rec.subtask,
-                    "prompt": prompt_messages(rec.subtask, ask_confidence=True),
+                    "prompt": prompt,
                     "images": images,
                     "ability": ABILITY,
                     "reward_model": {"style": "rule", "ground_truth": rec.label},

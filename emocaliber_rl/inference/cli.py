@@ -44,10 +44,13 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="hf: torch device (default: cuda when available, else cpu)")
     p.add_argument("--min-pixels", type=int, default=None,
                    help="resize each image to at least this many pixels, as qwen-vl-utils does for "
-                        "training data (default: the model processor's own bounds)")
+                        "training data (default: the official release's 200704..451584, as the exports)")
     p.add_argument("--max-pixels", type=int, default=None, help="... and at most this many (with --min-pixels)")
     p.add_argument("--official-pixels", action="store_true",
-                   help="the official release's bounds, 200704..451584 pixels (use with real Qwen2.5-VL models)")
+                   help="the official release's bounds, 200704..451584 pixels (the default)")
+    p.add_argument("--processor-pixels", action="store_true",
+                   help="no bounds: images go to the model processor as they are (the opt-out; for a model "
+                        "trained with --processor-pixels exports, e.g. the tiny test model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -105,12 +108,14 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
 def pixel_bounds_from_args(args: argparse.Namespace) -> tuple[int, int] | None:
     from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS, check_pixel_bounds
 
-    if args.official_pixels:
-        return OFFICIAL_PIXEL_BOUNDS
     if (args.min_pixels is None) != (args.max_pixels is None):
         raise SystemExit("give both --min-pixels and --max-pixels, or neither")
-    if args.min_pixels is None:
+    if sum([args.official_pixels, args.processor_pixels, args.min_pixels is not None]) > 1:
+        raise SystemExit("give one of --official-pixels, --processor-pixels, --min/--max-pixels")
+    if args.processor_pixels:
         return None
+    if args.min_pixels is None:
+        return OFFICIAL_PIXEL_BOUNDS
     return check_pixel_bounds((args.min_pixels, args.max_pixels))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 from emocaliber_rl.inference.engine import (
     Engine,
     Generation,
@@ -42,7 +43,7 @@ class HFEngine(Engine):
         dtype: str = "auto",
         device: str | None = None,
         attn_implementation: str | None = None,
-        pixel_bounds: tuple[int, int] | None = None,
+        pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor

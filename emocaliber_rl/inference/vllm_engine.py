@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 from emocaliber_rl.inference.engine import (
     Engine,
     Generation,
@@ -67,7 +68,7 @@ class VLLMEngine(Engine):
         kv_cache_memory_bytes: int | None = None,
         gpu_memory_utilization: float | None = None,
         tensor_parallel_size: int = 1,
-        pixel_bounds: tuple[int, int] | None = None,
+        pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
         **llm_kwargs: Any,
     ) -> None:
         from transformers import AutoProcessor

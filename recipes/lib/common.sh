@@ -19,3 +19,15 @@ link_final_hf() {
     echo "[${tag}] HF checkpoint: $out/final_hf -> global_step_${step}/${subdir}"
   fi
 }
+
+# --profile gpu needs flash-attn (veRL's default attention, flash_attention_2, and remove-padding);
+# say so before any process starts when it is missing (recipes/install.sh could not build it).
+require_flash_attn() {
+  local profile="$1" tag="$2"
+  [[ "$profile" == gpu ]] || return 0
+  if ! "$PYTHON" -c "import flash_attn" >/dev/null 2>&1; then
+    echo "${tag}: flash-attn is not installed in $PYTHON (recipes/install.sh gpu could not build it);" \
+         "run with --profile gpu-sdpa (sdpa attention, no remove-padding) or install flash-attn (docs/gpu.md)" >&2
+    return 1
+  fi
+}

@@ -24,8 +24,8 @@ ${STAGE_NOTE}
 Options:
   --address URL        the cluster's job server, i.e. its dashboard (default: \$RAY_ADDRESS if it is
                        an http(s) URL, else http://127.0.0.1:8265).
-  --profile P          gpu (default) or cpu: cpu adds VERL_PLATFORM=cpu to the job environment
-                       (and passes --profile cpu to the recipe unless RECIPE_ARGS name one).
+  --profile P          gpu (default), gpu-sdpa (no flash-attn) or cpu: passed to the recipe unless
+                       RECIPE_ARGS name one; cpu adds VERL_PLATFORM=cpu to the job environment.
   --python PATH        interpreter the job runs the recipe and the check with, on the cluster
                        (default: this repository's .venv/bin/python when it exists, else python3;
                        the recipe reads it as PYTHON).
@@ -40,8 +40,12 @@ Options:
                        (platform, grpo_no_std registered, validation calibration hook installed).
   -h, --help           this help.
 
-The job's runtime_env: working_dir = the repository root (excluding .venv, .git, checkpoints,
-runs, outputs, tensorboard_log, wandb, caches), env_vars = VERL_USE_EXTERNAL_MODULES=
+The job's runtime_env: working_dir = the repository root, without the output and data folders
+the docs use (ckpt/, checkpoints/, runs/, outputs/, reports/, models/, tensorboard_log/, wandb/,
+data/, VEC-CoT/, images/ at the root), .venv, .git, caches, and whatever .gitignore and
+.rayignore list (Ray applies both); a package that would reach Ray's upload limit (512 MiB) is
+refused before upload, naming its biggest folders (\`emocaliber ray-package\` shows the size).
+env_vars = VERL_USE_EXTERNAL_MODULES=
 emocaliber_rl.verl_plugins, PYTHON, EMOCALIBER_FREEZE_MODULES (stage 1/2: visual; stage 3: empty),
 WANDB_MODE when set here, VERL_PLATFORM=cpu with --profile cpu.
 
@@ -101,7 +105,8 @@ submit_main() {
       *) echo "submit_${STAGE_NAME}.sh: unknown option '$1' (recipe options go after --; see --help)" >&2; return 2 ;;
     esac
   done
-  [[ "$profile" == gpu || "$profile" == cpu ]] || { echo "submit_${STAGE_NAME}.sh: --profile must be gpu or cpu" >&2; return 2; }
+  [[ "$profile" == gpu || "$profile" == gpu-sdpa || "$profile" == cpu ]] || {
+    echo "submit_${STAGE_NAME}.sh: --profile must be gpu, gpu-sdpa or cpu" >&2; return 2; }
   if [[ -z "$address" ]]; then
     if [[ "${RAY_ADDRESS:-}" == http://* || "${RAY_ADDRESS:-}" == https://* ]]; then address="$RAY_ADDRESS"; else address="http://127.0.0.1:8265"; fi
   fi
@@ -118,27 +123,16 @@ submit_main() {
   ray_bin="$(dirname "$python")/ray"
   [[ -x "$ray_bin" ]] || ray_bin="ray"
 
+  # The runtime_env, after a size check of the package with Ray's own packager: an oversized
+  # working_dir is refused here, naming its biggest folders, before anything is uploaded.
+  local -a env_args=(--env VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins --env "PYTHON=$python"
+                     --env "EMOCALIBER_FREEZE_MODULES=${STAGE_FREEZE_MODULES-}")
+  [[ "$profile" != cpu ]] || env_args+=(--env VERL_PLATFORM=cpu)
+  [[ -z "${WANDB_MODE:-}" ]] || env_args+=(--env "WANDB_MODE=$WANDB_MODE")
   local runtime_env
-  runtime_env="$(
-    REPO_ROOT="$REPO_ROOT" PROFILE="$profile" JOB_PYTHON="$python" FREEZE="${STAGE_FREEZE_MODULES-}" "$python" - <<'PY'
-import json, os
-env = {
-    "VERL_USE_EXTERNAL_MODULES": "emocaliber_rl.verl_plugins",
-    "PYTHON": os.environ["JOB_PYTHON"],
-    "EMOCALIBER_FREEZE_MODULES": os.environ["FREEZE"],
-}
-if os.environ["PROFILE"] == "cpu":
-    env["VERL_PLATFORM"] = "cpu"
-if os.environ.get("WANDB_MODE"):
-    env["WANDB_MODE"] = os.environ["WANDB_MODE"]
-print(json.dumps({
-    "working_dir": os.environ["REPO_ROOT"],
-    "excludes": [".venv/", ".git/", "checkpoints/", "runs/", "outputs/", "tensorboard_log/", "wandb/",
-                 "__pycache__/", ".pytest_cache/", "*.egg-info/"],
-    "env_vars": env,
-}))
-PY
-  )"
+  runtime_env="$(PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" -m emocaliber_rl.cli ray-package \
+                   "$REPO_ROOT" --runtime-env-json "${env_args[@]}")" || {
+    echo "submit_${STAGE_NAME}.sh: job not submitted (see above)" >&2; return 3; }
 
   local -a entry
   if (( check == 1 )); then

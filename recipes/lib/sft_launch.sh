@@ -8,6 +8,8 @@ set -euo pipefail
 RECIPES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=common.sh
 source "$RECIPES_DIR/lib/common.sh"
+# shellcheck source=gpus.sh
+source "$RECIPES_DIR/lib/gpus.sh"
 resolve_python "$RECIPES_DIR/.."
 
 sft_usage() {
@@ -23,9 +25,13 @@ Options:
   --out DIR         where veRL writes checkpoints (default: checkpoints/${STAGE_NAME});
                     DIR/final_hf links to the last HF checkpoint when training ends.
   --profile P       gpu (default): bf16 mixed precision, FSDP2, flash-attention, remove-padding.
+                    gpu-sdpa: the same without flash-attn (PyTorch sdpa attention, no
+                    remove-padding), for installs where flash-attn could not be built.
                     cpu: the same trainer on CPU through the emocaliber veRL plug-in
                     (VERL_PLATFORM=cpu, gloo, sdpa attention, fp32) for the tiny model and CI.
-  --nproc N         processes per node (default: number of GPUs, or 1 with --profile cpu).
+  --nproc N         processes per node (default: the GPUs this process may use: those of
+                    \`nvidia-smi -L\`, MIG devices not counted twice, narrowed by
+                    CUDA_VISIBLE_DEVICES; 1 with --profile cpu).
   --steps N         stop after N optimizer steps (default: one epoch, the paper's setting).
   --preset P        paper (default): constant lr from the first step, no weight decay (the paper
                     states none of these). official: the release's ms-swift run, warmup ratio
@@ -65,7 +71,8 @@ sft_main() {
     esac
   done
   [[ -n "$model" && -n "$train" ]] || { echo "${STAGE_NAME}.sh: --model and --train are required (see --help)" >&2; return 2; }
-  [[ "$profile" == gpu || "$profile" == cpu ]] || { echo "${STAGE_NAME}.sh: --profile must be gpu or cpu" >&2; return 2; }
+  [[ "$profile" == gpu || "$profile" == gpu-sdpa || "$profile" == cpu ]] || {
+    echo "${STAGE_NAME}.sh: --profile must be gpu, gpu-sdpa or cpu" >&2; return 2; }
   [[ "$preset" == paper || "$preset" == official ]] || { echo "${STAGE_NAME}.sh: --preset must be paper or official" >&2; return 2; }
 
   export VERL_USE_EXTERNAL_MODULES="${VERL_USE_EXTERNAL_MODULES:-emocaliber_rl.verl_plugins}"
@@ -85,7 +92,11 @@ sft_main() {
       "trainer.logger=[console]"
     )
   else
-    nproc="${nproc:-$(nvidia-smi -L 2>/dev/null | wc -l)}"
+    require_flash_attn "$profile" "${STAGE_NAME}.sh" || return 2
+    if [[ "$profile" == gpu-sdpa ]]; then
+      profile_overrides=(+model.override_config.attn_implementation=sdpa model.use_remove_padding=False)
+    fi
+    nproc="${nproc:-$(count_visible_gpus)}"
     [[ "$nproc" -ge 1 ]] || { echo "${STAGE_NAME}.sh: no GPU visible; use --profile cpu or --nproc" >&2; return 2; }
   fi
 

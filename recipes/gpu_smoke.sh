@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# GPU smoke test: what a user's first GPU node runs (budget: 10 minutes on one 8-GPU node).
+# 1. install check (driver vs torch's CUDA, CUDA visible, flash-attn -> profile gpu or gpu-sdpa);
+# 2. the three stages on the tiny random Qwen2.5-VL with the GPU profile (demo data, a few steps);
+# 3. one stage-3 step on a randomly initialised model with Qwen2.5-VL-7B-Instruct's configuration
+#    (built from its config, no download), printing peak memory per GPU and the step time.
+# NOT YET RUN ON A GPU (no GPU was lent to the task that wrote it): see docs/gpu.md.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=lib/common.sh
+source "$HERE/lib/common.sh"
+# shellcheck source=lib/gpus.sh
+source "$HERE/lib/gpus.sh"
+resolve_python "$REPO_ROOT"
+
+usage() {
+  cat <<USAGE
+Usage: bash recipes/gpu_smoke.sh [--out DIR] [--skip-tiny] [--skip-7b]
+
+  --out DIR     work folder (default: runs/gpu_smoke); DIR/summary.txt gets the results and
+                DIR/logs/ every command's output. The 7B step writes ~17 GB of random weights there.
+  --skip-tiny   skip part 2 (the three stages on the tiny model).
+  --skip-7b     skip part 3 (the stage-3 step with the 7B configuration).
+  -h, --help    this help.
+Environment read: PYTHON (default the repository's .venv), CUDA_VISIBLE_DEVICES (GPUs used).
+USAGE
+}
+
+out="runs/gpu_smoke" tiny=1 big=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --skip-tiny) tiny=0; shift ;;
+    --skip-7b) big=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "gpu_smoke.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$out/logs"
+out="$(cd "$out" && pwd)"
+summary="$out/summary.txt"
+: > "$summary"
+say() { echo "[gpu_smoke] $*" | tee -a "$summary"; }
+
+# Peak memory per GPU, sampled every second while this script runs (killed on exit).
+"nvidia-smi" --query-gpu=index,memory.used,memory.total --format=csv,noheader,nounits -lms 1000 \
+  > "$out/memory.csv" 2>/dev/null &
+sampler=$!
+trap 'kill "$sampler" 2>/dev/null || true' EXIT
+peak_memory() {  # print "gpu i: peak MiB / total MiB" lines for the samples since line $1
+  tail -n +"$1" "$out/memory.csv" | awk -F', *' '{ if ($2 > p[$1]) p[$1] = $2; t[$1] = $3 }
+    END { for (i in p) printf "gpu %s: peak %d MiB of %d MiB\n", i, p[i], t[i] }' | sort -V
+}
+timed() {  # timed NAME CMD...: run CMD with its output in logs/NAME.log, report wall time and memory
+  local name="$1"; shift
+  local start mark rc=0
+  mark=$(( $(wc -l < "$out/memory.csv") + 1 ))
+  start=$(date +%s)
+  "$@" > "$out/logs/$name.log" 2>&1 || rc=$?
+  say "$name: rc=$rc, $(( $(date +%s) - start )) s (log: logs/$name.log)"
+  peak_memory "$mark" | sed 's/^/    /' | tee -a "$summary"
+  local step
+  step="$(grep -o 'timing_s/step:[0-9.]*' "$out/logs/$name.log" | tail -1 || true)"
+  [[ -z "$step" ]] || say "    veRL $step"
+  (( rc == 0 )) || { say "$name FAILED; last lines:"; tail -20 "$out/logs/$name.log" | tee -a "$summary"; exit 1; }
+}
+
+# ---- 1. install check ------------------------------------------------------------------------
+"$PYTHON" -m emocaliber_rl.cli gpu-check | tee -a "$summary"
+"$PYTHON" - <<'PY' | tee -a "$summary"
+import torch, vllm, verl, transformers
+assert torch.cuda.is_available(), "torch sees no CUDA device"
+print(f"[gpu_smoke] torch {torch.__version__} vllm {vllm.__version__} verl {verl.__version__} "
+      f"transformers {transformers.__version__}; {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}")
+PY
+ngpu="$(count_visible_gpus)"
+if "$PYTHON" -c "import flash_attn" 2>/dev/null; then profile=gpu; else profile=gpu-sdpa; fi
+say "GPUs visible: $ngpu; profile: $profile"
+[[ "$ngpu" -ge 1 ]] || { say "no GPU visible"; exit 1; }
+common=("trainer.logger=[console]")
+
+# ---- 2. the three stages on the tiny model ---------------------------------------------------
+if (( tiny == 1 )); then
+  # the demo's model, data and exports (CPU, about a minute), with the tiny model's pixel bounds
+  timed data "$PYTHON" - "$out/demo" <<'PY'
+import sys
+from pathlib import Path
+from emocaliber_rl.demo import Demo
+from emocaliber_rl.pipeline_runner import run_pipeline
+demo = Demo(Path(sys.argv[1]))
+run_pipeline([s for s in demo.stages() if s.name in ("model", "data", "cot")], demo.out, resume=True,
+             echo=print)
+PY
+  d="$out/demo/data" base="$out/demo/models/base" ck="$out/ckpt"
+  timed stage1 bash "$HERE/stage1_sft.sh" --profile "$profile" --model "$base" --train "$d/stage1.parquet" \
+    --out "$ck/stage1" --steps 4 "data.train_batch_size=$ngpu" data.micro_batch_size_per_gpu=1 \
+    data.max_length=512 "${common[@]}"
+  timed stage2_generate "$PYTHON" -m emocaliber_rl.cli stage2 generate --model "$ck/stage1/final_hf" \
+    --prompts "$d/stage2_prompts.jsonl" --out "$out/gen.jsonl" --backend vllm --max-new-tokens 96 \
+    --temperature 1.0 --processor-pixels --no-progress
+  timed stage2_label "$PYTHON" -m emocaliber_rl.cli stage2 label "$out/gen.jsonl" --out "$d/stage2.parquet" \
+    --processor-pixels --no-plot --max-length 0
+  timed stage2 bash "$HERE/stage2_sft.sh" --profile "$profile" --model "$ck/stage1/final_hf" \
+    --train "$d/stage2.parquet" --out "$ck/stage2" --steps 2 "data.train_batch_size=$ngpu" \
+    data.micro_batch_size_per_gpu=1 data.max_length=512 "${common[@]}"
+  timed stage3 bash "$HERE/stage3_grpo.sh" --profile "$profile" --model "$ck/stage2/final_hf" \
+    --train "$d/stage3_train.parquet" --val "$d/stage3_val.parquet" --out "$ck/stage3" --steps 1 \
+    "data.train_batch_size=$ngpu" "actor_rollout_ref.actor.ppo_mini_batch_size=$ngpu" \
+    actor_rollout_ref.rollout.n=2 data.max_prompt_length=1024 data.max_response_length=64 \
+    trainer.val_before_train=False trainer.test_freq=-1 trainer.save_freq=1 "${common[@]}"
+fi
+
+# ---- 3. one stage-3 step with Qwen2.5-VL-7B's shapes ----------------------------------------
+if (( big == 1 )); then
+  big_dir="$out/models/qwen2.5-vl-7b-random"
+  [[ -d "$out/demo/models/base" ]] || timed tiny_model "$PYTHON" -m emocaliber_rl.cli tiny-model "$out/demo/models/base"
+  timed build_7b "$PYTHON" - "$out/demo/models/base" "$big_dir" <<'PY'
+# Qwen/Qwen2.5-VL-7B-Instruct's config.json (text 28 x 3584, GQA 28/4 heads, vocab 152064; vision
+# 32 x 1280, full attention at blocks 7/15/23/31), random bf16 weights made on the GPU; the tiny
+# model's tokenizer and processor, whose special-token ids the config takes.
+import sys, torch
+from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+tiny, out = sys.argv[1], sys.argv[2]
+proc = AutoProcessor.from_pretrained(tiny)
+ids = {t: proc.tokenizer.convert_tokens_to_ids(t) for t in
+       ("<|endoftext|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+cfg = Qwen2_5_VLConfig(
+    text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                     num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
+                     rms_norm_eps=1e-6, tie_word_embeddings=False,
+                     rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+                     bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                     pad_token_id=ids["<|endoftext|>"]),
+    vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
+                       patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                       fullatt_block_indexes=[7, 15, 23, 31], in_channels=3),
+    image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+    vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    tie_word_embeddings=False)
+torch.manual_seed(0)
+with torch.device("cuda"):
+    model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16)
+print(f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
+model.save_pretrained(out)
+proc.save_pretrained(out)
+PY
+  grep -h "B parameters" "$out/logs/build_7b.log" | sed 's/^/    /' | tee -a "$summary"
+  if [[ ! -f "$out/demo/data/stage3_train.parquet" ]]; then
+    say "part 3 needs the demo's stage-3 parquet: run without --skip-tiny once"; exit 1
+  fi
+  timed stage3_7b bash "$HERE/stage3_grpo.sh" --profile "$profile" --model "$big_dir" \
+    --train "$out/demo/data/stage3_train.parquet" --val "$out/demo/data/stage3_val.parquet" --out "$out/ckpt/stage3_7b" \
+    --steps 1 "data.train_batch_size=$ngpu" "actor_rollout_ref.actor.ppo_mini_batch_size=$ngpu" \
+    actor_rollout_ref.rollout.n=2 data.max_prompt_length=1024 data.max_response_length=128 \
+    trainer.val_before_train=False trainer.test_freq=-1 trainer.save_freq=-1 "${common[@]}"
+fi
+say "done; summary: $summary"
