@@ -49,8 +49,9 @@ def parity_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     tmp = tmp_path_factory.mktemp("parity")
     train_recs = world.records(tmp / "img", PER_CLASS_TRAIN, seed=0, split="train")
     val_recs = world.records(tmp / "img", PER_CLASS_VAL, seed=1, split="test")
-    train = export_rl_stage3(train_recs, tmp / "train.parquet").path
-    val = export_rl_stage3(val_recs, tmp / "val.parquet", split="test").path
+    # the tiny model's processor bounds (4 image tokens), not the release's: --processor-pixels
+    train = export_rl_stage3(train_recs, tmp / "train.parquet", pixel_bounds=None).path
+    val = export_rl_stage3(val_recs, tmp / "val.parquet", split="test", pixel_bounds=None).path
     manifest = export_eval_manifest(val_recs, tmp / "val.eval.jsonl").path
     t0 = time.monotonic()
     model = world.teach(tiny_model_dir, train, tmp / "colour_model")
@@ -60,7 +61,7 @@ def parity_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     t0 = time.monotonic()
     ev = subprocess.run([str(Path(os.sys.executable)), "-m", "emocaliber_rl.cli", "eval", "run", "--model", str(model),
                          "--backend", "hf", "--greedy", "--manifest", str(manifest), "--out", str(tmp / "pred.jsonl"),
-                         "--max-new-tokens", "96", "--no-progress"],
+                         "--max-new-tokens", "96", "--no-progress", "--processor-pixels"],
                         env=env, capture_output=True, text=True, timeout=300, check=False)
     assert ev.returncode == 0, ev.stderr[-4000:]
     eval_s = time.monotonic() - t0
