@@ -95,10 +95,11 @@ def _job_config(script: str, args: list[str]) -> dict:
     return yaml.safe_load("\n".join(lines[start:]))
 
 
+# gpu-sdpa: the GPU composition without flash-attn, which `--profile gpu` requires installed
 @pytest.mark.parametrize(("script", "args", "stage"), [
-    ("stage2_sft.sh", ["--model", "m", "--train", "t.parquet", "--nproc", "1"], "stage2_sft"),
+    ("stage2_sft.sh", ["--model", "m", "--train", "t.parquet", "--nproc", "1", "--profile", "gpu-sdpa"], "stage2_sft"),
     ("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet",
-                        "--gpus-per-node", "1"], "stage3_grpo"),
+                        "--gpus-per-node", "1", "--profile", "gpu-sdpa"], "stage3_grpo"),
 ])
 def test_recipe_preset_flag_reaches_verls_composed_config(script: str, args: list[str], stage: str) -> None:
     cfg = _job_config(script, [*args, "--preset", "official"])
