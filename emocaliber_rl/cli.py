@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.data.cli",
     "emocaliber_rl.stage2_cli",
     "emocaliber_rl.world.cli",
+    "emocaliber_rl.study.cli",
     "emocaliber_rl.demo",
     "emocaliber_rl.ray_package",
     "emocaliber_rl.gpu_check",

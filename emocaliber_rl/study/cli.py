@@ -1,0 +1,59 @@
+"""`emocaliber study table9`: paper Table 9 / Figure 6 through veRL's real trainer."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from emocaliber_rl.study.table9 import RUNS, recipe_command, run_study
+
+    out = Path(args.out).resolve()
+    extra = list(args.overrides or [])
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    if args.dry_run:
+        for run in RUNS:
+            print(shlex.join(recipe_command(run, model=args.model, train=args.train, val=args.val,
+                                            out=out / run.name, steps=args.steps, lr=args.lr,
+                                            profile=args.profile, seed=args.seed, extra=extra)))
+        return 0
+    eval_args = ["--backend", args.eval_backend, "--max-new-tokens", str(args.max_new_tokens)]
+    if args.processor_pixels:
+        eval_args.append("--processor-pixels")
+    summary = run_study(model=args.model, train=args.train, val=args.val, manifest=args.manifest, out=out,
+                        steps=args.steps, lr=args.lr, profile=args.profile, seed=args.seed,
+                        eval_args=eval_args, extra=extra)
+    print(f"[table9] Table 9: {summary['table']}; curves: {summary['curves']}; report: {summary.get('report')}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="ablation studies on the real trainer (Table 9)")
+    ssub = p.add_subparsers(dest="study_command", metavar="STUDY", required=True)
+    t = ssub.add_parser(
+        "table9", help="four stage-3 runs: Brier vs log-likelihood reward, with and without std normalisation",
+        description=__import__("emocaliber_rl.study.table9", fromlist=["__doc__"]).__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example (CPU, tiny model):\n  emocaliber study table9 --model runs/demo/checkpoints/stage2/final_hf "
+               "--train runs/demo/data/stage3_train.parquet --val runs/demo/data/stage3_val.parquet "
+               "--manifest runs/demo/data/test.eval.jsonl --out runs/table9 --steps 20 --lr 1e-4 --processor-pixels")
+    t.add_argument("--model", required=True, help="the cold-start (stage-2) model every run starts from")
+    t.add_argument("--train", required=True, help="stage-3 training parquet (`emocaliber export rl3`)")
+    t.add_argument("--val", required=True, help="validation parquet (val-calib curves)")
+    t.add_argument("--manifest", required=True, help="evaluation manifest for the final scores (`export eval`)")
+    t.add_argument("--out", required=True, help="study folder: one subfolder per run, table9.md, curves")
+    t.add_argument("--steps", type=int, default=20, help="training steps per run (default 20)")
+    t.add_argument("--lr", type=float, default=1e-6, help="actor learning rate of every run (default 1e-6, the paper's)")
+    t.add_argument("--profile", choices=("cpu", "gpu", "gpu-sdpa"), default="cpu",
+                   help="stage3_grpo.sh profile (default cpu)")
+    t.add_argument("--seed", type=int, default=0, help="data and evaluation seed, the same for every run")
+    t.add_argument("--eval-backend", choices=("hf", "vllm"), default="hf", help="engine of the final evaluation")
+    t.add_argument("--max-new-tokens", type=int, default=256, help="evaluation response budget (default 256)")
+    t.add_argument("--processor-pixels", action="store_true",
+                   help="evaluate with the model processor's own pixel bounds (the tiny model)")
+    t.add_argument("--dry-run", action="store_true", help="print the four recipe commands and stop")
+    t.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: Hydra overrides for every run")
+    t.set_defaults(func=_run)
