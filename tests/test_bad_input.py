@@ -197,7 +197,7 @@ def test_stage2_generate_refuses_unknown_subtask_before_the_model(
         {"id": "p0", "subtask": "FI-8", "image": str(img), "label": "awe", "messages": []},
         {"id": "p1", "subtask": "FI-9", "image": str(img), "label": "awe", "messages": []}])
     out = tmp_path / "gen.jsonl"
-    assert main(["stage2", "generate", "--backend", "hf", "--model", str(tiny_model_dir),
+    assert main(["stage2", "generate", "--backend", "hf", "--processor-pixels", "--model", str(tiny_model_dir),
                  "--prompts", str(prompts), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"{prompts}:2: field 'subtask':" in err and "FI-9" in err
@@ -223,7 +223,7 @@ def test_missing_image_is_a_reported_skip_and_a_rerun_fills_it_in(
     gone = tmp_path / "1.png"
     gone.rename(tmp_path / "1.png.away")
     out = tmp_path / "gen.jsonl"
-    cmd = ["stage2", "generate", "--backend", "hf", "--model", str(tiny_model_dir), "--prompts",
+    cmd = ["stage2", "generate", "--backend", "hf", "--processor-pixels", "--model", str(tiny_model_dir), "--prompts",
            str(prompts), "--out", str(out), "--max-new-tokens", "4", "--batch-size", "3",
            "--dtype", "float32", "--no-progress"]
     with one_thread():
@@ -253,7 +253,7 @@ def test_eval_run_undecodable_image_is_skipped(tmp_path: Path, tiny_model_dir: P
     (tmp_path / "0.png").write_bytes(b"not a picture")  # damaged after export
     out = tmp_path / "pred.jsonl"
     with one_thread():
-        assert main(["eval", "run", "--backend", "hf", "--model", str(tiny_model_dir), "--manifest",
+        assert main(["eval", "run", "--backend", "hf", "--processor-pixels", "--model", str(tiny_model_dir), "--manifest",
                      str(manifest), "--out", str(out), "--max-new-tokens", "4", "--dtype",
                      "float32", "--no-progress"]) == 3
     assert f"eval run: skipped t0: image {tmp_path / '0.png'}: cannot decode" in capsys.readouterr().err
@@ -288,10 +288,10 @@ def test_model_that_is_not_a_folder_is_refused_before_any_engine(
         ("models/base", "--model models/base: no such folder (and models/ is a local folder"),
         ("empty-model", "--model empty-model: the folder has no config.json"),
     ]:
-        assert main([*base, "--backend", "hf", "--model", model]) == 2
+        assert main([*base, "--backend", "hf", "--processor-pixels", "--model", model]) == 2
         assert message in capsys.readouterr().err
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert main([*base, "--backend", "hf", "--model", "nobody/no-such-model"]) == 2
+    assert main([*base, "--backend", "hf", "--processor-pixels", "--model", "nobody/no-such-model"]) == 2
     assert "--model nobody/no-such-model: no such folder, and not in the local hub cache" in (
         capsys.readouterr().err)
     assert not (tmp_path / "o.jsonl").exists()

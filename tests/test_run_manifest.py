@@ -83,7 +83,7 @@ def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _gen(model: Path, prompts: Path, out: Path, *extra: str) -> int:
     with one_thread():
-        return main(["stage2", "generate", "--backend", "hf", "--model", str(model), "--prompts",
+        return main(["stage2", "generate", "--backend", "hf", "--processor-pixels", "--model", str(model), "--prompts",
                      str(prompts), "--out", str(out), "--max-new-tokens", "4", "--batch-size", "3",
                      "--dtype", "float32", "--no-progress", *extra])
 
@@ -144,7 +144,7 @@ def test_eval_run_resume_and_eval_score_refuses_mixed_runs(
 
     def run(*extra: str) -> int:
         with one_thread():
-            return main(["eval", "run", "--backend", "hf", "--model", str(tiny_model_dir),
+            return main(["eval", "run", "--backend", "hf", "--processor-pixels", "--model", str(tiny_model_dir),
                          "--manifest", str(manifest), "--out", str(out), "--max-new-tokens", "4",
                          "--dtype", "float32", "--no-progress", *extra])
 
