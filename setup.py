@@ -6,7 +6,7 @@ Install profiles (extras):
         torch==2.13.0+cpu from PyTorch's CPU wheel index). Run `emocaliber setup-cpu` after it:
         recipes/install.sh does both.
   gpu   CUDA: vLLM as veRL's own `vllm` extra pins it, flash-attn, megatron-core, liger-kernel.
-  test  pytest, hypothesis, scikit-learn (reference metrics), ruff.
+  test  pytest, hypothesis, scikit-learn (reference metrics), ruff, dashscope (Qwen's BPE ranks).
 """
 
 from pathlib import Path
@@ -48,6 +48,8 @@ CPU = [
     "tensordict==0.10.0",
     "ray[default]==2.60.0",
     *VERL_UNDECLARED,
+    # ships qwen.tiktoken, Qwen's BPE ranks: the tiny model's real Qwen2.5-VL tokenizer (offline)
+    "dashscope==2.0.2",
 ]
 
 GPU = [
@@ -69,6 +71,8 @@ TEST = [
     "hypothesis>=6.100",
     "scikit-learn>=1.5",
     "ruff>=0.6",
+    # the tests build the tiny model, whose tokenizer comes from this wheel's qwen.tiktoken
+    "dashscope==2.0.2",
 ]
 
 setup(
