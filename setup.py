@@ -7,7 +7,7 @@ Install profiles (extras):
         recipes/install.sh does both.
   gpu   CUDA: vLLM as veRL's own `vllm` extra pins it, megatron-core, liger-kernel.
   flash flash-attn, installed after torch without build isolation (recipes/install.sh gpu).
-  test  pytest, hypothesis, scikit-learn (reference metrics), ruff.
+  test  pytest, hypothesis, scikit-learn (reference metrics), ruff, dashscope (Qwen's BPE ranks).
 """
 
 from pathlib import Path
@@ -51,6 +51,8 @@ CPU = [
     "tensordict==0.10.0",
     "ray[default]==2.60.0",
     *VERL_UNDECLARED,
+    # ships qwen.tiktoken, Qwen's BPE ranks: the tiny model's real Qwen2.5-VL tokenizer (offline)
+    "dashscope==2.0.2",
 ]
 
 # veRL 0.9.1's own `vllm` extra pins torch 2.11.0, torchvision 0.26.0, vLLM 0.24.0 and
@@ -79,6 +81,8 @@ TEST = [
     "hypothesis>=6.100",
     "scikit-learn>=1.5",
     "ruff>=0.6",
+    # the tests build the tiny model, whose tokenizer comes from this wheel's qwen.tiktoken
+    "dashscope==2.0.2",
 ]
 
 setup(

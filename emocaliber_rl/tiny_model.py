@@ -4,44 +4,28 @@ Tests, the CPU demo and the CPU recipes need a model that every real code path a
 (transformers' Auto classes, veRL's SFT and PPO trainers, vLLM's CPU build) without a download.
 This builds one in a few seconds:
 
-* a byte-level BPE tokenizer trained on the spot on a synthetic emotion/CoT corpus, with Qwen's
-  special tokens at Qwen's relative positions and Qwen2-VL's chat template;
-* the response-format tags (``<think>``, ``<answer>``, ``<confidence>``, ...) added as whole,
-  *non-special* tokens: a loss mask over a tag's content then never shares a token with the tag,
-  and ``decode(..., skip_special_tokens=True)`` (what veRL's reward manager does) keeps them;
-* a Qwen2.5-VL config with 2 text layers (hidden 128, head_dim 64: vLLM's CPU attention kernels
-  support 64) and a 2-block vision tower, and a processor with small pixel bounds so an image
-  costs a handful of tokens.
+* Qwen2.5-VL's real tokenizer (``emocaliber_rl.qwen_tokenizer``): Qwen's 151,643 BPE ranks from the
+  ``dashscope==2.0.2`` wheel turned into Qwen2's vocabulary and merges, Qwen2's pre-tokenizer, the
+  22 added tokens at their published ids, eos ``<|im_end|>``, pad ``<|endoftext|>`` and Qwen2-VL's
+  chat template. The response tags (``<think>``, ``<answer>``, ``<confidence>``, ...) are plain text,
+  tokenized as a real Qwen does: BPE merges across tag boundaries (``</answer><confidence>`` is
+  ``</ answer >< confidence >``);
+* a Qwen2.5-VL config with Qwen2.5-VL's 151,936 embedding rows, tied with the output layer, and
+  2 text layers of hidden size 64 (one attention head of head_dim 64: vLLM's CPU attention kernels
+  support 64), a 2-block vision tower, and a processor with small pixel bounds so an image costs
+  a handful of tokens. The embedding is almost all of its ~10M parameters.
 
-The same seed gives byte-identical files.
+The same seed gives byte-identical files; the tokenizer does not depend on the seed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import random
 from pathlib import Path
 
-from emocaliber_rl.prompts import RESPONSE_TAGS, SYSTEM_PROMPT
-from emocaliber_rl.taxonomy import MIKELS_8, POLARITY_2, UNBIASED_6, WEBEMO_7, WEBEMO_25
+from emocaliber_rl.qwen_tokenizer import QWEN25_VL_ADDED_TOKENS, QWEN25_VL_VOCAB_SIZE, build_qwen_tokenizer
 
-QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
+QWEN_SPECIAL_TOKENS: tuple[str, ...] = tuple(t for t, special in QWEN25_VL_ADDED_TOKENS if special)
 
 # Qwen2-VL's chat template (the one shipped with Qwen2.5-VL-7B-Instruct).
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -67,89 +51,28 @@ QWEN2_VL_CHAT_TEMPLATE = (
 MIN_PIXELS = 28 * 28 * 4
 MAX_PIXELS = 28 * 28 * 16
 
-_CORPUS_WORDS = (
-    "the a an of in on at with and or but to from by is are was were be this that these those "
-    "image picture photo scene person people man woman child children group crowd face faces "
-    "smile smiling tears crying eyes hands body posture gesture light dark bright colors color "
-    "red blue green yellow black white warm cold soft sharp sky sea water tree trees flowers "
-    "street city room house road mountain night day sunset rain snow fire animal dog cat bird "
-    "element elements human subject subjects context background interaction interactions "
-    "analysis suggests evokes feeling feelings emotion emotional mood atmosphere tone viewer "
-    "calm peaceful tense chaotic gentle strong intense quiet lonely together alone joyful "
-    "dramatic ambiguous clear likely overall therefore because while however answer confidence "
-    "positive negative sentiment polarity which does evoke choose one from first reason step "
-    "think structured salient visual broader these how finally give exactly label state "
-    "number between inside correct you are helpful assistant what"
-)
-_WORDS = _CORPUS_WORDS.split()
 
-
-def _corpus(seed: int, n_lines: int = 3000) -> list[str]:
-    rng = random.Random(seed)
-    labels = sorted(set(MIKELS_8 + POLARITY_2 + WEBEMO_7 + WEBEMO_25 + UNBIASED_6))
-    lines = [SYSTEM_PROMPT]
-    for _ in range(n_lines):
-        words = rng.choices(_WORDS, k=rng.randint(6, 18))
-        words.insert(rng.randrange(len(words)), rng.choice(labels))
-        sentence = " ".join(words).capitalize() + rng.choice([".", ",", "!", "?", ":"])
-        lines.append(f"{sentence} {rng.choice(labels)} {rng.randint(0, 100) / 100:.2f}")
-    lines.extend(f"{i / 100:.2f} {i}% .{i:02d}" for i in range(101))
-    lines.extend(labels)
-    return lines
-
-
-def build_tokenizer(seed: int = 0, vocab_size: int = 2000):
-    """Train a byte-level BPE with Qwen2's pre-tokenizer and wrap it as a ``Qwen2Tokenizer``."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=[],
-    )
-    bpe.train_from_iterator(_corpus(seed), trainer=trainer)
-    vocab = bpe.get_vocab()
-    model_json = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]]
-
-    tok = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens=[t for t in QWEN_SPECIAL_TOKENS if t not in ("<|im_end|>", "<|endoftext|>")],
-    )
-    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS])
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in RESPONSE_TAGS])
-    tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
-    tok.model_max_length = 4096
-    return tok
+def build_tokenizer(seed: int = 0):
+    """Qwen2.5-VL's tokenizer with Qwen2-VL's chat template (``seed`` is accepted and unused: the
+    vocabulary is Qwen's, not trained)."""
+    del seed
+    return build_qwen_tokenizer(chat_template=QWEN2_VL_CHAT_TEMPLATE, model_max_length=4096)
 
 
 def build_config(tokenizer):
-    """A 2-layer Qwen2.5-VL whose special-token ids match ``tokenizer``."""
+    """A 2-layer Qwen2.5-VL whose special-token ids match ``tokenizer`` (Qwen's published ids)."""
     from transformers import Qwen2_5_VLConfig
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     text_config = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 128,
-        "intermediate_size": 256,
+        # Qwen2.5-VL's row count (151,665 tokens padded up), so ids and shapes match a real checkpoint.
+        "vocab_size": QWEN25_VL_VOCAB_SIZE,
+        # The 151,936 x hidden embedding dominates size and step time: hidden 64 keeps the model ~10M
+        # parameters; one head of head_dim 64 (a head size vLLM's CPU attention kernels support).
+        "hidden_size": 64,
+        "intermediate_size": 128,
         "num_hidden_layers": 2,
-        "num_attention_heads": 2,
+        "num_attention_heads": 1,
         "num_key_value_heads": 1,
         "head_dim": 64,
         "max_position_embeddings": 4096,
@@ -165,7 +88,7 @@ def build_config(tokenizer):
         "hidden_size": 128,
         "intermediate_size": 256,
         "num_heads": 2,
-        "out_hidden_size": 128,
+        "out_hidden_size": 64,
         "patch_size": 14,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
@@ -234,7 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory to write the HF model into")
-    p.add_argument("--seed", type=int, default=0, help="seed of the corpus, BPE and weights (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="stored weight dtype (default float32)")
     p.set_defaults(func=_run)

@@ -13,8 +13,8 @@ naming the row, raised before the first step. Language model fully fine-tuned, v
 frozen, lr 4e-6, 1 epoch, bf16, max length 2048; --model is the stage-1 checkpoint (OUT/final_hf).
 Mask options (Hydra overrides; this recipe's YAML sets all three to true, the dataset class
 defaults to false):
-  data.confidence_mask.include_open_tag=true|false    train the <confidence> token too
-  data.confidence_mask.include_close_tag=true|false   train the </confidence> token too
+  data.confidence_mask.include_open_tag=true|false    train the tokens of <confidence> too (with Qwen's BPE: the '><' token)
+  data.confidence_mask.include_close_tag=true|false   train the tokens of </confidence> too
   data.confidence_mask.include_end_of_turn=true|false train the end-of-turn token after it too
   data.confidence_mask.locate=auto|token_ids|char_offsets   how the span is found (default auto)"
 STAGE_EXTRA_OVERRIDES=()

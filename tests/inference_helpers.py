@@ -1,6 +1,6 @@
 """Helpers for the inference / stage-2 / eval-run tests (not a test module itself).
 
-``taught_scaffold`` fine-tunes the tiny random Qwen2.5-VL for a few seconds until it answers the
+``taught_scaffold`` fine-tunes the tiny random Qwen2.5-VL for about a minute until it answers the
 Mikels-8 prompt (FI-8, EmoSet-8, Abstract-8, Artphoto-8 share it) with one fixed, well-formed
 response naming ``amusement``: a real model with real probabilities that emits parseable
 ``<answer>`` blocks, which a random model never does. What it learns ignores the image, so its
@@ -47,8 +47,15 @@ def one_thread():
     return _ctx()
 
 
-def teach_scaffold(base_dir: Path, out_dir: Path, *, steps: int = 80, lr: float = 3e-3) -> Path:
-    """Copy of ``base_dir`` trained on the two (prompt, response) pairs described above."""
+def teach_scaffold(base_dir: Path, out_dir: Path, *, steps: int = 100, lr: float = 4e-3, images: int = 8) -> Path:
+    """Copy of ``base_dir`` trained on the two (prompt, response) pairs described above.
+
+    The loss is the response tokens' cross-entropy, with logits computed for those positions only:
+    over Qwen's 151,936-row vocabulary the prompt's logits would be most of each step's time.
+    Measured on the seed-0 tiny model: trained on one image per prompt, greedy decoding gives the
+    response for that image but not for others (0 of 12 unseen images); with 8 images per prompt
+    in turn, 12 of 12 unseen images give it exactly after 90 steps (100 here, for margin; ~60 s).
+    """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -57,26 +64,33 @@ def teach_scaffold(base_dir: Path, out_dir: Path, *, steps: int = 80, lr: float 
     torch.manual_seed(0)
     proc = AutoProcessor.from_pretrained(base_dir)
     model = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
-    batches = []
+    # Each prompt with a pool of images of different sizes, one per step in turn: the response must
+    # not depend on the image (the tests generate for images never seen here).
+    pools = []
     for i, ask in enumerate((False, True)):
         user = task_question("FI-8", ask_confidence=ask, image_token="")
         msgs = [{"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]}]
         prompt = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         full = prompt + taught_response(confidence=TAUGHT_CONFIDENCE if ask else None) + "<|im_end|>"
-        image = draw_image(100 + i)
-        enc = proc(text=[full], images=[image], return_tensors="pt")
-        n_prompt = proc(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1]
-        labels = enc["input_ids"].clone()
-        labels[:, :n_prompt] = -100
-        batches.append((enc, labels))
+        pool = []
+        for j in range(images):
+            image = draw_image(100 + 10 * j + i)
+            enc = proc(text=[full], images=[image], return_tensors="pt")
+            n_prompt = proc(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1]
+            # position t - 1 predicts token t: the response tokens n_prompt.. come from n_prompt - 1..
+            predicting = torch.arange(n_prompt - 1, enc["input_ids"].shape[1] - 1)
+            pool.append((enc, predicting, enc["input_ids"][0, n_prompt:]))
+        pools.append(pool)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     with one_thread():
-        for _ in range(steps):
+        for step in range(steps):
             opt.zero_grad()
-            for enc, labels in batches:
-                model(**enc, labels=labels).loss.backward()
+            for pool in pools:
+                enc, predicting, targets = pool[step % len(pool)]
+                logits = model(**enc, logits_to_keep=predicting).logits[0]
+                torch.nn.functional.cross_entropy(logits.float(), targets).backward()
             opt.step()
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)

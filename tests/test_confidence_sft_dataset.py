@@ -1,14 +1,16 @@
-"""ConfidenceOnlySFTDataset: exactly the confidence value tokens carry loss (paper Eq. 3).
+"""ConfidenceOnlySFTDataset: exactly the confidence tokens carry loss (paper Eq. 3), on Qwen2.5-VL's
+real vocabulary (the tiny model's tokenizer, checked against published tokenizations in
+test_qwen_tokenizer.py).
 
-Expected ids are computed independently: the value string tokenized alone, placed right after the
-last ``<confidence>`` id of the sequence; everything else is compared with veRL's own
+Expected masks are written out by hand as (token, loss) lists: on Qwen's BPE the tags are text and
+merge across boundaries (``</answer><confidence>`` is ``</ answer >< confidence >``), so each list
+says which straddling token carries loss. Everything but the mask is compared with veRL's own
 ``MultiTurnSFTDataset`` on the same rows.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -77,20 +79,55 @@ def _stock(path: Path, tiny, **cfg: Any):
 # ------------------------------------------------------------------------------------------------
 # Exact loss tokens
 
-# (id, assistant turn, the value that must carry loss)
+# The tail of every CASES row after "...<answer>amusement": veRL renders the turn as
+# "<|im_start|>assistant\n" + content + "<|im_end|>\n".
+ANSWER_END = [("</", 0), ("answer", 0)]
+
+# (id, assistant turn, (token, loss) from the end of </answer> to the end of the sequence) with the
+# value-only mask (the class default): only whole tokens inside the value.
 CASES = [
-    ("c083", RESPONSE + "<confidence>0.83</confidence>", "0.83"),
-    ("c100", RESPONSE + "<confidence>1.00</confidence>", "1.00"),
-    ("c05", RESPONSE + "<confidence>.5</confidence>", ".5"),
-    ("c0", RESPONSE + "<confidence>0</confidence>", "0"),
-    # spaces inside the tags are part of what lies strictly between them
-    ("cspace", RESPONSE + "<confidence> 0.7 </confidence>", " 0.7 "),
+    ("c083", RESPONSE + "<confidence>0.83</confidence>",
+     [("><", 0), ("confidence", 0), (">", 0), ("0", 1), (".", 1), ("8", 1), ("3", 1),
+      ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)]),
+    ("c100", RESPONSE + "<confidence>1.00</confidence>",
+     [("><", 0), ("confidence", 0), (">", 0), ("1", 1), (".", 1), ("0", 1), ("0", 1),
+      ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)]),
+    # BPE merges the tag's ">" with the value's ".": that token stays out, only "5" is trained
+    ("c05", RESPONSE + "<confidence>.5</confidence>",
+     [("><", 0), ("confidence", 0), (">.", 0), ("5", 1),
+      ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)]),
+    ("c0", RESPONSE + "<confidence>0</confidence>",
+     [("><", 0), ("confidence", 0), (">", 0), ("0", 1),
+      ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)]),
+    # spaces inside the tags belong to the value; the last one is merged into " </" and stays out
+    ("cspace", RESPONSE + "<confidence> 0.7 </confidence>",
+     [("><", 0), ("confidence", 0), (">", 0), (" ", 1), ("0", 1), (".", 1), ("7", 1),
+      (" </", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)]),
     # several pairs: only the last is the target; the earlier one is part of the response y
     ("several", RESPONSE.replace("playful feeling", "playful feeling <confidence>0.40</confidence>")
-     + "<confidence>0.83</confidence>", "0.83"),
-    # text after the closing tag carries no loss
-    ("trailing", RESPONSE + "<confidence>0.61</confidence>\n", "0.61"),
+     + "<confidence>0.83</confidence>",
+     [("><", 0), ("confidence", 0), (">", 0), ("0", 1), (".", 1), ("8", 1), ("3", 1),
+      ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)]),
+    # text after the closing tag carries no loss (here BPE merges it with the tag: ">\n")
+    ("trailing", RESPONSE + "<confidence>0.61</confidence>\n",
+     [("><", 0), ("confidence", 0), (">", 0), ("0", 1), (".", 1), ("6", 1), ("1", 1),
+      ("</", 0), ("confidence", 0), (">\n", 0), ("<|im_end|>", 0), ("\n", 0)]),
 ]
+
+
+def _flags(tok, sample, n: int) -> list[tuple[str, int]]:
+    """The last ``n`` real (non-padding) tokens of a sample with their loss flags."""
+    ids, mask = sample["input_ids"], sample["loss_mask"]
+    if "attention_mask" in sample:
+        keep = sample["attention_mask"].bool()
+        ids, mask = ids[keep], mask[keep]
+    return [(tok.decode([int(i)]), int(m)) for i, m in zip(ids[-n:], mask[-n:], strict=True)]
+
+
+def _check_flags(tok, sample, expected: list[tuple[str, int]], label: str) -> None:
+    assert _flags(tok, sample, len(expected)) == expected, label
+    # nothing before the listed tail carries loss
+    assert int(sample["loss_mask"].sum()) == sum(f for _, f in expected), label
 
 
 @pytest.fixture(scope="module")
@@ -101,23 +138,15 @@ def cases_parquet(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("pad_mode", ["no_padding", "right"])
 @pytest.mark.parametrize("locate", ["auto", "char_offsets"])
-def test_loss_tokens_are_exactly_the_confidence_value(cases_parquet, tiny, pad_mode, locate):
+def test_value_only_trains_exactly_the_value_tokens(cases_parquet, tiny, pad_mode, locate):
     tok, _ = tiny
-    open_id = tok.convert_tokens_to_ids("<confidence>")
-    close_id = tok.convert_tokens_to_ids("</confidence>")
     ours = _ours(cases_parquet, tiny, pad_mode=pad_mode, confidence_mask={"locate": locate})
     stock = _stock(cases_parquet, tiny, pad_mode=pad_mode)
-    assert ours.use_token_ids is (locate == "auto")  # the tiny tokenizer has the tags as added tokens
-    for i, (rid, _, value) in enumerate(CASES):
+    assert ours.use_token_ids is False  # Qwen's vocabulary: the tags are text, found by characters
+    for i, (rid, _, tail) in enumerate(CASES):
         mine, ref = ours[i], stock[i]
         ids, mask = mine["input_ids"], mine["loss_mask"]
-
-        value_ids = tok.encode(value, add_special_tokens=False)
-        start = int((ids == open_id).nonzero()[-1]) + 1
-        expected = list(range(start, start + len(value_ids)))
-        assert mask.nonzero()[:, 0].tolist() == expected, rid
-        assert ids[expected].tolist() == value_ids, rid
-        assert int(ids[start - 1]) == open_id and int(ids[expected[-1] + 1]) == close_id, rid
+        _check_flags(tok, mine, ANSWER_END + tail, rid)
         assert set(mask.unique().tolist()) <= {0, 1} and mask.dtype == ref["loss_mask"].dtype
 
         # everything but the mask is veRL's: ids, mrope position ids (4, L), images
@@ -128,7 +157,7 @@ def test_loss_tokens_are_exactly_the_confidence_value(cases_parquet, tiny, pad_m
         for k, v in ref["multi_modal_inputs"].items():
             assert torch.equal(mine["multi_modal_inputs"][k], v), (rid, k)
         # ... and the new mask is a subset of veRL's (inside the assistant turn)
-        assert bool((ref["loss_mask"][expected] == 1).all())
+        assert bool((ref["loss_mask"][mask.bool()] == 1).all())
         if pad_mode == "right":
             assert ids.shape[0] == 512 and torch.equal(mine["attention_mask"], ref["attention_mask"])
             assert int(mask[mine["attention_mask"] == 0].sum()) == 0
@@ -136,33 +165,64 @@ def test_loss_tokens_are_exactly_the_confidence_value(cases_parquet, tiny, pad_m
             assert "attention_mask" not in mine
 
 
-@pytest.mark.parametrize(("open_tag", "close_tag"), [(True, False), (False, True), (True, True)])
-def test_optional_tags_carry_loss(cases_parquet, tiny, open_tag, close_tag):
-    tok, _ = tiny
-    open_id = tok.convert_tokens_to_ids("<confidence>")
-    close_id = tok.convert_tokens_to_ids("</confidence>")
-    for locate in ("auto", "char_offsets"):
-        ds = _ours(cases_parquet, tiny, confidence_mask={"include_open_tag": open_tag,
-                                                          "include_close_tag": close_tag, "locate": locate})
-        sample = ds[0]  # <confidence>0.83</confidence>
-        masked = sample["input_ids"][sample["loss_mask"].bool()].tolist()
-        expected = [open_id] * open_tag + tok.encode("0.83", add_special_tokens=False) + [close_id] * close_tag
-        assert masked == expected, locate
-        # still contiguous: one span
-        pos = sample["loss_mask"].nonzero()[:, 0]
-        assert pos.tolist() == list(range(int(pos[0]), int(pos[0]) + len(expected)))
+# (mask keys, (token, loss) after "</ answer" for c083, c05, cspace, trailing)
+WITH_TAGS = [
+    # the recipe's default (stage2_sft.yaml): "><" holds the "<" of <confidence> and carries loss
+    ({"include_open_tag": True, "include_close_tag": True, "include_end_of_turn": True}, {
+        "c083": [("><", 1), ("confidence", 1), (">", 1), ("0", 1), (".", 1), ("8", 1), ("3", 1),
+                 ("</", 1), ("confidence", 1), (">", 1), ("<|im_end|>", 1), ("\n", 0)],
+        "c05": [("><", 1), ("confidence", 1), (">.", 1), ("5", 1),
+                ("</", 1), ("confidence", 1), (">", 1), ("<|im_end|>", 1), ("\n", 0)],
+        "cspace": [("><", 1), ("confidence", 1), (">", 1), (" ", 1), ("0", 1), (".", 1), ("7", 1),
+                   (" </", 1), ("confidence", 1), (">", 1), ("<|im_end|>", 1), ("\n", 0)],
+        # "\n" between </confidence> and <|im_end|>: the end of turn does not follow the tag, no loss
+        "trailing": [("><", 1), ("confidence", 1), (">", 1), ("0", 1), (".", 1), ("6", 1), ("1", 1),
+                     ("</", 1), ("confidence", 1), (">\n", 1), ("<|im_end|>", 0), ("\n", 0)],
+    }),
+    ({"include_open_tag": True}, {
+        "c083": [("><", 1), ("confidence", 1), (">", 1), ("0", 1), (".", 1), ("8", 1), ("3", 1),
+                 ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)],
+        "c05": [("><", 1), ("confidence", 1), (">.", 1), ("5", 1),
+                ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)],
+        # the value's last space is inside " </": it overlaps the value, so it carries loss
+        "cspace": [("><", 1), ("confidence", 1), (">", 1), (" ", 1), ("0", 1), (".", 1), ("7", 1),
+                   (" </", 1), ("confidence", 0), (">", 0), ("<|im_end|>", 0), ("\n", 0)],
+        "trailing": [("><", 1), ("confidence", 1), (">", 1), ("0", 1), (".", 1), ("6", 1), ("1", 1),
+                     ("</", 0), ("confidence", 0), (">\n", 0), ("<|im_end|>", 0), ("\n", 0)],
+    }),
+    ({"include_close_tag": True}, {
+        "c083": [("><", 0), ("confidence", 0), (">", 0), ("0", 1), (".", 1), ("8", 1), ("3", 1),
+                 ("</", 1), ("confidence", 1), (">", 1), ("<|im_end|>", 0), ("\n", 0)],
+        # ">." overlaps the value: with any tag trained, straddling tokens carry loss
+        "c05": [("><", 0), ("confidence", 0), (">.", 1), ("5", 1),
+                ("</", 1), ("confidence", 1), (">", 1), ("<|im_end|>", 0), ("\n", 0)],
+        "cspace": [("><", 0), ("confidence", 0), (">", 0), (" ", 1), ("0", 1), (".", 1), ("7", 1),
+                   (" </", 1), ("confidence", 1), (">", 1), ("<|im_end|>", 0), ("\n", 0)],
+        "trailing": [("><", 0), ("confidence", 0), (">", 0), ("0", 1), (".", 1), ("6", 1), ("1", 1),
+                     ("</", 1), ("confidence", 1), (">\n", 1), ("<|im_end|>", 0), ("\n", 0)],
+    }),
+    # the end of turn alone: the value and <|im_end|>, not the close tag between them
+    ({"include_end_of_turn": True}, {
+        "c083": [("><", 0), ("confidence", 0), (">", 0), ("0", 1), (".", 1), ("8", 1), ("3", 1),
+                 ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 1), ("\n", 0)],
+        "c05": [("><", 0), ("confidence", 0), (">.", 1), ("5", 1),
+                ("</", 0), ("confidence", 0), (">", 0), ("<|im_end|>", 1), ("\n", 0)],
+        "cspace": [("><", 0), ("confidence", 0), (">", 0), (" ", 1), ("0", 1), (".", 1), ("7", 1),
+                   (" </", 1), ("confidence", 0), (">", 0), ("<|im_end|>", 1), ("\n", 0)],
+        "trailing": [("><", 0), ("confidence", 0), (">", 0), ("0", 1), (".", 1), ("6", 1), ("1", 1),
+                     ("</", 0), ("confidence", 0), (">\n", 0), ("<|im_end|>", 0), ("\n", 0)],
+    }),
+]
 
 
-def test_end_of_turn_after_the_close_tag_carries_loss(cases_parquet, tiny):
+@pytest.mark.parametrize(("mask", "tails"), WITH_TAGS, ids=["recipe-default", "open", "close", "end-of-turn"])
+def test_with_tags_every_overlapping_token_carries_loss(cases_parquet, tiny, mask, tails):
     tok, _ = tiny
-    for locate in ("auto", "char_offsets"):
-        ds = _ours(cases_parquet, tiny, confidence_mask={"include_open_tag": True, "include_close_tag": True,
-                                                          "include_end_of_turn": True, "locate": locate})
-        sample = ds[0]  # <confidence>0.83</confidence><|im_end|>
-        masked = sample["input_ids"][sample["loss_mask"].bool()].tolist()
-        expected = tok.convert_tokens_to_ids(["<confidence>", "0", ".", "8", "3", "</confidence>", "<|im_end|>"])
-        assert tok.encode("0.83", add_special_tokens=False) == expected[1:5]
-        assert masked == expected, locate
+    rids = [rid for rid, _, _ in CASES]
+    for pad_mode in ("no_padding", "right"):
+        ds = _ours(cases_parquet, tiny, pad_mode=pad_mode, confidence_mask=mask)
+        for rid, tail in tails.items():
+            _check_flags(tok, ds[rids.index(rid)], ANSWER_END + tail, f"{rid} {pad_mode}")
 
 
 def test_only_the_last_assistant_turn_counts(tmp_path, tiny):
@@ -175,8 +235,8 @@ def test_only_the_last_assistant_turn_counts(tmp_path, tiny):
     path = _write(tmp_path / "multi.parquet", [_row(0, turns)])
     sample = _ours(path, tiny)[0]
     stock = _stock(path, tiny)[0]
-    masked = sample["input_ids"][sample["loss_mask"].bool()].tolist()
-    assert masked == tok.encode("0.90", add_special_tokens=False)
+    masked = [tok.decode([t]) for t in sample["input_ids"][sample["loss_mask"].bool()].tolist()]
+    assert masked == ["0", ".", "9", "0"]
     # veRL's stock mask trains both assistant turns: far more tokens
     assert int(stock["loss_mask"].sum()) > 40 > int(sample["loss_mask"].sum())
 
@@ -214,8 +274,11 @@ def test_truncated_confidence_is_an_error(tmp_path, tiny):
 
     tok, _ = tiny
     path = _write(tmp_path / "long.parquet", [_row(0, RESPONSE + "<confidence>0.83</confidence>", rid="long")])
-    ids = _stock(path, tiny)[0]["input_ids"]
-    cut = int((ids == tok.convert_tokens_to_ids("<confidence>")).nonzero()[-1]) + 2  # keeps "0" only
+    ids = _stock(path, tiny)[0]["input_ids"].tolist()
+    pieces = [tok.decode([t]) for t in ids]
+    value_start = max(i for i in range(len(pieces) - 2) if pieces[i : i + 3] == ["><", "confidence", ">"]) + 3
+    assert pieces[value_start : value_start + 4] == ["0", ".", "8", "3"]
+    cut = value_start + 1  # keeps "0" only
     for pad_mode in ("no_padding", "right"):
         ds = _ours(path, tiny, pad_mode=pad_mode, truncation="right", max_length=cut)
         with pytest.raises(ConfidenceSpanError, match=r"row 0 \(id 'long'\): 1 of 4 confidence tokens left"):
@@ -231,39 +294,16 @@ def test_bad_locate_value(cases_parquet, tiny):
 
 
 # ------------------------------------------------------------------------------------------------
-# Character-offset path with a tokenizer whose tags are NOT single tokens (like stock Qwen BPE)
+# token_ids: Qwen's tokenizer extended with the tags as added tokens (no merge can straddle a tag)
 
 
 @pytest.fixture(scope="module")
-def bpe_without_tags():
-    """A byte-level BPE with Qwen2's pre-tokenizer trained on responses, the tags left to BPE.
+def tok_with_tag_tokens(tiny_model_dir):
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
 
-    Trained so that it learns the merges that break naive span masking: ``"><"`` (between
-    ``</answer>`` and ``<confidence>``) and ``">."`` (before a value written ``.5``).
-    """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-
-    from emocaliber_rl.tiny_model import QWEN2_VL_CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS
-
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    bpe.decoder = decoders.ByteLevel()
-    corpus = [RESPONSE + f"<confidence>{v}</confidence>" for v in ("0.83", ".5", ".25", "1.00")] * 50
-    corpus += ["You are a helpful assistant.", "Which emotion does this image evoke?", "system user assistant"]
-    bpe.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
-        vocab_size=400, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-              for m in json.loads(bpe.to_str())["model"]["merges"]]
-    tok = Qwen2Tokenizer(vocab=bpe.get_vocab(), merges=merges, unk_token=None, eos_token="<|im_end|>",
-                         pad_token="<|endoftext|>")
-    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS])
-    tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ("<confidence>", "</confidence>")])
     return tok
 
 
@@ -272,50 +312,38 @@ def _text_row(rid: str, assistant: str) -> dict[str, Any]:
                          {"role": "assistant", "content": assistant}], "id": rid}
 
 
-def test_char_offsets_never_leak_a_boundary_token(tmp_path, bpe_without_tags):
+def test_token_ids_with_added_tags_equals_char_offsets(tmp_path, tok_with_tag_tokens):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from emocaliber_rl.verl_plugins.confidence_sft_dataset import ConfidenceOnlySFTDataset
 
-    tok = bpe_without_tags
-    assert "<confidence>" not in tok.get_added_vocab()
-    rows = [_text_row("c083", RESPONSE + "<confidence>0.83</confidence>"),
-            _text_row("c05", RESPONSE + "<confidence>.5</confidence>")]
+    tok = tok_with_tag_tokens
+    rows = [_text_row(rid, text) for rid, text, _ in CASES]
     path = tmp_path / "text.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
+    recipe = {"include_open_tag": True, "include_close_tag": True, "include_end_of_turn": True}
 
-    def masked_pieces(**mask: Any) -> list[list[str]]:
-        ds = ConfidenceOnlySFTDataset(str(path), tok, _cfg(confidence_mask=mask), processor=None)
-        assert ds.use_token_ids is False
-        out = []
-        for i in range(len(rows)):
-            s = ds[i]
-            assert s["position_ids"].shape == s["input_ids"].shape  # text-only: 1-D positions
-            out.append([tok.decode([t]) for t in s["input_ids"][s["loss_mask"].bool()].tolist()])
-        return out
+    def dataset(**mask: Any):
+        return ConfidenceOnlySFTDataset(str(path), tok, _cfg(confidence_mask=mask), processor=None)
 
-    # Preconditions, from the tokenizer alone: the tags are several tokens and BPE merged across the
-    # span boundaries, so a character-span mask that kept partial tokens would leak "><" / ">.".
-    pieces = {r["id"]: [tok.decode([t]) for t in tok.encode(r["messages"][-1]["content"])] for r in rows}
-    assert "><" in pieces["c083"] and ">." in pieces["c05"], pieces
+    by_id = dataset(**recipe)
+    assert by_id.use_token_ids is True
+    # the tag is one id, so "</answer>" ends with its own ">" and nothing straddles
+    _check_flags(tok, by_id[0], [("</", 0), ("answer", 0), (">", 0), ("<confidence>", 1), ("0", 1), (".", 1),
+                                 ("8", 1), ("3", 1), ("</confidence>", 1), ("<|im_end|>", 1), ("\n", 0)], "c083")
+    assert by_id[0]["position_ids"].shape == by_id[0]["input_ids"].shape  # text-only: 1-D positions
+    for mask in ({}, {"include_open_tag": True}, {"include_close_tag": True}, {"include_end_of_turn": True},
+                 recipe):
+        ids_mode, chars_mode = dataset(locate="token_ids", **mask), dataset(locate="char_offsets", **mask)
+        assert chars_mode.use_token_ids is False
+        for i, (rid, _, _) in enumerate(CASES):
+            assert torch.equal(ids_mode[i]["loss_mask"], chars_mode[i]["loss_mask"]), (rid, mask)
 
-    value_only = masked_pieces()
-    # "0.83" comes out as the value tokenized alone
-    assert value_only[0] == [tok.decode([t]) for t in tok.encode("0.83")]
-    # ".5": "." is merged with the tag's ">" into one token; it stays out, only "5" is trained
-    assert value_only[1] == ["5"]
 
-    with_tags = masked_pieces(include_open_tag=True, include_close_tag=True)
-    for masked, value in zip(with_tags, ["0.83", ".5"], strict=True):
-        text = "".join(masked)
-        # whole tokens inside "<confidence>VALUE</confidence>": the "><" shared with </answer> is not one
-        assert "><" not in masked
-        assert ("<confidence>" + value + "</confidence>").endswith(text) and text.endswith("</confidence>")
-        assert re.search(re.escape(value.lstrip(".")), text)
-
+def test_token_ids_needs_the_tags_as_added_tokens(cases_parquet, tiny):
     with pytest.raises(ValueError, match="locate=token_ids needs"):
-        ConfidenceOnlySFTDataset(str(path), tok, _cfg(confidence_mask={"locate": "token_ids"}), processor=None)
+        _ours(cases_parquet, tiny, confidence_mask={"locate": "token_ids"})
 
 
 # ------------------------------------------------------------------------------------------------

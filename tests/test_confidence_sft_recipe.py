@@ -54,9 +54,10 @@ def _independent_losses(model_dir: Path, parquet: Path) -> dict[str, Any]:
     """Mean NLL of the initial model over several candidate loss masks, and the batch's tokens.
 
     Uses only transformers: the processor's chat template over the whole conversation with the
-    images, a plain fp32 forward pass of the HF model, and the ids of the value string tokenized
-    alone. Nothing from the dataset class or veRL. Masks: ``value`` (Eq. 3, the default),
-    ``value+close``, ``open+value`` and ``turn`` (veRL's stock mask: the whole assistant turn).
+    images, a plain fp32 forward pass of the HF model, and the token pieces around the confidence
+    listed by hand. Nothing from the dataset class or veRL. Masks: ``value`` (Eq. 3,
+    the default), with the close tag, with the open tag (``><`` included: it holds its ``<``), with
+    ``<|im_end|>``, and ``turn`` (veRL's stock mask: the whole assistant turn).
     """
     import io
 
@@ -68,8 +69,7 @@ def _independent_losses(model_dir: Path, parquet: Path) -> dict[str, Any]:
     tok = processor.tokenizer
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32,
                                                         attn_implementation="sdpa").eval()
-    open_id, close_id = tok.convert_tokens_to_ids("<confidence>"), tok.convert_tokens_to_ids("</confidence>")
-    im_start = tok.convert_tokens_to_ids("<|im_start|>")
+    im_start, im_end = tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids("<|im_end|>")
     gen_prompt = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
     nlls: dict[str, list[torch.Tensor]] = {"value": [], "value+close": [], "open+value": [], "open+value+close": [],
                                           "open+value+close+eot": [], "turn": []}
@@ -92,16 +92,18 @@ def _independent_losses(model_dir: Path, parquet: Path) -> dict[str, Any]:
         # nll[t - 1] is the loss of token t (predicted at position t - 1)
         nll = -logp[:-1].gather(1, ids[1:, None])[:, 0]
 
+        # Qwen's BPE: "</answer><confidence>0.83</confidence><|im_end|>" is
+        # "</ answer >< confidence > 0 . 8 3 </ confidence > <|im_end|>"; "><" holds the open tag's "<".
+        eot = int((ids == im_end).nonzero()[-1])
         value = re.findall(r"<confidence>(.*?)</confidence>", row["messages"][-1]["content"])[-1]
-        value_ids = tok.encode(value, add_special_tokens=False)
-        start = int((ids == open_id).nonzero()[-1]) + 1
-        end = start + len(value_ids)
-        assert ids[start:end].tolist() == value_ids and int(ids[end]) == close_id
-        assert int(ids[end + 1]) == tok.convert_tokens_to_ids("<|im_end|>")
+        close = eot - 3
+        start = close - len(value)  # one token per character: digits and "." are never merged
+        pieces = [tok.decode([int(t)]) for t in ids[start - 3 : eot + 1]]
+        assert pieces == ["><", "confidence", ">", *value, "</", "confidence", ">", "<|im_end|>"], pieces
         body = int((ids == im_start).nonzero()[-1]) + len(gen_prompt)
-        for name, (lo, hi) in {"value": (start, end), "value+close": (start, end + 1),
-                               "open+value": (start - 1, end), "open+value+close": (start - 1, end + 1),
-                               "open+value+close+eot": (start - 1, end + 2),
+        for name, (lo, hi) in {"value": (start, close), "value+close": (start, eot),
+                               "open+value": (start - 3, close), "open+value+close": (start - 3, eot),
+                               "open+value+close+eot": (start - 3, eot + 1),
                                "turn": (body, ids.numel())}.items():
             nlls[name] += [nll[t - 1] for t in range(lo, hi)]
     out: dict[str, Any] = {name: float(torch.stack(v).mean()) for name, v in nlls.items()}

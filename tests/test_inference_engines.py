@@ -125,13 +125,14 @@ def test_confidences_of_a_real_generation(hf) -> None:
     tok = hf.tokenizer
     with one_thread():
         gens = hf.generate(_requests(2, SamplingConfig(temperature=0.0, max_new_tokens=64)))
-    answer_id = tok.convert_tokens_to_ids("<answer>")
     for g in gens:
         conf = confidences(g.text, g.token_ids, g.logprobs, tok)
-        # Ans: the token right after the whole-token <answer> tag (found independently by id)
-        k = g.token_ids.index(answer_id) + 1
+        # Ans: the answer's first token. On Qwen's vocabulary "<answer>amusement" is
+        # "< answer > am usement" (found independently from the token pieces)
+        pieces = [tok.decode([t]) for t in g.token_ids]
+        k = next(i for i in range(2, len(pieces)) if pieces[i - 2 : i] == ["answer", ">"])
+        assert pieces[k : k + 2] == ["am", "usement"] and "".join(pieces[k : k + 2]) == TAUGHT_ANSWER
         assert conf["conf_ans"] == pytest.approx(math.exp(g.logprobs[k]))
-        assert tok.decode([g.token_ids[k]]) == TAUGHT_ANSWER[: len(tok.decode([g.token_ids[k]]))]
         assert conf["conf_avg"] == pytest.approx(sum(math.exp(x) for x in g.logprobs) / len(g.logprobs))
         assert 0 < conf["conf_avg"] <= 1 and 0 < conf["conf_ans"] <= 1
     assert confidences(gens[0].text, gens[0].token_ids, gens[0].logprobs, tok)["conf_verb"] is None
@@ -166,7 +167,9 @@ def test_stage2_generation_labelled_and_loaded_by_verl(vllm, tmp_path: Path, tin
     from emocaliber_rl.loops import load_loop
     from emocaliber_rl.stage2 import generate_stage2, label_generations
 
-    labels = ["amusement", "awe", "sadness", "excitement", "amusement", "fear"]
+    # Half the rows are the taught answer: at temperature 0.7 a sample can still break the format
+    # (2 of these 6 did), and the test needs kept rows on both sides of Eq. 2.
+    labels = ["amusement", "awe", "amusement", "excitement", "amusement", "fear"]
     recs = []
     for i, label in enumerate(labels):
         p = tmp_path / f"{i}.png"

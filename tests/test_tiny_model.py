@@ -1,5 +1,6 @@
 """The offline tiny Qwen2.5-VL: loadable by transformers' Auto classes, generates with an image,
-response tags are whole non-special tokens, and the same seed gives the same bytes."""
+has Qwen2.5-VL's ids and rows, and the same seed gives the same bytes (the tokenizer itself is
+checked against published tokenizations in test_qwen_tokenizer.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import sys
 import pytest
 import torch
 
-from emocaliber_rl.prompts import RESPONSE_TAGS
 from tests.conftest import draw_image
 
 
@@ -31,22 +31,17 @@ def test_loads_and_generates_with_an_image(tiny_model_dir):
     assert out.shape[1] > inputs["input_ids"].shape[1]
 
 
-def test_response_tags_are_single_non_special_tokens(tiny_model_dir):
-    from transformers import AutoTokenizer
+def test_config_matches_qwen25_vl_ids_and_rows(tiny_model_dir):
+    from transformers import AutoConfig
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    text = "<think><element>a dog</element></think><answer>awe</answer><confidence>0.83</confidence>"
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    pieces = [tok.decode([i]) for i in ids]
-    for tag in RESPONSE_TAGS:
-        if tag in text:
-            assert tag in pieces, f"{tag} split into several tokens: {pieces}"
-    # The confidence value's tokens are separate from the tags around it.
-    start, end = pieces.index("<confidence>"), pieces.index("</confidence>")
-    assert "".join(pieces[start + 1 : end]) == "0.83"
-    # veRL's reward manager decodes with skip_special_tokens=True: the tags must survive it.
-    assert tok.decode(ids, skip_special_tokens=True) == text
-    assert tok.eos_token == "<|im_end|>"
+    cfg = AutoConfig.from_pretrained(tiny_model_dir)
+    text = cfg.text_config
+    # Qwen2.5-VL-7B-Instruct's config.json: 151,936 rows, eos <|im_end|>, image/video/vision ids.
+    assert text.vocab_size == 151936
+    assert (text.eos_token_id, text.pad_token_id) == (151645, 151643)
+    assert (cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id) == (
+        151655, 151656, 151652, 151653)
+    assert text.tie_word_embeddings and text.head_dim == 64
 
 
 def _digest(path) -> dict[str, str]:

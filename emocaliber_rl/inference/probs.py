@@ -54,7 +54,9 @@ def answer_token_index(text: str, token_ids: Sequence[int], tokenizer: Any) -> i
     backends return). Prefix decodes grow monotonically with the prefix length, so a binary
     search finds the smallest prefix whose decode reaches past that character: about
     ``log2(len)`` decodes per response instead of one per token. Works for tokenizers that spell
-    ``<answer>`` as one token (the tiny model) or as several (Qwen's ``<``, ``answer``, ``>``).
+    ``<answer>`` as one token or as several (Qwen's, the tiny model's: ``<``, ``answer``, ``>``); where
+    Qwen's BPE merges the tag's ``>`` with the answer's first letter (``>s`` of ``sadness``), that
+    merged token is the one returned.
     """
     pos = answer_content_start(text)
     if pos is None:

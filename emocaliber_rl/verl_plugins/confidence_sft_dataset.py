@@ -11,37 +11,38 @@ trains every token of every assistant turn; Eq. 3 trains
 ``-log pi(c*_t | x, y, c*_<t)`` only, where ``y`` (the scaffold's reasoning and answer) is context.
 
 Which tokens carry loss (``loss_mask == 1``; veRL's SFT loss shifts the mask by one, so a 1 at
-position t trains the prediction of token t):
+position t trains the prediction of token t). The target is a character span of the **last**
+assistant turn, made of pieces around its **last** ``<confidence>`` and the first ``</confidence>``
+after it; the Hydra keys choose the pieces (all default false)::
 
-* the tokens strictly between the **last** ``<confidence>`` of the **last** assistant turn and the
-  first ``</confidence>`` after it: the confidence value, e.g. ``0 . 8 3``. Nothing else: not the
-  reasoning, not the answer, not earlier assistant turns, not ``<|im_end|>``.
-* optionally the tags themselves, with the Hydra keys (both default false)::
+      data.confidence_mask.include_open_tag=true    # the characters of <confidence>
+      data.confidence_mask.include_close_tag=true   # the characters of </confidence>
+      data.confidence_mask.include_end_of_turn=true # the end-of-turn token (eos, <|im_end|>) right after </confidence>
 
-      data.confidence_mask.include_open_tag=true    # also train emitting <confidence>
-      data.confidence_mask.include_close_tag=true   # also train emitting </confidence>
-      data.confidence_mask.include_end_of_turn=true # also train the end-of-turn token after it
+* **value only** (all three false, the class default): exactly the tokens that lie entirely inside the
+  value, e.g. ``0 . 8 3``. Nothing else: not the reasoning, not the answer, not earlier assistant
+  turns, not the tags, not ``<|im_end|>``. A token that straddles a value edge (a BPE merge of the
+  value with a tag character, e.g. ``>.`` before a value written ``.5``) carries no loss, so a tag
+  character never leaks into the target; a warning reports it once.
+* **with tags** (any key true): every token that overlaps a chosen piece or the value carries loss,
+  boundary-straddling tokens included. On Qwen's vocabulary ``</answer><confidence>0.83</confidence>``
+  is ``</ answer >< confidence > 0 . 8 3 </ confidence >``: with the open tag chosen, ``><`` (whose
+  ``<`` opens ``<confidence>``) carries loss - it is *the* prediction that writes a confidence after
+  ``</answer>`` instead of ending the turn, the stage-1 habit stage 2 must retrain.
 
   ``recipes/config/stage2_sft.yaml`` turns all three on (the "encapsulated confidence" of the
   paper, plus stopping after it: a model trained on the close tag but not on ``<|im_end|>`` learns
-  to repeat ``</confidence>``).
+  to repeat ``</confidence>``). Value only is the class default because Eq. 3 is written over the
+  confidence c; such a run never trains the model to *emit* ``<confidence>`` (the tag is context).
 
-  The default is the value only because Eq. 3 is written over the confidence c. Note what that
-  implies: a value-only run never trains the model to *emit* ``<confidence>`` after ``</answer>``
-  (that prediction is at the open tag's position, which carries no loss); the model sees the tag
-  only as context. ``include_open_tag`` is the switch for a run that should learn it in stage 2
-  rather than from the prompt and the stage-3 format reward.
+How the span is mapped to tokens (``data.confidence_mask.locate``, default ``auto``):
 
-How the span is found (``data.confidence_mask.locate``, default ``auto``):
-
-* ``token_ids`` - when both tags are whole added tokens of the tokenizer (our tiny model; a
-  tokenizer extended with the tags), the tokenizer always emits each tag as exactly one id, so the
-  span is found by id: exact, no text round trip.
-* ``char_offsets`` - otherwise (stock Qwen tokenizers: BPE merges ``"><"`` of ``</answer><confidence>``
-  into one token), the turn is re-rendered with the chat template, re-tokenized with offsets
-  (checked to give the very same ids), and a token carries loss only if its characters lie
-  *entirely* inside the span. A token that straddles a boundary never carries loss (it would
-  leak a tag character into the target); such rows are counted and reported by a warning.
+* ``char_offsets`` - the turn is re-rendered with the chat template, re-tokenized with offsets
+  (checked to give the very same ids as veRL) and each token's characters are compared with the
+  pieces above. This is the general path (every stock Qwen tokenizer, and our tiny model).
+* ``token_ids`` - only when both tags are whole added tokens (a tokenizer extended with the tags):
+  no token can straddle a tag, so the pieces are whole ids, found by id without a text round trip.
+  Gives the same mask as ``char_offsets`` on such a tokenizer.
 * ``auto`` - ``token_ids`` when possible, else ``char_offsets``.
 
 Rows that cannot be trained are an **error naming the rows** (parquet row index and ``id`` column),
@@ -243,22 +244,19 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
             # veRL's own mask is 0 on the generation prompt; the target must lie inside the turn body.
             if not all(int(loss_mask[p]) == 1 for p in positions):
                 raise ConfidenceSpanError(f"{self._row()}: the confidence span overlaps the generation prompt")
-            if self.include_end_of_turn:
-                positions = self._with_end_of_turn(input_ids, positions)
             new_mask[positions] = 1
             self._expected_loss_tokens = len(positions)
         return input_ids, new_mask, attention_mask, inputs
 
-    def _with_end_of_turn(self, input_ids: torch.Tensor, positions: list[int]) -> list[int]:
-        eot = self.tokenizer.eos_token_id
-        nxt = positions[-1] + 1
-        if eot is not None and nxt < len(input_ids) and int(input_ids[nxt]) == eot:
-            return [*positions, nxt]
+    @property
+    def value_only(self) -> bool:
+        return not (self.include_open_tag or self.include_close_tag or self.include_end_of_turn)
+
+    def _report_missing_end_of_turn(self) -> None:
         if not self._eot_reported:
             self._eot_reported = True
             logger.warning("%s: the confidence is not followed by the end-of-turn token %r; it carries no loss",
                            self._row(), self.tokenizer.eos_token)
-        return positions
 
     def _row(self) -> str:
         return self.row_name(self._current_item) if self._current_item is not None else "a row"
@@ -272,9 +270,30 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
         close = next((i for i in range(start + 1, len(ids)) if ids[i] == self.close_id), None)
         if close is None:
             raise ConfidenceSpanError(f"{self._row()}: no {CLOSE_TAG} token after the last {OPEN_TAG}")
-        first = start if self.include_open_tag else start + 1
-        last = close if self.include_close_tag else close - 1
-        return list(range(first, last + 1))
+        positions = [start] * self.include_open_tag + list(range(start + 1, close)) + [close] * self.include_close_tag
+        if self.include_end_of_turn:
+            eot = self.tokenizer.eos_token_id
+            if eot is not None and close + 1 < len(ids) and ids[close + 1] == eot:
+                positions.append(close + 1)
+            else:
+                self._report_missing_end_of_turn()
+        return positions
+
+    def _trained_pieces(self, text: str, span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+        """The character ranges of ``text`` whose tokens carry loss, as configured."""
+        open_start, value_start, value_end, close_end = span
+        pieces = [(value_start, value_end)]
+        if self.include_open_tag:
+            pieces.append((open_start, value_start))
+        if self.include_close_tag:
+            pieces.append((value_end, close_end))
+        if self.include_end_of_turn:
+            eos = self.tokenizer.eos_token
+            if eos and text.startswith(eos, close_end):
+                pieces.append((close_end, close_end + len(eos)))
+            else:
+                self._report_missing_end_of_turn()
+        return pieces
 
     def _positions_by_offsets(self, input_ids: torch.Tensor, message: dict[str, Any], index: int,
                               tools: list[dict[str, Any]] | None, enable_thinking: bool | None) -> list[int]:
@@ -302,16 +321,20 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
         span = last_confidence_span(text[body_start:])
         if span is None:
             raise ConfidenceSpanError(f"{self._row()}: no {OPEN_TAG}...{CLOSE_TAG} in the last assistant message")
-        open_start, value_start, value_end, close_end = (body_start + x for x in span)
-        lo = open_start if self.include_open_tag else value_start
-        hi = close_end if self.include_close_tag else value_end
-        positions = [i for i, (s, e) in enumerate(offsets) if lo <= s and e <= hi and e > s]
-        straddles = any(s < lo < e or s < hi < e for s, e in offsets)
-        if straddles and not self._straddle_reported:
-            # Once per dataset: the boundary token is left out of the loss rather than leaked into it.
-            self._straddle_reported = True
-            logger.warning(
-                "%s: a token straddles the confidence span boundary (e.g. a BPE merge with the tag); "
-                "it carries no loss, so the target is shorter than the value", self._row(),
-            )
-        return positions
+        span = tuple(body_start + x for x in span)
+        pieces = self._trained_pieces(text, span)
+        if self.value_only:
+            # Whole tokens inside the value: a token merged with a tag character stays out.
+            lo, hi = pieces[0]
+            positions = [i for i, (s, e) in enumerate(offsets) if lo <= s and e <= hi and e > s]
+            straddles = [i for i, (s, e) in enumerate(offsets) if s < lo < e or s < hi < e]
+            if straddles and not self._straddle_reported:
+                self._straddle_reported = True
+                logger.warning(
+                    "%s: token %r straddles an edge of the confidence value (a BPE merge with a tag character); "
+                    "with the value-only mask it carries no loss", self._row(), text[slice(*offsets[straddles[0]])],
+                )
+            return positions
+        # Any token that shares a character with a trained piece, so that a merge such as "><"
+        # (the "<" opening <confidence>) is trained rather than dropped.
+        return [i for i, (s, e) in enumerate(offsets) if e > s and any(s < hi and lo < e for lo, hi in pieces)]
