@@ -68,6 +68,8 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from .teaching import response_loss
+
     torch.manual_seed(seed)
     rng = random.Random(seed)
     proc = AutoProcessor.from_pretrained(model_dir)
@@ -96,15 +98,7 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
             texts = [t + response(label, rng) + "<|im_end|>" for t, _, label, _ in picked]
             enc = proc(text=texts, images=[[im] for _, im, _, _ in picked], return_tensors="pt",
                        padding="max_length", max_length=width)
-            # the loss covers only the response tokens: project just those hidden states onto
-            # Qwen's 151,936-row vocabulary (the full logits would cost ~5x the step)
-            target = torch.zeros_like(enc["input_ids"], dtype=torch.bool)
-            for i, (*_, n_prompt) in enumerate(picked):
-                target[i, n_prompt:] = True
-            target &= enc["attention_mask"].bool()
-            hidden = model.model(**enc).last_hidden_state[:, :-1][target[:, 1:]]
-            loss = torch.nn.functional.cross_entropy(model.lm_head(hidden), enc["input_ids"][:, 1:][target[:, 1:]])
-            loss.backward()
+            response_loss(model, enc, [n for *_, n in picked]).backward()
             opt.step()
             opt.zero_grad()
     finally:
