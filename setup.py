@@ -68,6 +68,8 @@ GPU = [
     "liger-kernel>=0.8.2",
     "ray[default]==2.60.0",
     *VERL_UNDECLARED,
+    # the tiny model's tokenizer (recipes/gpu_smoke.sh trains it on the GPU profile)
+    "dashscope==2.0.2",
 ]
 
 # flash-attn is an sdist whose setup imports torch: it cannot build in pip's isolated build
