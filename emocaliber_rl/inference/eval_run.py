@@ -34,7 +34,7 @@ from emocaliber_rl.inference.resumable import (
 )
 
 # Where `emocaliber bench build -o data/vecbench` + `emocaliber export eval` put the VECBench
-# test manifest by convention (the README's evaluation section gives the commands).
+# test manifest by convention (docs/evaluation.md gives the commands).
 DEFAULT_MANIFEST = Path("data/vecbench/test.eval.jsonl")
 
 

@@ -7,7 +7,7 @@ gets its own ``SamplingParams`` (its seed is per request), all requests go to on
 the log-probability of the sampled token only (raw logits, vLLM's default ``logprobs_mode``).
 
 On CPU (no CUDA device) the defaults are those that work with vLLM's CPU build
-(see the README's install section): ``enforce_eager=True`` (torch.compile costs ~30 s of start
+(see docs/install.md): ``enforce_eager=True`` (torch.compile costs ~30 s of start
 for nothing on small batches), an explicit KV-cache size (``kv_cache_memory_bytes``, 64 MiB),
 without which the CPU build refuses to start on a box with little free memory, and chunked
 prefill off (seeded requests crash the CPU build when a prefill is split; see ``__init__``). Scripts that use
