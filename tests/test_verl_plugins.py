@@ -3,6 +3,7 @@ position_ids fix (a veRL bug that hits GPU runs too) and the module-freezing swi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -148,3 +149,36 @@ def test_rollout_servers_get_a_fixed_kv_cache(monkeypatch):
     assert PlatformCPU().rollout_env_vars() == {"VLLM_CPU_KVCACHE_SPACE": "1"}
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")
     assert PlatformCPU().rollout_env_vars() == {"VLLM_CPU_KVCACHE_SPACE": "3"}
+
+
+def test_blockwise_logprobs_equal_verls_row_loop() -> None:
+    """The CPU plug-in's log-probabilities equal veRL's own per-row function, values and gradients
+    (fp32, more rows than one block, a 3-D batch too)."""
+    import torch
+    import verl.utils.torch_functional as tf
+
+    from emocaliber_rl.verl_plugins.cpu_logprobs import ROWS, blockwise_logprobs
+
+    original = getattr(tf.logprobs_from_logits_v2, "__wrapped__", tf.logprobs_from_logits_v2)
+    torch.manual_seed(0)
+    for shape in ((2 * ROWS + 7, 503), (3, 5, 211)):
+        x = torch.randn(*shape, dtype=torch.float32, requires_grad=True)
+        labels = torch.randint(0, shape[-1], shape[:-1])
+        ref = original(x, labels)
+        (g_ref,) = torch.autograd.grad(ref.sum(), x)
+        got = blockwise_logprobs(x, labels, original)
+        (g_got,) = torch.autograd.grad(got.sum(), x)
+        assert got.shape == ref.shape
+        assert torch.allclose(got, ref, atol=1e-5) and torch.allclose(g_got, g_ref, atol=1e-6)
+    bf16 = torch.randn(4, 17, dtype=torch.bfloat16)
+    assert torch.equal(blockwise_logprobs(bf16, torch.zeros(4, dtype=torch.long), original),
+                       original(bf16, torch.zeros(4, dtype=torch.long)))  # bf16 keeps veRL's path
+
+
+def test_blockwise_logprobs_installed_on_the_cpu_platform_only() -> None:
+    code = ("import verl.utils.torch_functional as tf; "
+            "print(getattr(tf.logprobs_from_logits_v2, '_emocaliber_blockwise', False))")
+    for platform, want in (("cpu", "True"), ("", "False")):
+        env = {**os.environ, "VERL_PLATFORM": platform}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip().splitlines()[-1] == want, (platform, out.stdout, out.stderr[-2000:])

@@ -13,7 +13,8 @@ edited. What it does on import:
   rollouts and the actor disagree (``rollout_parity.py``);
 * with ``VERL_PLATFORM=cpu``: activates the CPU platform (gloo process groups, FSDP engines for
   the ``cpu`` device) and, in vLLM rollout workers, vLLM's plain-linear weights so veRL's weight
-  sync works (``vllm_cpu_weights.py``).
+  sync works (``vllm_cpu_weights.py``), and veRL's token log-probabilities without its per-token
+  loop (``cpu_logprobs.py``; the loop was most of a training step with Qwen's vocabulary).
 
 Set ``EMOCALIBER_VERL_PLUGINS=0`` to make this package do nothing.
 """
@@ -24,6 +25,7 @@ import os
 
 from emocaliber_rl.verl_plugins import (
     advantage,
+    cpu_logprobs,
     frozen_modules,
     position_ids_fix,
     rollout_parity,
@@ -43,3 +45,4 @@ if os.environ.get("EMOCALIBER_VERL_PLUGINS", "1") != "0":
     if cpu_platform_selected():
         activate()
         when_imported("vllm.model_executor.layers.utils", vllm_cpu_weights.install)
+        when_imported("verl.utils.torch_functional", cpu_logprobs.install)
