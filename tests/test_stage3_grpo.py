@@ -161,7 +161,7 @@ def stage3_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
            "actor_rollout_ref.actor.optim.weight_decay=0.0"]
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=900)
     finally:
         _kill_marked(marker)
     run_s = time.monotonic() - t0

@@ -82,7 +82,7 @@ def parity_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
            "data.max_response_length=96"]
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=480)
+        proc = subprocess.run(cmd, cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=900)
     finally:
         _kill_marked(marker)
     run_s = time.monotonic() - t0
