@@ -151,10 +151,19 @@ class Demo:
                    "--seed", str(self.seed), "--no-progress", "--force-new", *TINY_PIXELS)
         labelled = self.data / "stage2.parquet"
         ctx.python("stage2", "label", str(gen), "--out", str(labelled), *TINY_PIXELS)
+        import pyarrow.parquet as pq
+
+        kept = pq.ParquetFile(labelled).metadata.num_rows
+        if kept == 0:
+            raise StageFailed(f"stage 'stage2': the scaffold wrote no parseable answer in {gen} (0 rows labelled; "
+                              f"reasons in {labelled}.rejects.jsonl): stage 1 taught it nothing usable")
+        # veRL's SFT trainer needs at least one batch per epoch; the tiny scaffold's parse rate varies
+        batch = min(8, kept)
         out = self.ckpt / "stage2"
         self._recipe(ctx, "stage2_sft.sh", "--model", str(scaffold), "--train", str(labelled), "--out", str(out),
-                     "--steps", "20", "data.train_batch_size=8", "data.micro_batch_size_per_gpu=8", "optim.lr=3e-4",
-                     "trainer.total_epochs=100", "data.max_length=512")
+                     "--steps", "20", f"data.train_batch_size={batch}", f"data.micro_batch_size_per_gpu={batch}",
+                     "optim.lr=3e-4", "trainer.total_epochs=100", "data.max_length=512")
+        ctx.outputs["labelled_rows"] = str(kept)
         ctx.outputs.update(generations=str(gen), labelled=str(labelled), model=str(out / "final_hf"))
 
     def stage3(self, ctx: StageContext) -> None:
