@@ -31,11 +31,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from emocaliber_rl.study import table9  # standard library only at import: --help stays instant
+
     p = sub.add_parser("study", help="ablation studies on the real trainer (Table 9)")
     ssub = p.add_subparsers(dest="study_command", metavar="STUDY", required=True)
     t = ssub.add_parser(
         "table9", help="four stage-3 runs: Brier vs log-likelihood reward, with and without std normalisation",
-        description=__import__("emocaliber_rl.study.table9", fromlist=["__doc__"]).__doc__,
+        description=table9.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example (CPU, tiny model):\n  emocaliber study table9 --model runs/demo/checkpoints/stage2/final_hf "
                "--train runs/demo/data/stage3_train.parquet --val runs/demo/data/stage3_val.parquet "
