@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from emocaliber_rl.pipeline_runner import Stage, StageContext, StageFailed, run_pipeline
@@ -33,28 +33,36 @@ RECIPES = REPO_ROOT / "recipes"
 # official release's 200704..451584 that the commands apply by default.
 TINY_PIXELS = ("--processor-pixels",)
 
-# Words the tiny tokenizer was trained on, so template CoTs tokenize into few tokens.
-_STEP_WORDS = {
-    "element": ["red sky", "a dog", "bright colors", "flowers", "a dark street", "fire", "the sea", "trees"],
-    "human": ["a child smiling", "no people", "a crowd", "a woman with tears", "a man alone", "faces"],
-    "context": ["a city at night", "a room", "a mountain road", "rain", "snow", "a warm house"],
-    "interaction": ["light and dark", "the crowd together", "soft light on the face", "cold colors"],
-    "analysis": ["the mood is intense", "the tone is gentle", "the atmosphere is calm", "a strong feeling"],
-}
+# The template CoT, one fixed sentence per step: the stand-in for the MLLM carries no information
+# the image does not (the world's images are colour grids), so its words cost the tiny model no
+# capacity; what stage 1 must learn is the format and the answer, which depends on the image.
+_STEP_TEXT = {"element": "cells", "human": "none", "context": "grid", "interaction": "colours", "analysis": "mood"}
 
 
-def _template_steps(rng: random.Random) -> dict[str, str]:
-    return {tag: rng.choice(words) for tag, words in _STEP_WORDS.items()}
+@dataclass(frozen=True)
+class DemoSizes:
+    """Every size and rate the demo chooses, in one place (docs/demo-world.md says how they were
+    measured). Images per fine label of each raw dataset; ``test_size`` test images per subtask."""
+
+    per_label: tuple[tuple[str, int], ...] = (("FI", 60), ("EmoSet", 40), ("WebEmo", 12), ("Abstract", 4),
+                                              ("ArtPhoto", 4), ("UnbiasedEmo", 10))
+    test_size: int = 50
+    stage1_steps: int = 100
+    stage1_batch: int = 8
+    stage1_lr: float = 5e-3
+    stage2_steps: int = 30
+    stage2_batch: int = 8
+    stage2_lr: float = 1e-3
+    stage3_steps: int = 2
 
 
-def _write_cot_manifest(train_manifest: Path, out: Path, seed: int) -> int:
-    """Attach a templated five-step CoT to every training record (stand-in for the MLLM)."""
+def _write_cot_manifest(train_manifest: Path, out: Path) -> int:
+    """Attach the template CoT to every training record (stand-in for the MLLM)."""
     from emocaliber_rl.data.records import read_manifest, write_manifest
 
-    rng = random.Random(seed)
     records = read_manifest(train_manifest)
     for rec in records:
-        rec.steps = _template_steps(rng)
+        rec.steps = dict(_STEP_TEXT)
     write_manifest(out, records)
     return len(records)
 
@@ -62,8 +70,9 @@ def _write_cot_manifest(train_manifest: Path, out: Path, seed: int) -> int:
 class Demo:
     """The demo's stages; sizes chosen so the whole run fits in minutes on 2 CPU cores."""
 
-    def __init__(self, out: Path, *, seed: int = 0, eval_backend: str = "hf") -> None:
+    def __init__(self, out: Path, *, seed: int = 0, eval_backend: str = "vllm", sizes: DemoSizes | None = None) -> None:
         self.out = out
+        self.sizes = sizes or DemoSizes()
         self.seed = seed
         self.eval_backend = eval_backend
         self.base = out / "models" / "base"
@@ -96,7 +105,7 @@ class Demo:
     def build_data(self, ctx: StageContext) -> None:
         from emocaliber_rl.world.layouts import write_layout
 
-        per_label = {"FI": 8, "EmoSet": 8, "WebEmo": 2, "Abstract": 1, "ArtPhoto": 1, "UnbiasedEmo": 1}
+        per_label = dict(self.sizes.per_label)
         flags = {"FI": "--fi", "EmoSet": "--emoset", "WebEmo": "--webemo", "Abstract": "--abstract",
                  "ArtPhoto": "--artphoto", "UnbiasedEmo": "--unbiasedemo"}
         self.scenes.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +115,7 @@ class Demo:
             root = self.raw / name
             write_layout(name, root, n, self.scenes, seed=self.seed)
             args += [flags[name], str(root)]
-        ctx.python("bench", "build", *args, "-o", str(self.bench), "--seed", str(self.seed), "--test-size", "4",
+        ctx.python("bench", "build", *args, "-o", str(self.bench), "--seed", str(self.seed), "--test-size", str(self.sizes.test_size),
                    "--no-progress")
         ctx.outputs.update(train=str(self.bench / "train.jsonl"), test=str(self.bench / "test.jsonl"),
                            summary=str(self.bench / "summary.md"), scenes=str(self.scenes))
@@ -114,7 +123,7 @@ class Demo:
     def build_cot(self, ctx: StageContext) -> None:
         cot_all = self.cot / "vec_cot.jsonl"
         self.cot.mkdir(parents=True, exist_ok=True)
-        n = _write_cot_manifest(self.bench / "train.jsonl", cot_all, self.seed)
+        n = _write_cot_manifest(self.bench / "train.jsonl", cot_all)
         with ctx.log_path.open("a", encoding="utf-8") as log:
             log.write(f"templated CoTs for {n} training records -> {cot_all}\n")
         ctx.python("cot", "split", str(cot_all), "-o", str(self.cot), "--seed", str(self.seed))
@@ -134,11 +143,14 @@ class Demo:
 
     def stage1(self, ctx: StageContext) -> None:
         out = self.ckpt / "stage1"
-        # A learning rate far above the paper's 1e-5: the random tiny model must learn the
-        # response format in a few dozen CPU steps for the later stages to have anything to parse.
+        z = self.sizes
+        # Two departures from the paper's stage 1, both because the tiny model starts random: a
+        # learning rate far above its 1e-5 (format and answer must be learnt in minutes), and the
+        # vision tower trains (the paper freezes a pretrained one; a random one must learn to see).
         self._recipe(ctx, "stage1_sft.sh", "--model", str(self.base), "--train", str(self.data / "stage1.parquet"),
-                     "--out", str(out), "--steps", "60", "data.train_batch_size=8", "data.micro_batch_size_per_gpu=8",
-                     "optim.lr=3e-3", "trainer.total_epochs=100", "data.max_length=512")
+                     "--out", str(out), "--steps", str(z.stage1_steps), f"data.train_batch_size={z.stage1_batch}",
+                     f"data.micro_batch_size_per_gpu={z.stage1_batch}", f"optim.lr={z.stage1_lr}",
+                     "trainer.total_epochs=100", "data.max_length=512", env={"EMOCALIBER_FREEZE_MODULES": ""})
         ctx.outputs["model"] = str(out / "final_hf")
 
     def stage2(self, ctx: StageContext) -> None:
@@ -158,11 +170,13 @@ class Demo:
             raise StageFailed(f"stage 'stage2': the scaffold wrote no parseable answer in {gen} (0 rows labelled; "
                               f"reasons in {labelled}.rejects.jsonl): stage 1 taught it nothing usable")
         # veRL's SFT trainer needs at least one batch per epoch; the tiny scaffold's parse rate varies
-        batch = min(8, kept)
+        z = self.sizes
+        batch = min(z.stage2_batch, kept)
         out = self.ckpt / "stage2"
         self._recipe(ctx, "stage2_sft.sh", "--model", str(scaffold), "--train", str(labelled), "--out", str(out),
-                     "--steps", "20", f"data.train_batch_size={batch}", f"data.micro_batch_size_per_gpu={batch}",
-                     "optim.lr=3e-4", "trainer.total_epochs=100", "data.max_length=512")
+                     "--steps", str(z.stage2_steps), f"data.train_batch_size={batch}",
+                     f"data.micro_batch_size_per_gpu={batch}", f"optim.lr={z.stage2_lr}", "trainer.total_epochs=100",
+                     "data.max_length=512")
         ctx.outputs["labelled_rows"] = str(kept)
         ctx.outputs.update(generations=str(gen), labelled=str(labelled), model=str(out / "final_hf"))
 
@@ -173,13 +187,19 @@ class Demo:
         out.mkdir(parents=True, exist_ok=True)
         self._recipe(ctx, "stage3_grpo.sh", "--model", str(self.ckpt / "stage2" / "final_hf"),
                      "--train", str(self.data / "stage3_train.parquet"), "--val", str(self.data / "stage3_val.parquet"),
-                     "--out", str(out), "--steps", "2", "--experiment", "demo", "trainer.logger=[console,file]",
+                     "--out", str(out), "--steps", str(self.sizes.stage3_steps), "--experiment", "demo", "trainer.logger=[console,file]",
                      env={"VERL_FILE_LOGGER_PATH": str(metrics)})
         parity = rollout_parity(metrics)
         print(f"  stage3 rollouts: validation accuracy before training {parity['rollout_accuracy']:.3f} "
               f"(vLLM, greedy, n={parity['n']:.0f}); rollout_probs_diff_max per step "
               + ", ".join(f"{v:.2g}" for v in parity["probs_diff_max"]), flush=True)
-        ctx.outputs.update(model=str(out / "final_hf"), metrics=str(metrics))
+        moved = weight_change(self.ckpt / "stage2" / "final_hf", out / "final_hf")
+        print(f"  stage3 weights: largest change {moved:.3g} from the cold-start model", flush=True)
+        if moved == 0.0:
+            raise StageFailed(f"stage 'stage3': {self.sizes.stage3_steps} GRPO steps left every weight of "
+                              f"{out / 'final_hf'} equal to the cold-start model's (largest change 0): the "
+                              "policy update or the checkpoint save did nothing")
+        ctx.outputs.update(model=str(out / "final_hf"), metrics=str(metrics), largest_weight_change=f"{moved:.3g}")
 
     def evaluate(self, ctx: StageContext) -> None:
         # the known-answer world's oracle (posterior argmax and max): the row nothing can beat
@@ -205,9 +225,11 @@ class Demo:
         ctx.outputs.update(report=str(self.report), summary=str(self.report / "summary.html"))
 
     def index(self, ctx: StageContext) -> None:
+        from emocaliber_rl.demo_effects import effects_table, goals, goals_table
         from emocaliber_rl.pipeline_runner import load_state
 
         state = load_state(self.out)
+        wall = sum(info["seconds"] for info in state["stages"].values())
         lines = [
             "# emocaliber demo",
             "",
@@ -217,6 +239,8 @@ class Demo:
             "best any model can do. The distance of each stage to it is what the demo's few CPU minutes taught;",
             "for the real thing run the recipes on GPUs (docs/stage1.md, docs/stage2.md, docs/stage3.md).",
             "",
+            f"Stage time {wall / 60:.1f} min in all.",
+            "",
             "| stage | what | wall time (s) | outputs |",
             "|---|---|---:|---|",
         ]
@@ -225,21 +249,35 @@ class Demo:
                              for k, v in info.get("outputs", {}).items())
             lines.append(f"| {name} | {info['description']} | {info['seconds']:.1f} | {outs} |")
         lines += ["", "Logs of every command: `logs/<stage>.log`.", ""]
+        runs = {name: json.loads((self.eval / folder / "scores.json").read_text(encoding="utf-8"))
+                for name, folder in (("oracle", "oracle"), ("scaffold", "scaffold"), ("cold-start", "cold-start"),
+                                     ("EmoCaliber", "EmoCaliber"))
+                if (self.eval / folder / "scores.json").exists()}
+        if runs:
+            lines += ["## What each stage did", "",
+                      "Accuracy against chance (a uniform guess among each subtask's candidates) and the oracle;",
+                      "the share of test answers with a parseable `<confidence>`; that confidence's ECE, Brier and",
+                      "ROC-AUC (lower, lower, higher is better). Computed by `eval score` (`eval/<run>/scores.json`).",
+                      "", *effects_table(runs), "",
+                      "### The demo's goals (docs/demo-world.md)", "", *goals_table(goals(runs, wall)), ""]
         for title, path in (("VECBench manifests (counts per subtask)", self.bench / "summary.md"),
                             ("VEC-CoT split", self.cot / "table.md")):
             if path.exists():
                 lines += [f"## {title}", "", path.read_text(encoding="utf-8").strip(), ""]
+        hist = self.data / "stage2.summary.png"
+        if hist.exists():
+            lines += ["## Stage-2 targets", "", ("The Eq. 2 confidence targets of the scaffold's answers "
+                                                   f"(`{(self.data / 'stage2.summary.json').relative_to(self.out)}`):"), "",
+                      f"![stage-2 targets]({hist.relative_to(self.out)})", ""]
         lines += self._parity_section()
-        tables = sorted(self.report.glob("*.md"))
-        if tables:
-            lines += ["## Report", "", f"Open `{(self.report / 'summary.html').relative_to(self.out)}` in a browser.", ""]
-            for table in tables:
-                lines += [table.read_text(encoding="utf-8").strip(), ""]
+        tables = self.report / "tables.md"
+        if tables.exists():
+            lines += ["## Report", "", f"Open `{(self.report / 'summary.html').relative_to(self.out)}` in a browser.", "",
+                      tables.read_text(encoding="utf-8").strip(), ""]
             for png in sorted(self.report.glob("*.png")):
                 lines.append(f"![{png.stem}]({png.relative_to(self.out)})")
         (self.out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         ctx.outputs["index"] = str(self.out / "README.md")
-
 
     def _parity_section(self) -> list[str]:
         """Stage-3 rollouts against ``eval run`` of the same (cold-start) model on the same test
@@ -262,6 +300,23 @@ class Demo:
         lines += ["", "rollout_probs_diff_max per training step: "
                   + ", ".join(f"{v:.2g}" for v in parity["probs_diff_max"]), ""]
         return lines
+
+
+def weight_change(before: Path, after: Path) -> float:
+    """Largest absolute difference between two HF checkpoints' tensors of the same name."""
+    import torch
+    from safetensors.torch import load_file
+
+    def tensors(folder: Path) -> dict:
+        out: dict = {}
+        for f in sorted(folder.glob("*.safetensors")):
+            out.update(load_file(str(f)))
+        return out
+
+    a, b = tensors(before), tensors(after)
+    if not a or a.keys() != b.keys():
+        raise StageFailed(f"cannot compare {before} and {after}: their safetensors hold different tensors")
+    return max(float(torch.max(torch.abs(a[k].float() - b[k].float()))) for k in a)
 
 
 def rollout_parity(metrics_path: Path) -> dict:

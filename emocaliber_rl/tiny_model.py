@@ -59,8 +59,9 @@ def build_tokenizer(seed: int = 0):
     return build_qwen_tokenizer(chat_template=QWEN2_VL_CHAT_TEMPLATE, model_max_length=4096)
 
 
-def build_config(tokenizer):
-    """A 2-layer Qwen2.5-VL whose special-token ids match ``tokenizer`` (Qwen's published ids)."""
+def build_config(tokenizer, text_layers: int = 2):
+    """A Qwen2.5-VL with ``text_layers`` text layers whose special-token ids match ``tokenizer``
+    (Qwen's published ids)."""
     from transformers import Qwen2_5_VLConfig
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
@@ -71,7 +72,8 @@ def build_config(tokenizer):
         # parameters; one head of head_dim 64 (a head size vLLM's CPU attention kernels support).
         "hidden_size": 64,
         "intermediate_size": 128,
-        "num_hidden_layers": 2,
+        "num_hidden_layers": text_layers,
+        # one head: transformers' Qwen2.5-VL text attention takes head_dim = hidden / heads
         "num_attention_heads": 1,
         "num_key_value_heads": 1,
         "head_dim": 64,
@@ -121,10 +123,12 @@ def build_processor(tokenizer):
     )
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0, dtype: str = "float32") -> Path:
+def build_tiny_model(out_dir: str | Path, seed: int = 0, dtype: str = "float32", text_layers: int = 2) -> Path:
     """Write a tiny random Qwen2.5-VL (model, tokenizer, processor) to ``out_dir``.
 
     ``dtype`` is the stored weight type; float32 keeps CPU tests exact, bfloat16 halves the size.
+    ``text_layers`` sizes the language model: the default is the tests' model; the demo's
+    known-answer world needs more depth to generate its format unaided (docs/demo-world.md).
     """
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -132,7 +136,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, dtype: str = "float32")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(seed)
-    config = build_config(tokenizer)
+    config = build_config(tokenizer, text_layers=text_layers)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(getattr(torch, dtype))
     model.generation_config.eos_token_id = [config.text_config.eos_token_id]

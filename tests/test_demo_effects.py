@@ -1,0 +1,59 @@
+"""The demo index's effects table and goals, on hand-made scores (numbers computed by hand)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from emocaliber_rl.demo_effects import chance, effects_table, goals, parse_rate
+
+ID_VER = ["FI-8", "EmoSet-8", "WebEmo-7", "WebEmo-25"]
+# (1/8 + 1/8 + 1/7 + 1/25) / 4
+ID_VER_CHANCE = (0.125 + 0.125 + 1 / 7 + 0.04) / 4
+
+
+def _cal(ece, brier, parsed):
+    return {"ece": ece, "brier": brier, "auc": 0.5, "conf_parsed": parsed}
+
+
+def _scores(acc_ver, parsed=(1.0, 1.0, 1.0), ece=(0.1, 0.1, 0.1), brier=(0.2, 0.2, 0.2)):
+    tasks = {"ID VER": ID_VER, "ID VSA": ["FI-2", "WebEmo-2"], "OOD VER": ["Abstract-8", "Artphoto-8", "UnbiasedEmo-6"]}
+    ns = {"ID VER": 200, "ID VSA": 100, "OOD VER": 114}
+    groups = {}
+    for i, g in enumerate(tasks):
+        groups[g] = {"acc": acc_ver if g == "ID VER" else 0.5, "n": ns[g], "tasks": tasks[g],
+                     "verb": _cal(ece[i], brier[i], parsed[i])}
+    return {"groups": groups}
+
+
+def test_chance_is_the_mean_of_one_over_k():
+    assert chance(ID_VER) == pytest.approx(ID_VER_CHANCE)
+    assert chance(["FI-2", "WebEmo-2"]) == 0.5
+    assert chance(["UnbiasedEmo-6"]) == pytest.approx(1 / 6)
+
+
+def test_parse_rate_weights_groups_by_their_size():
+    s = _scores(0.3, parsed=(1.0, 0.5, 0.0))
+    assert parse_rate(s) == pytest.approx((200 * 1.0 + 100 * 0.5 + 0) / 414)
+
+
+def test_goals_met_and_missed():
+    runs = {"oracle": _scores(0.875), "scaffold": _scores(0.25), "cold-start": _scores(0.25, parsed=(1.0, 0.9, 0.8)),
+            "EmoCaliber": _scores(0.25, ece=(0.05, 0.1, 0.2), brier=(0.1, 0.2, 0.2))}
+    got = {g.what.split(" ")[0] + g.what.split(" ")[3]: g for g in goals(runs, wall_s=16 * 60)}
+    met = [g.met for g in goals(runs, wall_s=16 * 60)]
+    # scaffold 0.25 / 0.1082 = 2.31 x chance: met; parse (200 + 90 + 91.2) / 414 = 0.921: met;
+    # ECE worse in OOD VER (0.1 -> 0.2): missed; Brier equal or better everywhere: met; 16 min: missed
+    assert met == [True, True, False, True, False]
+    assert "2.31 x chance" in goals(runs, 0)[0].measured
+    assert got  # every goal has a description
+    runs["scaffold"] = _scores(0.2)  # 0.2 / 0.1082 = 1.85 x chance
+    assert goals(runs, 0)[0].met is False
+
+
+def test_effects_table_has_a_row_per_run_and_group():
+    rows = effects_table({"oracle": _scores(0.875), "scaffold": _scores(0.25)})
+    assert len(rows) == 2 + 2 * 3
+    assert rows[2].startswith("| oracle | ID VER | 87.5 | 10.8 | 100.0 | 0.100 | 0.200 | 0.500 | 200 |")
+    assert not math.isnan(parse_rate(_scores(0.1)))
