@@ -79,8 +79,8 @@ def test_skip_is_an_explicit_opt_in_and_reported(tmp_path: Path) -> None:
     out.write_bytes(data)
     with AppendLog(out, on_bad="skip") as log:
         assert log.keys == {"a", "b"}
-        assert log.notes == [f"{out}:2: invalid JSON: Expecting value (column 1), and lines follow "
-                             "it (an interrupted write can only damage the last line); skipped"]
+        assert log.notes == [(f"{out}:2: invalid JSON: Expecting value (column 1), and lines follow "
+                              "it (an interrupted write can only damage the last line); skipped")]
         log.append([{"id": "c"}])
     assert out.read_bytes() == data + b'{"id": "c"}\n'  # the bad line stays; nothing rewritten
 
