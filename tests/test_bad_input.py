@@ -433,3 +433,39 @@ def test_cot_config_with_invalid_json_names_its_line(tmp_path: Path, capsys: pyt
     assert main(["cot", "synthesize", str(src), "-o", str(tmp_path / "o.jsonl"), "--config", str(cfg)]) == 2
     assert f"{cfg}:4: invalid JSON: Expecting property name enclosed in double quotes" in (
         capsys.readouterr().err)
+
+
+def test_cot_output_damaged_in_the_middle_or_being_written_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CoT store follows the append log's one policy (it used to skip a damaged middle line
+    silently and take no lock): exit 2 naming the line, nothing sent, the file left as it is."""
+    from emocaliber_rl.data.chat_server import ServerConfig, ServerThread
+    from emocaliber_rl.jsonl import AppendLog
+
+    monkeypatch.setenv("EMOCALIBER_API_KEY", "sk-test")
+    src = _synth_inputs(tmp_path, 3)
+    out = tmp_path / "synth.jsonl"
+    with ServerThread(ServerConfig()) as server:
+        args = ["cot", "synthesize", str(src), "-o", str(out), "--base-url", server.url,
+                "--model", "teacher", "--no-progress"]
+        assert main(args) == 0
+        good = out.read_bytes().splitlines(keepends=True)
+        damaged = good[0] + b"not json\n" + b"".join(good[2:])
+        out.write_bytes(damaged)
+        sent = sum(server.state.counts.values())
+        assert main(args) == 2
+        assert (f"error: {out}:2: invalid JSON: Expecting value (column 1), and lines follow it"
+                in capsys.readouterr().err)
+        assert main(["cot", "judge", str(out), "-o", str(tmp_path / "v.jsonl"), "--base-url",
+                     server.url, "--model", "judge", "--no-progress"]) == 2
+        assert f"error: {out}:2: invalid JSON" in capsys.readouterr().err
+        assert sum(server.state.counts.values()) == sent and out.read_bytes() == damaged
+
+        out.write_bytes(b"".join(good[:2]))  # repaired by hand, one record short
+        with AppendLog(out):  # another writer holds the output
+            assert main(args) == 2
+            assert f"error: {out} is being written by another process" in capsys.readouterr().err
+        assert sum(server.state.counts.values()) == sent
+        assert main(args) == 0  # released: the missing record is synthesized
+        assert sum(server.state.counts.values()) == sent + 1

@@ -16,7 +16,6 @@ and are retried on the next run.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from emocaliber_rl.data.cot_prompts import (
 )
 from emocaliber_rl.data.cot_store import ResultLog
 from emocaliber_rl.data.records import Record, write_manifest
+from emocaliber_rl.jsonl import append_rows
 
 
 @dataclass
@@ -73,8 +73,7 @@ class RunStats:
 
 def _append_error(path: Path, row: dict[str, Any]) -> None:
     # Rare, tiny and informational (failed ids are simply retried), so a blocking append is fine.
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    append_rows(path, [row])
 
 
 def _record_row(rec: Record) -> dict[str, Any]:

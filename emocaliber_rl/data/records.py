@@ -1,6 +1,7 @@
 """The common record every data step reads and writes, and jsonl helpers.
 
-Reading goes through :mod:`emocaliber_rl.jsonl` (``iter_jsonl`` is re-exported here).
+Reading and writing go through :mod:`emocaliber_rl.jsonl` (``iter_jsonl`` and ``write_jsonl`` are
+re-exported here).
 
 A manifest is a jsonl file of :class:`Record` rows. Field names are stable because other stages
 (stage 2, evaluation) read the manifests directly.
@@ -8,14 +9,12 @@ A manifest is a jsonl file of :class:`Record` rows. Field names are stable becau
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-from emocaliber_rl.jsonl import InputFileError, input_error, iter_jsonl
+from emocaliber_rl.jsonl import InputFileError, input_error, iter_jsonl, write_jsonl
 from emocaliber_rl.taxonomy import canonical_label, get_subtask
 
 __all__ = ["Record", "iter_jsonl", "read_manifest", "write_jsonl", "write_manifest"]
@@ -104,20 +103,6 @@ class Record:
             extra=dict(d.get("extra") or {}),
         )
         return rec
-
-
-def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows atomically (temp file + rename) so a crash never leaves half a manifest."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Record]:

@@ -7,13 +7,12 @@ detail) plus a one-paragraph summary printed on stderr. ``strict`` callers raise
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class DataProblemError(ValueError):
@@ -79,17 +78,20 @@ class ProblemReport:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write one JSON object per problem, sorted by source and line (stable for diffs)."""
+        from emocaliber_rl.jsonl import write_jsonl
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         rows = sorted(
             self.problems, key=lambda p: (p.source, p.line if p.line is not None else -1, p.item or "")
         )
-        with open(path, "w", encoding="utf-8") as f:
-            for p in rows:
-                d = asdict(p)
-                if d["dataset"] is None:  # only `bench build` attributes problems to a dataset
-                    del d["dataset"]
-                f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+
+        def as_row(p: Problem) -> dict[str, Any]:
+            d = asdict(p)
+            if d["dataset"] is None:  # only `bench build` attributes problems to a dataset
+                del d["dataset"]
+            return d
+
+        write_jsonl(path, (as_row(p) for p in rows))
         return path
 
     def print_summary(self, what: str = "items", file: TextIO | None = None, limit: int = 10) -> None:

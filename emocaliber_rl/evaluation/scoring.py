@@ -35,7 +35,6 @@ predictions follow the first-substring rule; ECE uses the release's binning
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from emocaliber_rl.evaluation.parsing import (
     parse_prediction,
     valid_confidence,
 )
-from emocaliber_rl.jsonl import InputFileError, read_jsonl
+from emocaliber_rl.jsonl import InputFileError, read_jsonl, write_jsonl
 from emocaliber_rl.taxonomy import (
     GROUPS,
     SUBTASKS,
@@ -134,14 +133,6 @@ class Samples:
 def _err(path: str, lineno: int, fld: str | None, msg: str) -> PredictionFileError:
     where = f"{path}:{lineno}"
     return PredictionFileError(f"{where}: field {fld!r}: {msg}" if fld else f"{where}: {msg}")
-
-
-def _read_jsonl(path: str | Path) -> Iterable[tuple[int, Any]]:
-    # the package's one reader (emocaliber_rl.jsonl); non-objects are refused per field below
-    try:
-        yield from read_jsonl(path, objects=False)
-    except InputFileError as e:
-        raise PredictionFileError(str(e)) from None
 
 
 def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> float:
@@ -275,7 +266,7 @@ def _checked_rows(path: str | Path, duplicates: str, dropped: list[int]) -> Iter
         raise ValueError(f"unknown duplicates policy {duplicates!r}; choose from {DUPLICATE_POLICIES}")
     seen: dict[str, int] = {}
     try:
-        for n, row in check_single_run(_read_jsonl(path), str(path)):
+        for n, row in check_single_run(read_jsonl(path, objects=False), str(path)):
             rid = row.get("id") if isinstance(row, dict) else None
             if rid is not None:
                 if str(rid) in seen:
@@ -309,8 +300,7 @@ def read_predictions(path: str | Path, *, parse: str = "strict", duplicates: str
 
 def write_samples(samples: Samples, path: str | Path) -> None:
     """Write one JSON line per sample: task, group, label, pred (null = unparsed), correct, conf_*."""
-    with Path(path).open("w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(row) + "\n" for row in samples.to_rows())
+    write_jsonl(path, samples.to_rows(), sort_keys=False)
 
 
 def read_samples(path: str | Path) -> Samples:
@@ -318,7 +308,7 @@ def read_samples(path: str | Path) -> Samples:
     from emocaliber_rl.run_manifest import check_single_run
 
     try:
-        rows = list(check_single_run(_read_jsonl(path), str(path)))
+        rows = list(check_single_run(read_jsonl(path, objects=False), str(path)))
     except InputFileError as e:
         raise PredictionFileError(str(e)) from None
     if not rows:

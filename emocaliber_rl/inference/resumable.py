@@ -1,17 +1,10 @@
 """Resumable JSON-lines output for long generation runs (stage-2 generation, ``eval run``).
 
-Guarantees:
-
-* a batch is one ``write`` of whole lines, then ``flush`` + ``fsync``: a crash loses at most the
-  batch in flight;
-* on restart the file is read, ids already present are skipped, and a torn last line (the tail
-  of a batch cut by a crash: no trailing newline, or not valid JSON) is cut off so that the next
-  append starts on a line boundary. Complete earlier lines are never rewritten;
-* no id is written twice: ids already in the file and ids repeated in the input are skipped;
-* one writer at a time: an exclusive ``flock`` on the file stops a second run on the same output
-  from interleaving lines (it fails at once with a clear message);
-* one run per file: :func:`start_run` applies the run-manifest rule
-  (:mod:`emocaliber_rl.run_manifest`) and every appended row carries the run's ``run_id``.
+The file is an :class:`~emocaliber_rl.jsonl.AppendLog` keyed by ``id`` (its rules: a batch is
+one write + fsync, a torn last line is cut on restart, a bad line elsewhere is an error naming
+file and line, the first row of an id wins, one writer at a time through ``flock``). On top of
+it this module adds the run: :func:`start_run` applies the run-manifest rule
+(:mod:`emocaliber_rl.run_manifest`) and every appended row carries the run's ``run_id``.
 
 :func:`run_batches` drives an engine over pending items with a tqdm bar showing samples/s and
 tokens/s.
@@ -19,104 +12,44 @@ tokens/s.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
-from emocaliber_rl.jsonl import InputFileError
+from emocaliber_rl.jsonl import AppendLog, OutputLockedError, append_rows
+
+__all__ = ["OutputLockedError", "ResumableJsonl", "engine_settings", "generation_settings",
+           "run_batches", "start_run"]
 
 T = TypeVar("T")
 
 
-class OutputLockedError(RuntimeError):
-    """Another process is writing the same output file."""
-
-
-class ResumableJsonl:
-    """Append-only jsonl keyed by ``key``; open with ``with ResumableJsonl(path) as out:``."""
+class ResumableJsonl(AppendLog):
+    """The append log of one generation run; open with ``with ResumableJsonl(path) as out:``."""
 
     def __init__(self, path: str | os.PathLike[str], key: str = "id", run_id: str | None = None) -> None:
-        self.path = Path(path)
-        self.key = key
+        super().__init__(path, key)
         self.run_id = run_id
-        self.done: set[str] = set()
-        self.torn_bytes = 0
-        self._fh: Any = None
 
-    def __enter__(self) -> Self:
-        self.open()
+    @property
+    def done(self) -> set[str]:
+        """Ids with a committed row (skipped by a rerun)."""
+        return self.keys
+
+    def open(self) -> ResumableJsonl:
+        super().open()
+        for note in self.notes:  # the torn tail is the caller's to report (``torn_bytes``)
+            print(note, file=sys.stderr)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def open(self) -> None:
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # "a+b": create if missing, never truncate on open; the lock is taken before reading so
-        # the ids we see are final.
-        fh = open(self.path, "a+b")  # noqa: SIM115  (held open across append() calls)
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise OutputLockedError(f"{self.path} is being written by another process") from None
-        self._fh = fh
-        self._recover()
-
-    def _recover(self) -> None:
-        fh = self._fh
-        fh.seek(0)
-        good_end = 0
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.endswith(b"\n"):
-                break  # torn tail: no newline means the write was cut
-            try:
-                obj = json.loads(raw)
-            except ValueError:  # JSONDecodeError, or UnicodeDecodeError for a non-UTF-8 line
-                # Only the last line can be torn; garbage in the middle is not ours to repair.
-                rest = fh.read()
-                if rest.strip():
-                    raise InputFileError(f"{self.path}:{lineno}: invalid JSON in the middle of the "
-                                         "file; refusing to append to it") from None
-                break
-            if not isinstance(obj, dict) or self.key not in obj:
-                raise InputFileError(f"{self.path}:{lineno}: not an object with {self.key!r}")
-            self.done.add(str(obj[self.key]))
-            good_end += len(raw)
-        size = os.fstat(fh.fileno()).st_size
-        if size > good_end:
-            self.torn_bytes = size - good_end
-            fh.truncate(good_end)
-            os.fsync(fh.fileno())
-        fh.seek(0, os.SEEK_END)
-
-    def append(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Write the rows whose id is new as one batch (flush + fsync); returns how many."""
-        lines = []
-        for row in rows:
-            k = str(row[self.key])
-            if k in self.done:
-                continue
-            self.done.add(k)
-            if self.run_id is not None:
-                row = {**row, "run_id": self.run_id}
-            lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-        if lines:
-            self._fh.write("".join(lines).encode("utf-8"))
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-        return len(lines)
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()  # closing releases the flock
-            self._fh = None
+    def append(self, rows: Sequence[dict[str, Any]]) -> int:  # type: ignore[override]
+        """Write the rows whose id is new, stamped with ``run_id``, as one batch; returns how many."""
+        if self.run_id is not None:
+            rows = [{**row, "run_id": self.run_id} for row in rows]
+        return len(super().append(rows))
 
 
 def generation_settings(
@@ -185,9 +118,8 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _append_errors(path: Path, failures: list[dict[str, Any]], run_id: str | None) -> None:
-    # informational (failed ids get no row and are retried by a rerun), so a plain append is fine
-    with open(path, "a", encoding="utf-8") as f:
-        f.writelines(json.dumps({**item, "run_id": run_id, "time": time.time()}, ensure_ascii=False) + "\n" for item in failures)
+    # informational (failed ids get no row and are retried by a rerun): a keyless shared log
+    append_rows(path, ({**item, "run_id": run_id, "time": time.time()} for item in failures))
 
 
 def run_batches(

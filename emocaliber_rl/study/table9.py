@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.jsonl import read_jsonl
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HIGH_CONFIDENCE = 0.9
 
@@ -85,10 +87,7 @@ def val_curves(metrics_path: Path, group: str = "ID_VER") -> dict[str, list[tupl
     curves: dict[str, list[tuple[int, float]]] = {"ece": [], "mean_conf": []}
     if not metrics_path.exists():
         return curves
-    for line in metrics_path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        rec = json.loads(line)
+    for _, rec in read_jsonl(metrics_path):
         for key, series in curves.items():
             value = rec["data"].get(f"val-calib/{group}/{key}")
             if value is not None:
@@ -99,9 +98,8 @@ def val_curves(metrics_path: Path, group: str = "ID_VER") -> dict[str, list[tupl
 def high_confidence_share(samples_path: Path, group: str = "ID VER") -> float | None:
     """Share of verbalised confidences >= 0.9 among ``group``'s samples that state one."""
     confs = []
-    for line in samples_path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line) if line.strip() else None
-        if row and row.get("group") == group and row.get("conf_verb") is not None:
+    for _, row in read_jsonl(samples_path):
+        if row.get("group") == group and row.get("conf_verb") is not None:
             confs.append(float(row["conf_verb"]))
     return sum(c >= HIGH_CONFIDENCE for c in confs) / len(confs) if confs else None
 

@@ -7,10 +7,10 @@ scene for the oracle.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
+from emocaliber_rl.jsonl import append_rows
 from emocaliber_rl.world.oracle import sha256_of
 from emocaliber_rl.world.render import draw_scene
 from emocaliber_rl.world.scenes import fine_loop_of_dataset, scene_given_label
@@ -36,6 +36,5 @@ def write_layout(dataset: str, root: str | Path, per_label: int, scene_file: str
                      "scene": scene.to_json()})
 
     paths = make_layout(dataset, root, per_label, seed=seed, image_fn=image_fn)
-    with Path(scene_file).open("a", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    append_rows(scene_file, rows)  # one file for every dataset of the world, appended in turn
     return paths

@@ -10,7 +10,6 @@ bytes, which VECBench manifests carry and which survives copying.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,15 +24,14 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
 
 def read_scene_file(path: str | os.PathLike[str]) -> dict[str, Scene]:
     """sha256 -> scene of every image the world wrote."""
+    from emocaliber_rl.jsonl import input_error, read_jsonl
+
     out: dict[str, Scene] = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, row in read_jsonl(path):
         try:
-            row = json.loads(line)
             out[row["sha256"]] = Scene.from_json(row["scene"])
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{n}: not a scene row ({e})") from None
+            raise input_error(path, n, None, f"not a scene row ({e})") from None
     return out
 
 

@@ -1,4 +1,4 @@
-"""The one JSON-lines reader: every problem with an input file becomes ``path:line: message``.
+"""Reading JSON lines: every problem with an input file becomes ``path:line: message``.
 
 Every command that reads jsonl (manifests, prompt sets, generations, predictions) goes through
 :func:`iter_jsonl` or :func:`read_jsonl`, so a bad byte, a line that is not JSON or a row of the
@@ -51,6 +51,21 @@ def _decode(raw: bytes) -> tuple[str | None, str | None]:
                       "(save the file as UTF-8)")
 
 
+def parse_line(raw: bytes) -> tuple[Any | None, str | None]:
+    """``(object, None)`` for one line of bytes, or ``(None, message)`` (not UTF-8, invalid JSON).
+
+    The one decoder: :func:`iter_jsonl` and the append log's recovery both use it, so a damaged
+    line reads the same whichever of them meets it.
+    """
+    text, err = _decode(raw)
+    if err is not None:
+        return None, err
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as e:
+        return None, f"invalid JSON: {e.msg} (column {e.colno})"
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any | None, str | None]]:
     """Yield ``(line_number, object, error)`` for every non-blank line (1-based line numbers).
 
@@ -69,16 +84,10 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any | None, 
         _check_text(p, f.read(_SNIFF_BYTES))
         f.seek(0)
         for n, raw in enumerate(f, start=1):
-            text, err = _decode(raw)
-            if err is not None:
-                yield n, None, err
+            if not raw.strip():
                 continue
-            if not text.strip():
-                continue
-            try:
-                yield n, json.loads(text), None
-            except json.JSONDecodeError as e:
-                yield n, None, f"invalid JSON: {e.msg} (column {e.colno})"
+            obj, err = parse_line(raw)
+            yield n, obj, err
 
 
 def read_jsonl(path: str | os.PathLike[str], *, objects: bool = True) -> Iterator[tuple[int, Any]]:
