@@ -220,7 +220,7 @@ class ChatClient:
         except openai.APITimeoutError:
             failure = _Retryable(f"timeout after {self.timeout:g}s")
         except openai.APIConnectionError as e:
-            cause = e.__cause__
+            cause = e.__cause__ or e  # the transport's own error, when the SDK kept it
             failure = _Retryable(f"connection error: {type(cause).__name__}: {cause}")
         except json.JSONDecodeError as e:  # a 200 whose body is not JSON
             failure = _Retryable(f"malformed body (not JSON: {e.msg}): {e.doc[:120]!r}")
