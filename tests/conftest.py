@@ -17,6 +17,23 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+
+def setup_kwargs() -> dict:
+    """The keyword arguments setup.py passes to ``setuptools.setup`` (run with it captured, so
+    requirement lists built with Python, such as ``*COT``, arrive as setuptools sees them)."""
+    import runpy
+
+    import setuptools
+
+    captured: dict = {}
+    real = setuptools.setup
+    setuptools.setup = lambda **kw: captured.update(kw)
+    try:
+        runpy.run_path(str(REPO_ROOT / "setup.py"), run_name="setup")
+    finally:
+        setuptools.setup = real
+    return captured
+
 # One structured chain of thought (the five steps of the response format) for tests that need any.
 STEPS = {
     "element": "a red balloon drifting over a grey street",

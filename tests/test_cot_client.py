@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 import time
+import traceback
 from pathlib import Path
 
-from emocaliber_rl.data.chat_server import ServerConfig, ServerThread
-from emocaliber_rl.data.cot_client import ChatClient, parse_retry_after
+from emocaliber_rl.data.chat_server import ServerConfig, ServerThread, cot_for
+from emocaliber_rl.data.cot_client import ChatClient, ChatError, parse_retry_after
 from emocaliber_rl.data.cot_run import synthesize
 from emocaliber_rl.data.records import Record
 from emocaliber_rl.data.synthetic import draw_image
@@ -92,3 +95,71 @@ def test_rerun_retries_only_unfinished(tmp_path: Path) -> None:
     assert (second.done, second.skipped, second.failed) == (1, 1, 0)
     assert counts == {"a": 2, "b": 1}
     assert sorted(json.loads(x)["id"] for x in out.read_text().splitlines()) == ["a", "b"]
+
+
+def test_no_key_sends_no_authorization_header(monkeypatch) -> None:
+    # The SDK would fall back to OPENAI_API_KEY; a client built without a key must not send it.
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    msgs = [{"role": "user", "content": 'The image is labelled "awe".'}]
+    with ServerThread(ServerConfig()) as server:
+
+        async def run(key):
+            async with ChatClient(server.url, "m", api_key=key) as client:
+                res = await client.chat(msgs, record_id=f"key={key is not None}")
+                return res, client.stats
+
+        (res, stats), _ = asyncio.run(run(None)), asyncio.run(run("sk-other"))
+        auth = dict(server.state.auth)
+        counts = dict(server.state.counts)
+    assert auth == {False: 1, True: 1}
+    assert counts == {"key=False": 1, "key=True": 1}  # the record id travels as a header
+    # usage and model are the server's (chat_server: tokens = characters // 4)
+    assert res.content == cot_for("awe") and res.model == "local" and res.attempts == 1
+    assert res.usage.completion_tokens == len(cot_for("awe")) // 4
+    assert stats.usage.completion_tokens == res.usage.completion_tokens and stats.requests == 1
+
+
+def test_non_retryable_error_carries_no_key(tmp_path: Path, caplog) -> None:
+    """A 400 whose body echoes the key: the error names the status and the redacted body, and
+    neither its text, its traceback, nor the SDK's own debug logs hold the key."""
+    caplog.set_level(logging.DEBUG)
+    msgs = [{"role": "user", "content": 'The image is labelled "awe".'}]
+    with ServerThread(ServerConfig(script={"e400": ["echo400"]}, expect_key=KEY)) as server:
+
+        async def run():
+            async with ChatClient(server.url, "m", api_key=KEY, max_retries=3) as client:
+                try:
+                    await client.chat(msgs, record_id="e400")
+                except ChatError as e:
+                    return e, client.stats
+                raise AssertionError("a 400 must fail")
+
+        err, stats = asyncio.run(run())
+        counts = dict(server.state.counts)
+    assert counts == {"e400": 1} and stats.failures == 1 and stats.retries == 0
+    assert err.status == 400 and err.attempts == 1
+    assert str(err) == "HTTP 400: upstream error; request headers: Bearer ***"
+    assert KEY not in "".join(traceback.format_exception(err))
+    sdk_logs = [r for r in caplog.records if r.name.split(".")[0] in ("openai", "httpx2", "httpcore")]
+    assert sdk_logs  # the SDK did log at debug level
+    assert not [r for r in caplog.records if KEY in r.getMessage()]
+
+
+def test_connection_errors_are_retried_then_reported() -> None:
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def run():
+        async with ChatClient(f"http://127.0.0.1:{port}/v1", "m", max_retries=2,
+                              backoff_base=0.01) as client:
+            try:
+                await client.chat([{"role": "user", "content": "x"}], record_id="c")
+            except ChatError as e:
+                return e, client.stats
+            raise AssertionError("nothing listens")
+
+    err, stats = asyncio.run(run())
+    assert err.attempts == 3 and err.status is None
+    assert str(err).startswith("gave up after 3 attempts: connection error: ")
+    assert stats.requests == 3 and stats.retries == 2 and stats.by_reason == {"connection": 3}

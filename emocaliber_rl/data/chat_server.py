@@ -7,7 +7,8 @@ can follow a script of actions for the n-th request of that id:
 
 ``ok`` | ``429`` (``Retry-After: 0.2``) | ``500`` | ``503`` | ``400`` | ``slow`` (sleeps
 ``slow_s``, beyond the client timeout) | ``malformed`` (200 with a body that is not JSON) |
-``empty`` (200 with no choices) | ``echo500`` (500 whose body echoes the Authorization header) |
+``empty`` (200 with no choices) | ``echo500`` / ``echo400`` (500 / 400 whose body echoes the
+Authorization header) |
 ``leak`` (ok, but the CoT names the label) | ``reject`` (judge verdict: hallucination).
 
 ``python -m emocaliber_rl.data.chat_server --port 0 --delay 0.05`` prints ``LISTENING <port>``.
@@ -43,6 +44,7 @@ class ServerConfig:
 class ServerState:
     counts: Counter = field(default_factory=Counter)
     actions: list[tuple[str, int, str]] = field(default_factory=list)
+    auth: Counter = field(default_factory=Counter)  # requests with / without an Authorization header
 
 
 def cot_for(label: str, leak: bool = False) -> str:
@@ -67,6 +69,7 @@ def make_app(config: ServerConfig, state: ServerState) -> web.Application:
         script = config.script.get(rid, config.default_script)
         action = script[n - 1] if n <= len(script) else "ok"
         state.actions.append((rid, n, action))
+        state.auth["Authorization" in request.headers] += 1
         if config.expect_key is not None and \
                 request.headers.get("Authorization") != f"Bearer {config.expect_key}":
             return web.json_response({"error": {"message": "bad key"}}, status=401)
@@ -76,8 +79,8 @@ def make_app(config: ServerConfig, state: ServerState) -> web.Application:
                                      headers={"Retry-After": "0.2"})
         if action in ("500", "503", "400"):
             return web.json_response({"error": {"message": "scripted"}}, status=int(action))
-        if action == "echo500":
-            return web.Response(status=500, text="upstream error; request headers: "
+        if action in ("echo500", "echo400"):
+            return web.Response(status=int(action[4:]), text="upstream error; request headers: "
                                 + str(request.headers.get("Authorization")))
         if action == "slow":
             await asyncio.sleep(config.slow_s)

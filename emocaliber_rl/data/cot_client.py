@@ -1,18 +1,26 @@
-"""An asynchronous client for any OpenAI-compatible ``/chat/completions`` endpoint.
+"""CoT synthesis client: ``openai.AsyncOpenAI`` against any OpenAI-compatible endpoint, with this
+project's retry policy, accounting and key redaction around it.
 
 Why it is written this way:
 
-- The API key is read from an environment variable only (never a flag, so it never lands in shell
-  history or ``ps``), never logged and never written; :meth:`ChatClient.redact` scrubs it from every
-  error text, including response bodies that echo request headers.
-- Transient failures are retried with exponential backoff and jitter: HTTP 408/409/429/5xx,
-  timeouts, connection errors and malformed bodies (non-JSON, no ``choices``, empty content).
-  ``Retry-After`` (seconds or an HTTP date) is honoured, capped at ``retry_after_cap``. Other 4xx
-  (bad request, auth) fail at once: retrying cannot fix them and would only spend money.
-- One ``aiohttp`` session with a connection pool sized to the concurrency limit; a semaphore
-  bounds requests in flight.
-- Each request carries the header ``X-EmoCaliber-Record: <record id>``: providers ignore unknown
-  headers, and it lets a local server count requests per record.
+- The SDK does the HTTP: base URL, ``Authorization`` header, JSON, typed errors, connection pool,
+  ``timeout``. Each request carries the header ``X-EmoCaliber-Record: <record id>`` (SDK
+  ``extra_headers``): providers ignore unknown headers, and it lets a server's logs (or the local
+  scripted server, :mod:`chat_server`) be matched to records.
+- The SDK's own retries are off (``max_retries=0``) and a short loop here retries instead: the
+  SDK's backoff is fixed by module constants (0.5 s doubling to 8 s, ``openai/_constants.py``), it
+  retries silently (no count, reason or log line per attempt: the run summary and the
+  ``--backoff-*`` flags need them), and it never retries a 200 whose body is unusable. Retried:
+  HTTP 408/409/425/429/5xx, timeouts, connection errors and malformed bodies (not JSON, no
+  ``choices``, empty content); ``Retry-After`` (seconds or an HTTP date) is honoured, capped at
+  ``retry_after_cap``. Other 4xx (bad request, auth) fail at once: retrying cannot fix them and
+  would only spend money.
+- The API key comes from an environment variable only (never a flag, so it never lands in shell
+  history or ``ps``), and is never logged or written: :meth:`ChatClient.redact` scrubs it from
+  every error text, including response bodies that echo request headers, and errors are raised
+  without the SDK exception chained (its message quotes the raw body). Without a key the
+  ``Authorization`` header is omitted (a local server may need none), not sent empty.
+- A semaphore bounds requests in flight to ``concurrency``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from typing import Any, Self
 DEFAULT_KEY_ENVS: tuple[str, ...] = ("EMOCALIBER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 RECORD_HEADER = "X-EmoCaliber-Record"
+# The SDK refuses to build a client without credentials; with no key this placeholder satisfies
+# it and every request omits the Authorization header (``openai.Omit``), so it is never sent.
+_NO_KEY = "no-key:authorization-header-omitted"
 
 
 class ChatError(Exception):
@@ -143,7 +154,8 @@ class ChatClient:
         log: Any = None,
         seed: int | None = None,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
         self.model = model
         self._key = api_key
         self.concurrency = concurrency
@@ -156,24 +168,18 @@ class ChatClient:
         self._log = log
         self._rng = random.Random(seed)
         self._sem = asyncio.Semaphore(concurrency)
-        self._session: Any = None
+        self._sdk: Any = None
 
     async def __aenter__(self) -> Self:
-        import aiohttp
+        import openai
 
-        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
-        headers = {"Content-Type": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-        )
+        self._sdk = openai.AsyncOpenAI(api_key=self._key or _NO_KEY, base_url=self.base_url,
+                                       timeout=self.timeout, max_retries=0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     def redact(self, text: str) -> str:
         """``text`` with the API key (and its Bearer header form) replaced by ``***``."""
@@ -193,35 +199,40 @@ class ChatClient:
             delay = max(delay, min(retry_after, self.retry_after_cap))
         return delay
 
-    async def _once(self, payload: bytes, record_id: str) -> ChatResult:
-        import aiohttp
+    async def _once(self, body: dict[str, Any], record_id: str) -> ChatResult:
+        import openai
 
+        headers: dict[str, Any] = {RECORD_HEADER: record_id}
+        if not self._key:
+            headers["Authorization"] = openai.Omit()
+        # Every outcome becomes a _Retryable or a ChatError raised outside the except blocks:
+        # the SDK's exceptions quote raw bodies (which may echo the key) and must not be chained.
+        failure: Exception
         try:
-            async with self._session.post(self.url, data=payload,
-                                          headers={RECORD_HEADER: record_id}) as resp:
-                body = await resp.read()
-                if resp.status != 200:
-                    text = body[:300].decode("utf-8", "replace")
-                    msg = f"HTTP {resp.status}: {text}"
-                    if resp.status in RETRY_STATUS:
-                        raise _Retryable(msg, parse_retry_after(resp.headers.get("Retry-After")),
-                                         resp.status)
-                    raise ChatError(self.redact(msg), status=resp.status)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise _Retryable(f"timeout after {self.timeout:g}s") from e
-        except aiohttp.ClientError as e:
-            raise _Retryable(f"connection error: {type(e).__name__}: {e}") from e
-        try:
-            data = json.loads(body)
-            choice = data["choices"][0]
-            content = choice["message"]["content"]
-            if not isinstance(content, str) or not content.strip():
-                raise ValueError("empty content")
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise _Retryable(f"malformed body ({type(e).__name__}): {body[:120]!r}") from e
-        u = data.get("usage") or {}
-        usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
-        return ChatResult(content, usage, 0, data.get("model"))
+            completion = await self._sdk.chat.completions.create(**body, extra_headers=headers)
+        except openai.APIStatusError as e:
+            msg = f"HTTP {e.status_code}: {e.response.text[:300]}"
+            if e.status_code in RETRY_STATUS:
+                failure = _Retryable(msg, parse_retry_after(e.response.headers.get("retry-after")),
+                                     e.status_code)
+            else:
+                failure = ChatError(self.redact(msg), status=e.status_code)
+        except openai.APITimeoutError:
+            failure = _Retryable(f"timeout after {self.timeout:g}s")
+        except openai.APIConnectionError as e:
+            cause = e.__cause__ or e  # the transport's own error, when the SDK kept it
+            failure = _Retryable(f"connection error: {type(cause).__name__}: {cause}")
+        except json.JSONDecodeError as e:  # a 200 whose body is not JSON
+            failure = _Retryable(f"malformed body (not JSON: {e.msg}): {e.doc[:120]!r}")
+        else:
+            choices = completion.choices or []
+            content = choices[0].message.content if choices else None
+            if isinstance(content, str) and content.strip():
+                u = completion.usage
+                usage = Usage(int(u.prompt_tokens or 0), int(u.completion_tokens or 0)) if u else Usage()
+                return ChatResult(content, usage, 0, completion.model)
+            failure = _Retryable("malformed body (" + ("empty content" if choices else "no choices") + ")")
+        raise failure
 
     async def chat(
         self,
@@ -232,19 +243,21 @@ class ChatClient:
         temperature: float = 0.7,
         extra: dict[str, Any] | None = None,
     ) -> ChatResult:
-        """One chat completion with retries; raises :class:`ChatError` (key redacted) on failure."""
+        """One chat completion with retries; raises :class:`ChatError` (key redacted) on failure.
+
+        ``extra``: further request-body fields (the SDK's ``extra_body``), e.g. provider options.
+        """
         body: dict[str, Any] = {"model": self.model, "messages": messages,
                                 "max_tokens": max_tokens, "temperature": temperature}
         if extra:
-            body.update(extra)
-        payload = json.dumps(body).encode("utf-8")
+            body["extra_body"] = extra
         last = ""
         last_status = None
         for attempt in range(self.max_retries + 1):
             async with self._sem:
                 self.stats.requests += 1
                 try:
-                    result = await self._once(payload, record_id)
+                    result = await self._once(body, record_id)
                 except _Retryable as e:
                     last, last_status = self.redact(str(e)), e.status
                     reason = f"http_{e.status}" if e.status else str(e).split(" ", 1)[0]
