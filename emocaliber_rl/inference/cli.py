@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emocaliber_rl.inference.backends import BACKENDS
+
 if TYPE_CHECKING:
     from emocaliber_rl.inference.engine import Engine, SamplingConfig
 
@@ -23,7 +25,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     """``--model``, ``--backend`` and the backend settings."""
     p.add_argument("--model", required=True, metavar="PATH",
                    help="HF model directory (the scaffold model for stage 2, any VLM for eval)")
-    p.add_argument("--backend", choices=("vllm", "hf"), default="vllm",
+    p.add_argument("--backend", choices=tuple(BACKENDS), default="vllm",
                    help="vllm: vLLM's offline LLM (GPU, or CPU with vLLM's CPU build); hf: "
                         "transformers generate, batched with left padding (default: vllm)")
     p.add_argument("--dtype", default="auto",
@@ -165,7 +167,7 @@ def check_model(model: str) -> None:
 
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
-    from emocaliber_rl.inference.engine import make_engine
+    from emocaliber_rl.inference.backends import make_engine
 
     bounds = pixel_bounds_from_args(args)
 
