@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_cot_throughput.py [--delay 0.05] [--concurrency 1,2,4,8,16,32,64]
 
-The server (emocaliber_rl.data.chat_server) runs in its own process and answers every request
+The server (emocaliber_rl.data.chat_server, run by emocaliber_rl.cli.chat_server) runs in its own process and answers every request
 after ``--delay`` seconds, so the ideal rate is concurrency / delay. For each concurrency the
 full synthesis path runs (image -> data URL, request, parse, fsync'd group-committed append) and
 the table prints requests/s and its ratio to the ideal (target >= 0.8 up to 64), plus the CPU
@@ -31,7 +31,7 @@ from emocaliber_rl.data.synthetic import draw_image
 
 
 def start_server(delay: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "emocaliber_rl.data.chat_server", "--delay", str(delay)],
+    proc = subprocess.Popen([sys.executable, "-m", "emocaliber_rl.cli.chat_server", "--delay", str(delay)],
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("LISTENING"):

@@ -18,7 +18,6 @@ fresh interpreter (docs/install.md has the exact errors):
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import re
 import subprocess
@@ -132,23 +131,3 @@ FIXES = (fix_torchvision, fix_audio_libs, fix_vllm_alias)
 def setup_cpu(check_only: bool = False) -> list[FixResult]:
     """Apply (or, with ``check_only``, only check) every fix; returns one result per fix."""
     return [fix(check_only=check_only) for fix in FIXES]
-
-
-def _run(args: argparse.Namespace) -> int:
-    results = setup_cpu(check_only=args.check)
-    for r in results:
-        state = "ok" if r.ok else "NEEDS FIX" if args.check else "FAILED"
-        print(f"[{state:9}] {r.name:12} {'(changed) ' if r.changed else ''}{r.detail}")
-    return 0 if all(r.ok for r in results) else 1
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "setup-cpu",
-        help="apply the install fixes the CPU profile needs (torchvision, audio libs, vllm alias)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--check", action="store_true",
-                   help="only report what needs fixing; exit 1 if anything does")
-    p.set_defaults(func=_run)

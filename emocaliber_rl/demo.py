@@ -18,13 +18,12 @@ these images: the distance to it is what each stage has (or has not yet) learned
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from emocaliber_rl.pipeline_runner import Stage, StageContext, StageFailed, run_pipeline
+from emocaliber_rl.pipeline_runner import Stage, StageContext, StageFailed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES = REPO_ROOT / "recipes"
@@ -335,37 +334,3 @@ def rollout_parity(metrics_path: Path) -> dict:
             "per_task": per_task,
             "probs_diff_max": [float(m["training/rollout_probs_diff_max"]) for _, m in sorted(by_step.items())
                                if "training/rollout_probs_diff_max" in m]}
-
-
-def _run(args: argparse.Namespace) -> int:
-    out = Path(args.out).resolve()
-    demo = Demo(out, seed=args.seed, eval_backend=args.eval_backend)
-    print(f"emocaliber demo -> {out}" + (" (resuming)" if args.resume else ""), flush=True)
-    try:
-        state = run_pipeline(demo.stages(), out, resume=args.resume, echo=lambda m: print(m, flush=True))
-    except StageFailed as e:
-        print(f"\nFAILED: {e}\nFix the cause and continue with: emocaliber demo --out {args.out} --resume",
-              file=sys.stderr)
-        return 1
-    total = sum(s["seconds"] for s in state["stages"].values())
-    print(json.dumps({name: s["seconds"] for name, s in state["stages"].items()}))
-    print(f"done in {total:.0f} s of stage time; index: {out / 'README.md'}; report: {out / 'report' / 'summary.html'}")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="run all three stages on a tiny model on CPU, then evaluate and report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--out", default="runs/demo", help="folder for everything the demo writes (default runs/demo)")
-    p.add_argument("--resume", action="store_true",
-                   help="skip the stages that finished in an earlier run into the same --out")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model, data and sampling (default 0)")
-    p.add_argument("--eval-backend", choices=("vllm", "hf"), default="hf",
-                   help="inference engine of the evaluation of the three checkpoints (default hf: on the tiny "
-                        "model a vLLM engine start costs more than the generation; stage 2 and stage 3 "
-                        "already run vLLM)")
-    p.set_defaults(func=_run)

@@ -9,9 +9,7 @@ drivers; on those the CUDA 13 wheels find no usable GPU, so the check says what 
 
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 
 MIN_DRIVER: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
 
@@ -58,20 +56,3 @@ def check_driver(torch_cuda: str | None, driver: str | None) -> tuple[bool, str]
     if major >= 13:
         msg += "\n" + CUDA12_HINT
     return False, msg
-
-
-def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    drivers = driver_versions()
-    oldest = min(drivers, key=_version) if drivers else None
-    ok, msg = check_driver(torch.version.cuda, oldest)
-    print(f"[gpu-check] torch {torch.__version__} (CUDA {torch.version.cuda}); GPUs: {len(drivers)}; {msg}",
-          file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 3
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("gpu-check", help="check this node's NVIDIA driver against the installed torch's CUDA",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(func=_run)

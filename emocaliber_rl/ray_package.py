@@ -13,11 +13,8 @@ applies them) and, only when the files could reach the limit, builds the zip wit
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -140,39 +137,3 @@ def measure_package(working_dir: str | os.PathLike, excludes: tuple[str, ...] | 
 
 def job_runtime_env(working_dir: str | os.PathLike, env_vars: dict[str, str]) -> dict:
     return {"working_dir": str(Path(working_dir).absolute()), "excludes": list(JOB_EXCLUDES), "env_vars": env_vars}
-
-
-def _run(args: argparse.Namespace) -> int:
-    env_vars = {}
-    for item in args.env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            print(f"emocaliber ray-package: --env wants NAME=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        env_vars[name] = value
-    size = measure_package(args.working_dir)
-    if not size.fits:
-        print(f"emocaliber ray-package: {size.refusal()}", file=sys.stderr)
-        return 3
-    if args.runtime_env_json:
-        print(json.dumps(job_runtime_env(args.working_dir, env_vars)))
-    else:
-        print(f"{size.working_dir}: {size.n_files} files, {size.package_bytes / 1024 ** 2:.2f} MiB "
-              f"(limit {size.limit / 1024 ** 2:.2f} MiB); biggest: "
-              + ", ".join(f"{n} {b / 1024 ** 2:.2f} MiB" for n, b in size.biggest()))
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "ray-package",
-        help="size the Ray job package of a working dir (the submit recipes' excludes); refuse it over Ray's limit",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("working_dir", nargs="?", default=".", help="directory the job ships (default: .)")
-    p.add_argument("--runtime-env-json", action="store_true",
-                   help="print the job's runtime_env (working_dir, excludes, env_vars) as JSON when it fits")
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="an env_vars entry of that runtime_env (repeatable)")
-    p.set_defaults(func=_run)

@@ -149,7 +149,7 @@ SUBTASK_ALIASES: dict[str, str] = {
 }
 TRAIN_SUBTASKS: tuple[str, ...] = ("FI-8", "EmoSet-8", "WebEmo-7", "WebEmo-25", "FI-2", "WebEmo-2")
 
-# Which emotion loop (see loops.py) measures distances for each subtask.
+# Which emotion loop (see loops/) measures distances for each subtask.
 LOOP_OF_SUBTASK: dict[str, str] = {
     "FI-8": "mikels8",
     "EmoSet-8": "mikels8",

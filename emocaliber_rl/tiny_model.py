@@ -20,7 +20,6 @@ The same seed gives byte-identical files; the tokenizer does not depend on the s
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from emocaliber_rl.qwen_tokenizer import QWEN25_VL_ADDED_TOKENS, QWEN25_VL_VOCAB_SIZE, build_qwen_tokenizer
@@ -145,23 +144,3 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, dtype: str = "float32",
     build_processor(tokenizer).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def _run(args: argparse.Namespace) -> int:
-    path = build_tiny_model(args.out_dir, seed=args.seed, dtype=args.dtype)
-    print(f"tiny Qwen2.5-VL written to {path}")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "tiny-model",
-        help="build a tiny random-weight Qwen2.5-VL offline (for tests and the CPU demo)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("out_dir", metavar="OUT_DIR", help="directory to write the HF model into")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="stored weight dtype (default float32)")
-    p.set_defaults(func=_run)

@@ -267,7 +267,7 @@ def test_model_that_is_not_a_folder_is_refused_before_any_engine(
     def no_engine(*a, **k):
         raise AssertionError("an engine was started")
 
-    monkeypatch.setattr("emocaliber_rl.inference.engine.make_engine", no_engine)
+    monkeypatch.setattr("emocaliber_rl.inference.backends.make_engine", no_engine)
     img = tmp_path / "a.png"
     draw_image(0).save(img)
     if cmd == "stage2":

@@ -35,8 +35,9 @@ def test_every_option_has_help(path: tuple[str, ...]) -> None:
 
 
 def test_help_does_not_import_heavy_modules() -> None:
-    code = ("import sys; from emocaliber_rl.data import cli; import argparse; "
-            "p = argparse.ArgumentParser(); cli.register(p.add_subparsers()); "
+    code = ("import sys; from emocaliber_rl.cli import cot, data, export; import argparse; "
+            "p = argparse.ArgumentParser(); s = p.add_subparsers(); "
+            "[m.register(s) for m in (data, cot, export)]; "
             "print(sorted(m for m in ('pyarrow', 'PIL', 'aiohttp', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

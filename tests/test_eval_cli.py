@@ -240,7 +240,7 @@ def test_eval_run_can_be_added() -> None:
     import argparse
 
     from emocaliber_rl.cli import build_parser
-    from emocaliber_rl.evaluation import cli as eval_cli
+    from emocaliber_rl.cli import evaluate as eval_cli
 
     def configure(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model")

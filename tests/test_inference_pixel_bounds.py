@@ -28,10 +28,10 @@ def test_bounds_set_the_image_token_count(tiny_model_dir):
 
 
 def test_cli_bounds():
-    from emocaliber_rl.inference.cli import add_engine_options, pixel_bounds_from_args
+    from emocaliber_rl.cli.common import pixel_bounds_from_args
+    from emocaliber_rl.cli.engine import engine_options
 
-    p = argparse.ArgumentParser()
-    add_engine_options(p)
+    p = argparse.ArgumentParser(parents=engine_options())
     assert pixel_bounds_from_args(p.parse_args(["--model", "m", "--official-pixels"])) == (200704, 451584)
     # on by default (issue 14): a real photo must not reach Qwen's processor at up to 16,384 tokens
     assert pixel_bounds_from_args(p.parse_args(["--model", "m"])) == (200704, 451584)

@@ -11,7 +11,7 @@ One job per module:
 - ``splits``: ``emocaliber bench build`` (VECBench train/test split).
 - ``release``: ``emocaliber bench import`` (published VECBench / VEC-CoT files into manifests).
 - ``cot_*``: VEC-CoT synthesis, judging and the 6:3:1 split.
-- ``cli``: the ``bench``, ``cot`` and ``export`` commands.
+- the ``bench``, ``cot`` and ``export`` commands live in ``emocaliber_rl.cli`` (``data``, ``cot``, ``export``).
 
 Nothing here imports torch or veRL at module import time.
 """

@@ -11,12 +11,11 @@ can follow a script of actions for the n-th request of that id:
 Authorization header) |
 ``leak`` (ok, but the CoT names the label) | ``reject`` (judge verdict: hallucination).
 
-``python -m emocaliber_rl.data.chat_server --port 0 --delay 0.05`` prints ``LISTENING <port>``.
+``python -m emocaliber_rl.cli.chat_server --port 0 --delay 0.05`` prints ``LISTENING <port>``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import re
@@ -165,27 +164,16 @@ class ServerThread:
         self._thread.join(30)
 
 
-def main(argv: list[str] | None = None) -> None:
+def serve(config: ServerConfig, port: int = 0) -> None:
+    """Serve on 127.0.0.1:``port`` (0: any free port) until killed; prints ``LISTENING <port>``."""
     from aiohttp import web
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
-    p.add_argument("--delay", type=float, default=0.0, help="seconds before each normal answer")
-    p.add_argument("--slow-s", type=float, default=5.0, help="sleep of the 'slow' action")
-    p.add_argument("--script", default=None, help='JSON file {"record id": ["429", "ok", ...]}')
-    p.add_argument("--default-script", default="", help="comma-separated actions for unscripted ids")
-    args = p.parse_args(argv)
-    cfg = ServerConfig(delay=args.delay, slow_s=args.slow_s,
-                       default_script=[a for a in args.default_script.split(",") if a])
-    if args.script:
-        with open(args.script, encoding="utf-8") as f:
-            cfg.script = json.load(f)
     state = ServerState()
 
     async def run() -> None:
-        runner = web.AppRunner(make_app(cfg, state), access_log=None)
+        runner = web.AppRunner(make_app(config, state), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", args.port)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         print(f"LISTENING {site._server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.Event().wait()
@@ -193,7 +181,3 @@ def main(argv: list[str] | None = None) -> None:
     from emocaliber_rl.data.cot_client import run_async
 
     run_async(run())
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@ Modules, one job each:
 * :mod:`.scoring` -- prediction rows -> the score JSON (``emocaliber eval score``).
 * :mod:`.report` -- tables (Markdown, CSV, LaTeX), plots and ``summary.html`` for one or many
   runs (``emocaliber eval report``).
-* :mod:`.cli` -- the ``eval`` command and its hook for more subcommands.
+* the ``eval`` command and its hook for more subcommands: :mod:`emocaliber_rl.cli.evaluate`.
 
 Importing this package imports numpy only; matplotlib loads when a report is drawn.
 """
@@ -35,7 +35,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # lazy, so that `emocaliber --help` (which imports .cli) does not pay for numpy
+    # lazy, so that `emocaliber --help` (which imports this package) does not pay for numpy
     if name in __all__:
         from emocaliber_rl.evaluation import metrics
 

@@ -1,18 +1,17 @@
 """One engine interface over vLLM and HF transformers, with token probabilities.
 
 ``from emocaliber_rl.inference import make_engine, GenerationRequest, SamplingConfig`` — see
-``engine.py``; confidences (Verb / Ans / Avg) in ``probs.py``; resumable jsonl output in
-``resumable.py``; ``eval run`` in ``eval_run.py``.
+``engine.py``; the backends by name in ``backends.py``; confidences (Verb / Ans / Avg) in
+``probs.py``; resumable jsonl output in ``resumable.py``; ``eval run`` in ``eval_run.py``.
 """
 
+from emocaliber_rl.inference.backends import BACKENDS, make_engine
 from emocaliber_rl.inference.engine import (
-    BACKENDS,
     GREEDY,
     Engine,
     Generation,
     GenerationRequest,
     SamplingConfig,
-    make_engine,
     request_seed,
 )
 from emocaliber_rl.inference.probs import (

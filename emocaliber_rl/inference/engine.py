@@ -2,7 +2,7 @@
 benchmarks): a request is a chat with images plus sampling settings; a result is the sampled text,
 its token ids and the log-probability of every sampled token.
 
-Backends (``make_engine``): ``"vllm"`` (vLLM's offline ``LLM``; on GPU, or on CPU through vLLM's
+Backends (``backends.make_engine``, by name from ``backends.BACKENDS``): ``"vllm"`` (vLLM's offline ``LLM``; on GPU, or on CPU through vLLM's
 CPU build) and ``"hf"`` (any model transformers loads with ``AutoModelForImageTextToText``).
 
 Log-probabilities are those of the *raw* model distribution (softmax of the logits before
@@ -236,20 +236,3 @@ def request_seed(base_seed: int | None, item_id: str) -> int | None:
     if base_seed is None:
         return None
     return (base_seed * 1_000_003 + zlib.crc32(item_id.encode("utf-8"))) % (2**31)
-
-
-def make_engine(backend: str, model_path: str | os.PathLike[str], **opts: Any) -> Engine:
-    """``"vllm"`` -> :class:`~emocaliber_rl.inference.vllm_engine.VLLMEngine`, ``"hf"`` ->
-    :class:`~emocaliber_rl.inference.hf_engine.HFEngine`; ``opts`` go to the constructor."""
-    if backend == "vllm":
-        from emocaliber_rl.inference.vllm_engine import VLLMEngine
-
-        return VLLMEngine(str(model_path), **opts)
-    if backend == "hf":
-        from emocaliber_rl.inference.hf_engine import HFEngine
-
-        return HFEngine(str(model_path), **opts)
-    raise ValueError(f"unknown backend {backend!r}; choose 'vllm' or 'hf'")
-
-
-BACKENDS: tuple[str, ...] = ("vllm", "hf")

@@ -1,81 +1,91 @@
-"""Command-line pieces shared by every command that runs a model (``stage2 generate``,
-``eval run``): engine options, sampling options, and the ``eval run`` subcommand itself.
+"""The options of every command that runs a model (``stage2 generate``, ``eval run``), as parent
+parsers, and the helpers that turn them into an engine, sampling settings and a run manifest.
 
-Heavy imports (torch, transformers, vLLM) happen inside the command functions so that ``--help``
-stays instant.
+Heavy imports (torch, transformers, vLLM) happen inside the helpers so that ``--help`` stays
+instant.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emocaliber_rl.cli.common import pixel_bounds_from_args, pixel_options
+from emocaliber_rl.inference.backends import BACKENDS
+
 if TYPE_CHECKING:
     from emocaliber_rl.inference.engine import Engine, SamplingConfig
 
 
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """``--model``, ``--backend`` and the backend settings."""
-    p.add_argument("--model", required=True, metavar="PATH",
-                   help="HF model directory (the scaffold model for stage 2, any VLM for eval)")
-    p.add_argument("--backend", choices=("vllm", "hf"), default="vllm",
+def engine_options() -> list[argparse.ArgumentParser]:
+    """Parent parsers: ``--model``, ``--backend`` and its settings, and the pixel bounds."""
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("model and engine")
+    g.add_argument("--model", required=True, metavar="PATH",
+                   help="HF model directory or hub id (the scaffold model for stage 2, any VLM for eval)")
+    g.add_argument("--backend", choices=tuple(BACKENDS), default="vllm",
                    help="vllm: vLLM's offline LLM (GPU, or CPU with vLLM's CPU build); hf: "
                         "transformers generate, batched with left padding (default: vllm)")
-    p.add_argument("--dtype", default="auto",
+    g.add_argument("--dtype", default="auto",
                    help="weight dtype: auto (as stored), float32, bfloat16, float16 (default: auto)")
-    p.add_argument("--batch-size", type=int, default=64,
+    g.add_argument("--batch-size", type=int, default=64,
                    help="prompts per engine call; also the unit of resumption: each batch is "
                         "appended and fsynced before the next starts (default: 64)")
-    p.add_argument("--max-model-len", type=int, default=None,
+    g.add_argument("--max-model-len", type=int, default=None,
                    help="vllm: prompt + completion tokens per sequence (default: the model's)")
-    p.add_argument("--kv-cache-memory-bytes", type=int, default=None,
+    g.add_argument("--kv-cache-memory-bytes", type=int, default=None,
                    help="vllm: KV-cache size in bytes (default: vLLM's on GPU, 64 MiB on CPU, "
                         "which vLLM's CPU build needs to start)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=None,
+    g.add_argument("--gpu-memory-utilization", type=float, default=None,
                    help="vllm: fraction of GPU memory vLLM may take (default: vLLM's, 0.9)")
-    p.add_argument("--tensor-parallel-size", type=int, default=1,
+    g.add_argument("--tensor-parallel-size", type=int, default=1,
                    help="vllm: GPUs to shard the model over (default: 1)")
-    p.add_argument("--device", default=None,
+    g.add_argument("--device", default=None,
                    help="hf: torch device (default: cuda when available, else cpu)")
-    p.add_argument("--min-pixels", type=int, default=None,
-                   help="resize each image to at least this many pixels, as qwen-vl-utils does for "
-                        "training data (default: the official release's 200704..451584, as the exports)")
-    p.add_argument("--max-pixels", type=int, default=None, help="... and at most this many (with --min-pixels)")
-    p.add_argument("--official-pixels", action="store_true",
-                   help="the official release's bounds, 200704..451584 pixels (the default)")
-    p.add_argument("--processor-pixels", action="store_true",
-                   help="no bounds: images go to the model processor as they are (the opt-out; for a model "
-                        "trained with --processor-pixels exports, e.g. the tiny test model)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return [parent, pixel_options("Each image is resized into these bounds before the model "
+                                  "processor sees it, as the training exports store them.")]
 
 
-def add_sampling_options(p: argparse.ArgumentParser, *, default_temperature: float = 0.7) -> None:
-    p.add_argument("--temperature", type=float, default=default_temperature,
+def sampling_options(default_temperature: float = 0.7) -> argparse.ArgumentParser:
+    """Parent parser: temperature, top-p, length cap, greedy, seed."""
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("sampling")
+    g.add_argument("--temperature", type=float, default=default_temperature,
                    help=f"sampling temperature (default: {default_temperature}, the official "
                         "release's inference setting)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0)")
-    p.add_argument("--max-new-tokens", type=int, default=1024,
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0)")
+    g.add_argument("--max-new-tokens", type=int, default=1024,
                    help="completion length cap (default: 1024, the official release's)")
-    p.add_argument("--greedy", action="store_true",
+    g.add_argument("--greedy", action="store_true",
                    help="greedy decoding (temperature 0); overrides --temperature/--top-p")
-    p.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=int, default=0,
                    help="run seed; each sample's seed is derived from it and the sample id, so "
                         "with vllm a resumed run draws what an unbroken one would (hf seeds a "
                         "whole batch with its first sample's seed) (default: 0)")
+    return parent
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--force-new", action="store_true",
+def run_options() -> argparse.ArgumentParser:
+    """Parent parser: ``--force-new`` (the resume rule's opt-out)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("resuming")
+    g.add_argument("--force-new", action="store_true",
                    help="start a new run even if the output holds one: move it aside as "
                         "OUT-STEM.<run id>.jsonl (e.g. after retraining a checkpoint in place; "
                         "weights are not hashed). Without it a rerun resumes a run with the same "
                         "settings (model, sampling, prompts, engine) and refuses other settings, "
                         "naming them")
+    return parent
+
+
+def model_run_options() -> list[argparse.ArgumentParser]:
+    """Every parent parser of a command that runs a model over prompts."""
+    return [*engine_options(), sampling_options(), run_options()]
 
 
 def run_settings_from_args(args: argparse.Namespace, prompts: Any, **extra: Any) -> dict[str, Any]:
@@ -103,20 +113,6 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
     )
-
-
-def pixel_bounds_from_args(args: argparse.Namespace) -> tuple[int, int] | None:
-    from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS, check_pixel_bounds
-
-    if (args.min_pixels is None) != (args.max_pixels is None):
-        raise SystemExit("give both --min-pixels and --max-pixels, or neither")
-    if sum([args.official_pixels, args.processor_pixels, args.min_pixels is not None]) > 1:
-        raise SystemExit("give one of --official-pixels, --processor-pixels, --min/--max-pixels")
-    if args.processor_pixels:
-        return None
-    if args.min_pixels is None:
-        return OFFICIAL_PIXEL_BOUNDS
-    return check_pixel_bounds((args.min_pixels, args.max_pixels))
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -165,7 +161,7 @@ def check_model(model: str) -> None:
 
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
-    from emocaliber_rl.inference.engine import make_engine
+    from emocaliber_rl.inference.backends import make_engine
 
     bounds = pixel_bounds_from_args(args)
 
@@ -202,76 +198,3 @@ def print_stats(prefix: str, stats: dict[str, Any]) -> None:
 def exit_code(stats: dict[str, Any]) -> int:
     """0: every item has its row; 3: some were skipped (a rerun retries them)."""
     return 3 if stats.get("failed") else 0
-
-
-# ----------------------------------------------------------------------------------------------
-# eval run
-
-
-def _run_eval(args: argparse.Namespace) -> int:
-    from emocaliber_rl.inference.eval_run import EVAL_RUN_KIND, read_eval_manifest, run_eval
-
-    if not args.manifest.is_file():
-        print(f"error: no evaluation manifest at {args.manifest} (write one with "
-              "`emocaliber export eval TEST.jsonl -o MANIFEST`)", file=sys.stderr)
-        return 2
-    check_model(args.model)
-    read_eval_manifest(args.manifest)  # a bad row is refused before the model loads
-    settings = run_settings_from_args(args, args.manifest, ask_confidence=args.ask_confidence)
-    precheck_run(args, args.out, EVAL_RUN_KIND, settings)
-    engine = engine_from_args(args)
-    try:
-        stats = run_eval(engine, args.manifest, args.out, sampling=sampling_from_args(args),
-                         ask_confidence=args.ask_confidence, batch_size=args.batch_size,
-                         limit=args.limit, progress=not args.no_progress, settings=settings,
-                         force_new=args.force_new)
-    finally:
-        engine.close()
-    print_stats("eval run", stats)
-    print(json.dumps({"predictions": str(args.out), **stats}))
-    return exit_code(stats)
-
-
-def configure_eval_run(p: argparse.ArgumentParser) -> None:
-    from emocaliber_rl.inference.eval_run import DEFAULT_MANIFEST
-
-    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, metavar="MANIFEST.jsonl",
-                   help="evaluation manifest from `emocaliber export eval` (rows: id, task, "
-                        "image, label, candidates, system, prompt) "
-                        f"(default: {DEFAULT_MANIFEST}, the VECBench test manifest)")
-    p.add_argument("--out", required=True, metavar="PRED.jsonl",
-                   help="predictions, one row per sample in `eval score`'s format; resumable: "
-                        "an existing file of the same run (PRED.jsonl.run.json: model, "
-                        "sampling, manifest, engine) is continued, finished ids are skipped")
-    add_engine_options(p)
-    add_sampling_options(p)
-    add_run_options(p)
-    conf = p.add_mutually_exclusive_group()
-    conf.add_argument("--ask-confidence", dest="ask_confidence", action="store_const", const=True,
-                      default=None,
-                      help="rebuild each prompt asking for a verbalized confidence in "
-                           "<confidence></confidence> (Table 5 'Verb' for a baseline model)")
-    conf.add_argument("--no-ask-confidence", dest="ask_confidence", action="store_const",
-                      const=False,
-                      help="rebuild each prompt without the confidence request "
-                           "(default: neither; the manifest's prompt is used verbatim)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="only the first N manifest rows (smoke runs)")
-    p.set_defaults(func=_run_eval)
-
-
-EVAL_RUN_DESCRIPTION = (
-    "Run a model over an evaluation manifest and write predictions that `emocaliber eval score` "
-    "reads: response, parsed prediction, and the three confidences of paper section 4.5 "
-    "(conf_verb: the verbalized <confidence>; conf_ans: probability of the first answer token; "
-    "conf_avg: mean token probability). Sampling follows the official release (vLLM, "
-    "temperature 0.7, 1024 new tokens) unless --greedy."
-)
-
-
-def register_eval_run() -> None:
-    """Add ``emocaliber eval run`` through the evaluation CLI's documented hook."""
-    from emocaliber_rl.evaluation.cli import add_eval_subcommand
-
-    add_eval_subcommand("run", configure_eval_run, help="model + manifest -> predictions JSONL",
-                        description=EVAL_RUN_DESCRIPTION)

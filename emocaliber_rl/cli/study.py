@@ -6,6 +6,9 @@ import argparse
 import shlex
 from pathlib import Path
 
+from emocaliber_rl.cli.common import add_command, add_group_command
+from emocaliber_rl.inference.backends import BACKENDS
+
 
 def _run(args: argparse.Namespace) -> int:
     from emocaliber_rl.study.table9 import RUNS, recipe_command, run_study
@@ -33,15 +36,18 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from emocaliber_rl.study import table9  # standard library only at import: --help stays instant
 
-    p = sub.add_parser("study", help="ablation studies on the real trainer (Table 9)")
-    ssub = p.add_subparsers(dest="study_command", metavar="STUDY", required=True)
-    t = ssub.add_parser(
-        "table9", help="four stage-3 runs: Brier vs log-likelihood reward, with and without std normalisation",
+    ssub = add_group_command(
+        sub, "study", help="ablation studies on the real trainer (Table 9: confidence reward and "
+                           "std normalisation)",
+        description="Ablation studies of the paper run through veRL's real trainer and the "
+                    "evaluation commands.",
+        dest="study_command", metavar="STUDY")
+    t = add_command(
+        ssub, "table9", help="four stage-3 runs: Brier vs log-likelihood reward, with and without std normalisation",
         description=table9.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example (CPU, tiny model):\n  emocaliber study table9 --model runs/demo/checkpoints/stage2/final_hf "
-               "--train runs/demo/data/stage3_train.parquet --val runs/demo/data/stage3_val.parquet "
-               "--manifest runs/demo/data/test.eval.jsonl --out runs/table9 --steps 20 --lr 1e-4 --processor-pixels")
+        example="emocaliber study table9 --model runs/demo/checkpoints/stage2/final_hf "
+                "--train runs/demo/data/stage3_train.parquet --val runs/demo/data/stage3_val.parquet "
+                "--manifest runs/demo/data/test.eval.jsonl --out runs/table9 --steps 20 --lr 1e-4 --processor-pixels")
     t.add_argument("--model", required=True, help="the cold-start (stage-2) model every run starts from")
     t.add_argument("--train", required=True, help="stage-3 training parquet (`emocaliber export rl3`)")
     t.add_argument("--val", required=True, help="validation parquet (val-calib curves)")
@@ -52,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--profile", choices=("cpu", "gpu", "gpu-sdpa"), default="cpu",
                    help="stage3_grpo.sh profile (default cpu)")
     t.add_argument("--seed", type=int, default=0, help="data and evaluation seed, the same for every run")
-    t.add_argument("--eval-backend", choices=("hf", "vllm"), default="hf", help="engine of the final evaluation")
+    t.add_argument("--eval-backend", choices=tuple(BACKENDS), default="hf", help="engine of the final evaluation")
     t.add_argument("--max-new-tokens", type=int, default=256, help="evaluation response budget (default 256)")
     t.add_argument("--processor-pixels", action="store_true",
                    help="evaluate with the model processor's own pixel bounds (the tiny model)")

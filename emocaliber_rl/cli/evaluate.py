@@ -1,20 +1,21 @@
-"""`emocaliber eval score` and `emocaliber eval report`.
+"""`emocaliber eval run | score | report`: run a model over an evaluation manifest, score its
+predictions, and write the comparison report.
 
-Adding another ``eval`` subcommand (e.g. ``eval run`` for inference) from its own module::
+Adding another ``eval`` subcommand from its own module::
 
-    from emocaliber_rl.evaluation.cli import add_eval_subcommand
+    from emocaliber_rl.cli.evaluate import add_eval_subcommand
 
     def _configure(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", required=True)
         p.set_defaults(func=_run)          # _run(args) -> exit code
 
-    add_eval_subcommand("run", _configure, help="generate predictions with a model")
+    add_eval_subcommand("calibrate", _configure, help="...")
 
-Subcommands are kept in a registry and added every time the ``eval`` parser is built, so the order
-of ``COMMAND_MODULES`` does not matter (the module must be imported by then: put it in
+Subcommands are kept in a registry and added every time the ``eval`` parser is built, so the
+order of ``COMMAND_MODULES`` does not matter (the module must be imported by then: put it in
 ``COMMAND_MODULES`` and call ``add_eval_subcommand`` at its import or in its ``register``).
-Heavy imports (matplotlib, the scorer) happen inside the command functions so ``--help`` stays
-instant.
+Heavy imports (matplotlib, the scorer, the engines) happen inside the command functions so
+``--help`` stays instant.
 """
 
 from __future__ import annotations
@@ -26,10 +27,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.cli.common import HelpFormatter, add_command
+from emocaliber_rl.cli.engine import (
+    check_model,
+    engine_from_args,
+    exit_code,
+    model_run_options,
+    precheck_run,
+    print_stats,
+    run_settings_from_args,
+    sampling_from_args,
+)
+
 # The ``eval`` subparsers of the most recently built parser, and every extra subcommand ever
 # registered (re-applied on each build: tests build several parsers in one process).
 _EVAL_SUBPARSERS: argparse._SubParsersAction | None = None
 _EXTRA: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, Any]]] = {}
+_BUILT_IN = ("run", "score", "report")
 
 
 def add_eval_subcommand(
@@ -39,11 +53,16 @@ def add_eval_subcommand(
 
     ``parser_kwargs`` go to ``add_parser`` (``help=``, ``description=``...).
     """
-    if name in ("score", "report"):
+    if name in _BUILT_IN:
         raise ValueError(f"eval {name} is built in")
     _EXTRA[name] = (configure, parser_kwargs)
     if _EVAL_SUBPARSERS is not None and name not in _EVAL_SUBPARSERS.choices:
-        configure(_EVAL_SUBPARSERS.add_parser(name, **parser_kwargs))
+        _add_extra(_EVAL_SUBPARSERS, name, configure, parser_kwargs)
+
+
+def _add_extra(sub: argparse._SubParsersAction, name: str,
+               configure: Callable[[argparse.ArgumentParser], None], kwargs: dict[str, Any]) -> None:
+    configure(sub.add_parser(name, **{"formatter_class": HelpFormatter, **kwargs}))
 
 
 def _positive_int(text: str) -> int:
@@ -152,21 +171,93 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_report)
 
 
+def _run_eval(args: argparse.Namespace) -> int:
+    from emocaliber_rl.inference.eval_run import EVAL_RUN_KIND, read_eval_manifest, run_eval
+
+    if not args.manifest.is_file():
+        print(f"error: no evaluation manifest at {args.manifest} (write one with "
+              "`emocaliber export eval TEST.jsonl -o MANIFEST`)", file=sys.stderr)
+        return 2
+    check_model(args.model)
+    read_eval_manifest(args.manifest)  # a bad row is refused before the model loads
+    settings = run_settings_from_args(args, args.manifest, ask_confidence=args.ask_confidence)
+    precheck_run(args, args.out, EVAL_RUN_KIND, settings)
+    engine = engine_from_args(args)
+    try:
+        stats = run_eval(engine, args.manifest, args.out, sampling=sampling_from_args(args),
+                         ask_confidence=args.ask_confidence, batch_size=args.batch_size,
+                         limit=args.limit, progress=not args.no_progress, settings=settings,
+                         force_new=args.force_new)
+    finally:
+        engine.close()
+    print_stats("eval run", stats)
+    print(json.dumps({"predictions": str(args.out), **stats}))
+    return exit_code(stats)
+
+
+def _configure_eval_run(p: argparse.ArgumentParser) -> None:
+    from emocaliber_rl.inference.eval_run import DEFAULT_MANIFEST
+
+    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, metavar="MANIFEST.jsonl",
+                   help="evaluation manifest from `emocaliber export eval` (rows: id, task, "
+                        "image, label, candidates, system, prompt) "
+                        f"(default: {DEFAULT_MANIFEST}, the VECBench test manifest)")
+    p.add_argument("--out", required=True, metavar="PRED.jsonl",
+                   help="predictions, one row per sample in `eval score`'s format; resumable: "
+                        "an existing file of the same run (PRED.jsonl.run.json: model, "
+                        "sampling, manifest, engine) is continued, finished ids are skipped")
+    conf = p.add_mutually_exclusive_group()
+    conf.add_argument("--ask-confidence", dest="ask_confidence", action="store_const", const=True,
+                      default=None,
+                      help="rebuild each prompt asking for a verbalized confidence in "
+                           "<confidence></confidence> (Table 5 'Verb' for a baseline model)")
+    conf.add_argument("--no-ask-confidence", dest="ask_confidence", action="store_const",
+                      const=False,
+                      help="rebuild each prompt without the confidence request "
+                           "(default: neither; the manifest's prompt is used verbatim)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N manifest rows (smoke runs)")
+    p.set_defaults(func=_run_eval)
+
+
+EVAL_RUN_DESCRIPTION = (
+    "Run a model over an evaluation manifest and write predictions that `emocaliber eval score` "
+    "reads: response, parsed prediction, and the three confidences of paper section 4.5 "
+    "(conf_verb: the verbalized <confidence>; conf_ans: probability of the first answer token; "
+    "conf_avg: mean token probability). Sampling follows the official release (vLLM, "
+    "temperature 0.7, 1024 new tokens) unless --greedy."
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``eval`` command with ``score`` and ``report`` (and every registered extra)."""
+    """Add the ``eval`` command with ``run``, ``score`` and ``report`` (and every registered extra)."""
     global _EVAL_SUBPARSERS
-    p = sub.add_parser("eval", help="score predictions and write comparison reports",
-                       description="Evaluate VECBench predictions: emotion prediction (Acc, "
-                                   "macro-F1, weighted-F1) and confidence calibration (ECE, Brier, AUC).")
+    p = add_command(
+        sub, "eval",
+        help="run a model over the test manifest, score predictions (accuracy, F1, calibration), "
+             "write comparison reports",
+        description="Evaluate on VECBench: `run` a model over an evaluation manifest, `score` its "
+                    "predictions for emotion prediction (Acc, macro-F1, weighted-F1) and "
+                    "confidence calibration (ECE, Brier, AUC), and `report` one or many runs side "
+                    "by side in the paper's tables.")
     _EVAL_SUBPARSERS = p.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
-    _configure_score(_EVAL_SUBPARSERS.add_parser(
-        "score", help="predictions JSONL -> score JSON",
+    _configure_eval_run(add_command(
+        _EVAL_SUBPARSERS, "run", help="model + manifest -> predictions JSONL (resumable)",
+        description=EVAL_RUN_DESCRIPTION, parents=model_run_options(),
+        example="emocaliber eval run --model ckpt/emocaliber --manifest data/vecbench/test.eval.jsonl "
+                "--out runs/emocaliber/predictions.jsonl"))
+    _configure_score(add_command(
+        _EVAL_SUBPARSERS, "score", help="predictions JSONL -> score JSON",
         description="Score predictions: per-task Acc/F1, per-group averages and calibration per "
-                    "confidence source."))
-    _configure_report(_EVAL_SUBPARSERS.add_parser(
-        "report", help="score JSONs -> tables (md/csv/tex), plots, summary.html",
+                    "confidence source.",
+        example="emocaliber eval score runs/emocaliber/predictions.jsonl --json runs/emocaliber/scores.json "
+                "--samples runs/emocaliber/samples.jsonl"))
+    _configure_report(add_command(
+        _EVAL_SUBPARSERS, "report", help="score JSONs -> tables (md/csv/tex), plots, summary.html",
         description="Tables in the paper's layout (Tables 2-6) for one or many runs side by side, "
                     "reliability diagrams, confidence histograms, accuracy-coverage curves and "
-                    "summary.html."))
+                    "summary.html.",
+        example="emocaliber eval report runs/base/scores.json runs/emocaliber --names Base EmoCaliber "
+                "--out reports/cmp"))
     for name, (configure, kwargs) in _EXTRA.items():
-        configure(_EVAL_SUBPARSERS.add_parser(name, **kwargs))
+        _add_extra(_EVAL_SUBPARSERS, name, configure, kwargs)

@@ -1,5 +1,5 @@
-"""`emocaliber stage2 generate` and `emocaliber stage2 label` (and, through the evaluation CLI's
-hook, `emocaliber eval run`, which shares the engine options).
+"""`emocaliber stage2 generate` and `emocaliber stage2 label`: the scaffold model's generations and
+their Eq. 2 confidence targets as the stage-2 SFT parquet.
 
 Other stage-2 commands (e.g. the confidence-only SFT) can join the ``stage2`` parser from their
 own module with :func:`add_stage2_subcommand`, the same pattern as ``eval``'s subcommands.
@@ -14,6 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.cli.common import HelpFormatter, add_command
+from emocaliber_rl.cli.engine import (
+    check_model,
+    engine_from_args,
+    exit_code,
+    model_run_options,
+    precheck_run,
+    print_stats,
+    run_settings_from_args,
+    sampling_from_args,
+)
+
 _EXTRA: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, Any]]] = {}
 _STAGE2_SUBPARSERS: argparse._SubParsersAction | None = None
 
@@ -26,19 +38,15 @@ def add_stage2_subcommand(
         raise ValueError(f"stage2 {name} is built in")
     _EXTRA[name] = (configure, parser_kwargs)
     if _STAGE2_SUBPARSERS is not None and name not in _STAGE2_SUBPARSERS.choices:
-        configure(_STAGE2_SUBPARSERS.add_parser(name, **parser_kwargs))
+        _add_extra(_STAGE2_SUBPARSERS, name, configure, parser_kwargs)
+
+
+def _add_extra(sub: argparse._SubParsersAction, name: str,
+               configure: Callable[[argparse.ArgumentParser], None], kwargs: dict[str, Any]) -> None:
+    configure(sub.add_parser(name, **{"formatter_class": HelpFormatter, **kwargs}))
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from emocaliber_rl.inference.cli import (
-        check_model,
-        engine_from_args,
-        exit_code,
-        precheck_run,
-        print_stats,
-        run_settings_from_args,
-        sampling_from_args,
-    )
     from emocaliber_rl.stage2 import STAGE2_RUN_KIND, generate_stage2, read_prompt_set
 
     try:
@@ -85,8 +93,6 @@ def _run_label(args: argparse.Namespace) -> int:
 
 
 def _configure_generate(p: argparse.ArgumentParser) -> None:
-    from emocaliber_rl.inference.cli import add_engine_options, add_run_options, add_sampling_options
-
     p.add_argument("--prompts", required=True, metavar="PROMPTS",
                    help="the VEC-CoT-2 prompt set from `emocaliber export prompts2` (.jsonl or "
                         ".parquet; rows: id, subtask, image, label, candidates, messages)")
@@ -95,9 +101,6 @@ def _configure_generate(p: argparse.ArgumentParser) -> None:
                         "log-probabilities); resumable: rerun the same command after a crash and "
                         "finished ids are skipped; a rerun with other settings is refused "
                         "(GEN.jsonl.run.json records them) unless --force-new")
-    add_engine_options(p)
-    add_sampling_options(p)
-    add_run_options(p)
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts (smoke runs)")
     p.set_defaults(func=_run_generate)
 
@@ -133,28 +136,33 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     global _STAGE2_SUBPARSERS
-    from emocaliber_rl.inference.cli import register_eval_run
-
-    p = sub.add_parser(
-        "stage2", help="stage 2: scaffold generations and their Eq. 2 confidence targets",
+    p = add_command(
+        sub, "stage2", help="stage 2: scaffold generations and their Eq. 2 confidence targets "
+                            "(the stage-2 SFT parquet)",
         description="Stage 2 of the paper (section 3.2): the scaffold model answers the VEC-CoT-2 "
                     "prompts (`generate`), then each answer gets the Eq. 2 confidence target "
                     "from its correctness, its mean token probability and the emotion-loop "
-                    "distance, written as a veRL SFT parquet (`label`).")
+                    "distance, written as a veRL SFT parquet (`label`) for recipes/stage2_sft.sh.")
     _STAGE2_SUBPARSERS = p.add_subparsers(dest="stage2_command", metavar="STAGE2_COMMAND",
                                           required=True)
-    _configure_generate(_STAGE2_SUBPARSERS.add_parser(
-        "generate", help="scaffold model + prompt set -> generations jsonl (resumable)",
+    _configure_generate(add_command(
+        _STAGE2_SUBPARSERS, "generate",
+        help="scaffold model + prompt set -> generations jsonl (resumable)",
         description="Generate one response per stage-2 prompt with its per-token "
                     "log-probabilities. Written batch by batch (append + fsync); a rerun skips "
-                    "finished ids and drops a torn last line."))
-    _configure_label(_STAGE2_SUBPARSERS.add_parser(
-        "label", help="generations jsonl -> stage-2 SFT parquet with Eq. 2 confidences",
+                    "finished ids and drops a torn last line.",
+        parents=model_run_options(),
+        example="emocaliber stage2 generate --model ckpt/stage1/final_hf "
+                "--prompts data/stage2_prompts.jsonl --out runs/stage2/gen.jsonl"))
+    _configure_label(add_command(
+        _STAGE2_SUBPARSERS, "label",
+        help="generations jsonl -> stage-2 SFT parquet with Eq. 2 confidences",
         description="Eq. 2: c = 0.5*(1+p) if the <answer> names the label, else 0.5 - d*p (p: "
                     "mean token probability of the response, d: emotion-loop distance in "
                     "[0, 0.5]); rounded to two decimals and appended as "
                     "<confidence>c</confidence>. Unparseable answers are left out and counted "
-                    "per reason on stderr. Exit 1 when no row is kept."))
+                    "per reason on stderr. Exit 1 when no row is kept.",
+        example="emocaliber stage2 label runs/stage2/gen.jsonl --out runs/stage2/stage2.parquet "
+                "--tokenizer ckpt/stage1/final_hf"))
     for name, (configure, kwargs) in _EXTRA.items():
-        configure(_STAGE2_SUBPARSERS.add_parser(name, **kwargs))
-    register_eval_run()
+        _add_extra(_STAGE2_SUBPARSERS, name, configure, kwargs)

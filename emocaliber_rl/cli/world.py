@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from emocaliber_rl.cli.common import add_command, add_group_command
+
 
 def _run_oracle(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.records import write_jsonl
@@ -17,16 +19,19 @@ def _run_oracle(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("world", help="the demo's known-answer world (its oracle)")
-    wsub = p.add_subparsers(dest="world_command", metavar="COMMAND", required=True)
-    o = wsub.add_parser(
-        "oracle", help="write the Bayes oracle's predictions for an evaluation manifest",
+    wsub = add_group_command(
+        sub, "world", help="the demo's known-answer world: its Bayes oracle's predictions, the best "
+                           "any model can do on its images",
+        description="The known-answer world (emocaliber_rl.world) that the demo draws its images from: "
+                    "every image has a known label posterior.",
+        dest="world_command", metavar="COMMAND")
+    o = add_command(
+        wsub, "oracle", help="write the Bayes oracle's predictions for an evaluation manifest",
         description="Predictions of the known-answer world's oracle (answer: the posterior's argmax; "
                     "confidence: its max) for every row of an evaluation manifest, in `eval run`'s "
                     "format, so `eval score` and `eval report` show how far each model is from perfect.",
-        epilog="example: emocaliber world oracle --scenes runs/demo/world/scenes.jsonl "
-               "--manifest runs/demo/data/test.eval.jsonl --out runs/demo/eval/oracle/predictions.jsonl",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        example="emocaliber world oracle --scenes runs/demo/world/scenes.jsonl "
+                "--manifest runs/demo/data/test.eval.jsonl --out runs/demo/eval/oracle/predictions.jsonl")
     o.add_argument("--scenes", required=True, help="scene file the world's writer wrote (jsonl)")
     o.add_argument("--manifest", required=True, help="evaluation manifest (`emocaliber export eval`)")
     o.add_argument("--out", required=True, help="predictions jsonl to write")
