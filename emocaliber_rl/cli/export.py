@@ -46,7 +46,8 @@ def _run_export(args: argparse.Namespace) -> int:
         elif args.kind == "prompts2":
             res = exports.export_prompts_stage2(rows, out, report)
         elif args.kind == "rl3":
-            res = exports.export_rl_stage3(rows, out, report, split=args.split, pixel_bounds=bounds, **lengths)
+            res = exports.export_rl_stage3(rows, out, report, split=args.split, pixel_bounds=bounds,
+                                           ask_confidence=not args.no_confidence, **lengths)
         else:
             res = exports.export_eval_manifest(rows, out, report,
                                                ask_confidence=not args.no_confidence)
@@ -97,7 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "row's own user turn (original)")
     p.add_argument("--split", default="train", help="rl3 only: extra_info.split for records without one")
     p.add_argument("--no-confidence", action="store_true",
-                   help="eval only: the prompt does not ask for a confidence (plain baselines)")
+                   help="eval and rl3: the prompt does not ask for a confidence (plain baselines; a policy "
+                        "trained on stage 1/2's prompts, which do not ask either)")
     p.add_argument("--max-length", type=int, default=None,
                    help="sft1/rl3: rows longer than this many tokens are reported (kind overlong) and left "
                         "out; default the recipes' limits, 2048 (sft1: data.max_length) and 4096 (rl3: "

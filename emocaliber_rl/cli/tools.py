@@ -37,7 +37,7 @@ def _register_setup_cpu(sub: argparse._SubParsersAction) -> None:
 def _run_tiny_model(args: argparse.Namespace) -> int:
     from emocaliber_rl.tiny_model import build_tiny_model
 
-    path = build_tiny_model(args.out_dir, seed=args.seed, dtype=args.dtype)
+    path = build_tiny_model(args.out_dir, seed=args.seed, dtype=args.dtype, text_layers=args.text_layers)
     print(f"tiny Qwen2.5-VL written to {path}")
     return 0
 
@@ -55,6 +55,9 @@ def _register_tiny_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="stored weight dtype (default float32)")
+    p.add_argument("--text-layers", type=int, default=2,
+                   help="language-model layers (default 2, the tests' model; the demo builds 4, which "
+                        "learns to generate the response format unaided)")
     p.set_defaults(func=_run_tiny_model)
 
 

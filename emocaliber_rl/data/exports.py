@@ -373,8 +373,12 @@ def export_rl_stage3(
     pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
     max_length: int | None = RL_MAX_PROMPT_LENGTH,
     tokenizer: str | None = None,
+    ask_confidence: bool = True,
 ) -> ExportResult:
     """Stage-3 RL parquet for veRL's ``RLHFDataset`` (schema: ``rl_schema()``).
+
+    ``ask_confidence=False`` writes the stage-1/2 training prompt (no confidence request), for a
+    policy that learnt to verbalise a confidence unasked (the CPU demo's tiny model; docs/stage3.md).
 
     ``data_source`` is the subtask name; the prompt asks for the confidence too; ``reward_model``
     carries the canonical label; ``extra_info`` carries index, split, id, subtask, group,
@@ -393,7 +397,7 @@ def export_rl_stage3(
             images = _image_cell(row, report, pixel_bounds)
             if images is None:
                 continue
-            prompt = prompt_messages(rec.subtask, ask_confidence=True)
+            prompt = prompt_messages(rec.subtask, ask_confidence=ask_confidence)
             if _too_long(row, report, check, prompt, images, pixel_bounds, generation_prompt=True):
                 continue
             aliases = aliases_for(rec.subtask)
