@@ -37,6 +37,7 @@ from emocaliber_rl.evaluation.report_plots import (
     plot_accuracy_coverage,
     plot_confidence_histogram,
     plot_reliability,
+    reference_label,
 )
 from emocaliber_rl.evaluation.report_runs import Run, load_run, unique_names
 from emocaliber_rl.evaluation.report_tables import (
@@ -60,9 +61,13 @@ def _slug(text: str) -> str:
 
 def write_report(
     run_paths: list[str | Path], out: str | Path, *, names: list[str] | None = None,
-    source: str = "verb",
+    source: str = "verb", reference: str | None = "oracle",
 ) -> list[Path]:
-    """Load runs, write every table (md/csv/tex), plot, and ``summary.html``; returns the paths."""
+    """Load runs, write every table (md/csv/tex), plot, and ``summary.html``; returns the paths.
+
+    ``reference``: the name of a run (by default ``oracle``, the known-answer world's Bayes
+    posterior) drawn into every other run's reliability diagram and the histograms as the best
+    achievable; ignored when no run has that name. Tables keep it as one more row."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
@@ -100,18 +105,20 @@ def write_report(
                   file=sys.stderr)
     with_samples = [r for r in runs if r.samples is not None]
     n_bins = int(runs[0].scores.get("meta", {}).get("n_bins", 10))
+    ref = next((r for r in with_samples if reference is not None and r.name == reference), None)
+    ref_note = (f" Dashed, black: {reference_label(ref)}, the reference." if ref is not None else "")
     for src in sources(with_samples):
         for r in with_samples:
             p = out_dir / f"reliability_{_slug(r.name)}_{src}.png"
-            if plot_reliability(r, src, p, n_bins):
+            if plot_reliability(r, src, p, n_bins, reference=ref):
                 figures.append((p, (f"Reliability diagram of {r.name}, {SOURCE_NAME[src]} "
-                                   "confidence, per group (numbers: samples per bin).")))
+                                   "confidence, per group (numbers: samples per bin)." + ref_note)))
         p = out_dir / f"confidence_hist_{src}.png"
-        if plot_confidence_histogram(with_samples, src, p, n_bins):
+        if plot_confidence_histogram(with_samples, src, p, n_bins, reference=ref):
             figures.append((p, (f"Distribution of {SOURCE_NAME[src]} confidences per group "
-                               "(Figure 6 style).")))
+                               "(Figure 6 style)." + ref_note)))
         p = out_dir / f"accuracy_coverage_{src}.png"
-        if plot_accuracy_coverage(with_samples, src, p):
+        if plot_accuracy_coverage(with_samples, src, p, reference=ref):
             figures.append((p, f"Accuracy-coverage curves, {SOURCE_NAME[src]} confidence."))
     written += [p for p, _ in figures]
 
@@ -133,6 +140,7 @@ __all__ = [
     "plot_confidence_histogram",
     "plot_reliability",
     "prediction_table",
+    "reference_label",
     "table_latex",
     "table_markdown",
     "write_report",
