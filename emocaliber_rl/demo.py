@@ -230,11 +230,11 @@ class Demo:
             if path.exists():
                 lines += [f"## {title}", "", path.read_text(encoding="utf-8").strip(), ""]
         lines += self._parity_section()
-        tables = sorted(self.report.glob("*.md"))
-        if tables:
+        # tables.md holds every table once, in the paper's order (the per-table .md files repeat them)
+        tables = self.report / "tables.md"
+        if tables.exists():
             lines += ["## Report", "", f"Open `{(self.report / 'summary.html').relative_to(self.out)}` in a browser.", ""]
-            for table in tables:
-                lines += [table.read_text(encoding="utf-8").strip(), ""]
+            lines += [tables.read_text(encoding="utf-8").strip(), ""]
             for png in sorted(self.report.glob("*.png")):
                 lines.append(f"![{png.stem}]({png.relative_to(self.out)})")
         (self.out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

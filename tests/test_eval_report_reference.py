@@ -93,5 +93,14 @@ def test_write_report_takes_the_run_named_oracle_as_reference(runs: tuple[Path, 
     assert (tmp_path / "rep" / "reliability_model_verb.png").stat().st_size > 0
     # the tables keep it as a row
     assert "| oracle |" in (tmp_path / "rep" / "evolution_verb.md").read_text(encoding="utf-8")
+    # the page says what its columns mean, with each metric's direction
+    for term in ("<dt>Verb</dt>", "<dt>Ans</dt>", "<dt>Avg</dt>", "<dt>Acc ↑</dt>", "<dt>Macro-F1 ↑</dt>",
+                 "<dt>Weighted-F1 ↑</dt>", "<dt>ECE ↓</dt>", "<dt>Brier ↓</dt>", "<dt>AUC ↑</dt>",
+                 "first decisive token", "10 equal-width bins", "Bayes posterior: its argmax"):
+        assert term in page, term
+    # and prints each table once
+    titles = ["Emotion prediction on ID VSA tasks", "Confidence estimation", "Runs side by side (Verb confidence)"]
+    assert [page.count(f"<h3>{t}</h3>") for t in titles] == [1, 1, 1]
+    assert page.count("<h3>") == 3
     write_report(list(runs), tmp_path / "plain", reference=None)
     assert "the reference." not in (tmp_path / "plain" / "summary.html").read_text(encoding="utf-8")

@@ -123,7 +123,7 @@ def write_report(
     written += [p for p, _ in figures]
 
     html_path = out_dir / "summary.html"
-    html_path.write_text(summary_html(runs, [t for _, t in tables], figures), encoding="utf-8")
+    html_path.write_text(summary_html(runs, [t for _, t in tables], figures, ref), encoding="utf-8")
     written.append(html_path)
     return written
 
