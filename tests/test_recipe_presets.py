@@ -114,3 +114,41 @@ def test_sft_help_documents_the_preset() -> None:
     proc = subprocess.run(["bash", str(RECIPES / "stage1_sft.sh"), "--help"], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0 and "--preset P" in proc.stdout and "official" in proc.stdout
+
+
+# --profile cpu: the CPU keys (recipes/config/{sft,grpo}_profile/cpu.yaml) reach veRL's composed
+# config beside the preset, and a command-line key still wins over them. Expected values are the
+# ones the recipes passed as command-line overrides before the keys moved into YAML.
+CPU_KEYS = {
+    "stage1_sft.sh": {"trainer.device": "cpu", "model.override_config.attn_implementation": "sdpa",
+                      "model.use_remove_padding": False, "model.enable_gradient_checkpointing": False,
+                      "engine.use_torch_compile": False, "trainer.logger": ["console"],
+                      "engine.mixed_precision": {"param_dtype": "fp32", "reduce_dtype": "fp32",
+                                                 "buffer_dtype": "fp32"}},
+    "stage3_grpo.sh": {"trainer.device": "cpu", "actor_rollout_ref.actor.strategy": "fsdp2",
+                       "actor_rollout_ref.rollout.enable_sleep_mode": False,
+                       "actor_rollout_ref.rollout.dtype": "float32", "actor_rollout_ref.rollout.n": 4,
+                       "transfer_queue.backend.SimpleStorage.num_data_storage_units": 1,
+                       "actor_rollout_ref.ref.fsdp_config.mixed_precision": {
+                           "param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"},
+                       "ray_kwargs.ray_init.num_cpus": 16, "ray_kwargs.ray_init.num_gpus": 1},
+}
+
+
+@pytest.mark.parametrize(("script", "args", "stage", "override"), [
+    ("stage1_sft.sh", ["--model", "m", "--train", "t.parquet"], "stage1_sft", ("data.num_workers", 2)),
+    ("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet"], "stage3_grpo",
+     ("data.train_batch_size", 8)),
+])
+def test_cpu_profile_keys_reach_verls_composed_config(script: str, args: list[str], stage: str,
+                                                      override: tuple[str, int]) -> None:
+    env_keep = {k: os.environ.pop(k) for k in ("RAY_ADDRESS",) if k in os.environ}
+    try:
+        cfg = _job_config(script, [*args, "--profile", "cpu", "--preset", "official", f"{override[0]}={override[1]}"])
+    finally:
+        os.environ.update(env_keep)
+    for key, value in CPU_KEYS[script].items():
+        assert _get(cfg, key) == value, key
+    for key, value in EXPECTED[(stage, "official")].items():
+        assert _get(cfg, key) == value, key
+    assert _get(cfg, override[0]) == override[1]

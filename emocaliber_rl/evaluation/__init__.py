@@ -6,8 +6,9 @@ Modules, one job each:
 * :mod:`.parsing` -- prediction and confidence extraction from one response (``strict`` /
   ``official`` rules).
 * :mod:`.scoring` -- prediction rows -> the score JSON (``emocaliber eval score``).
-* :mod:`.report` -- tables (Markdown, CSV, LaTeX), plots and ``summary.html`` for one or many
-  runs (``emocaliber eval report``).
+* :mod:`.report` -- ``emocaliber eval report``: every table, plot and ``summary.html`` for one or
+  many runs, from :mod:`.report_runs` (loading a run), :mod:`.report_tables` (Markdown, CSV,
+  LaTeX, HTML), :mod:`.report_plots` and :mod:`.report_page`.
 * the ``eval`` command and its hook for more subcommands: :mod:`emocaliber_rl.cli.evaluate`.
 
 Importing this package imports numpy only; matplotlib loads when a report is drawn.

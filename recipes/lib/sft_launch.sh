@@ -28,7 +28,8 @@ Options:
                     gpu-sdpa: the same without flash-attn (PyTorch sdpa attention, no
                     remove-padding), for installs where flash-attn could not be built.
                     cpu: the same trainer on CPU through the emocaliber veRL plug-in
-                    (VERL_PLATFORM=cpu, gloo, sdpa attention, fp32) for the tiny model and CI.
+                    (VERL_PLATFORM=cpu, gloo, sdpa attention, fp32) for the tiny model and CI;
+                    the keys in recipes/config/sft_profile/cpu.yaml (each with its reason).
   --nproc N         processes per node (default: the GPUs this process may use: those of
                     \`nvidia-smi -L\`, MIG devices not counted twice, narrowed by
                     CUDA_VISIBLE_DEVICES; 1 with --profile cpu).
@@ -81,16 +82,8 @@ sft_main() {
   if [[ "$profile" == cpu ]]; then
     export VERL_PLATFORM=cpu WANDB_MODE="${WANDB_MODE:-disabled}"
     nproc="${nproc:-1}"
-    profile_overrides=(
-      trainer.device=cpu
-      +model.override_config.attn_implementation=sdpa
-      model.use_remove_padding=False
-      model.enable_gradient_checkpointing=False
-      engine.use_torch_compile=False
-      "+engine.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}"
-      data.num_workers=0
-      "trainer.logger=[console]"
-    )
+    # the CPU keys, each with its reason: recipes/config/sft_profile/cpu.yaml
+    profile_overrides=(+sft_profile=cpu)
   else
     require_flash_attn "$profile" "${STAGE_NAME}.sh" || return 2
     if [[ "$profile" == gpu-sdpa ]]; then
