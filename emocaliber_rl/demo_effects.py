@@ -65,9 +65,10 @@ class Goal:
     met: bool
 
 
-def goals(runs: Mapping[str, Mapping[str, Any]], wall_s: float) -> list[Goal]:
+def goals(runs: Mapping[str, Mapping[str, Any]], wall_s: float, weight_change: float | None = None) -> list[Goal]:
     """The demo's targets (issue 15 item 2) checked against the measured scores; runs named
-    ``oracle``, ``scaffold``, ``cold-start`` and ``EmoCaliber`` (those present are checked)."""
+    ``oracle``, ``scaffold``, ``cold-start`` and ``EmoCaliber`` (those present are checked).
+    ``weight_change``: the largest weight difference between the stage-3 and cold-start models."""
     out: list[Goal] = []
     if "scaffold" in runs:
         g = runs["scaffold"]["groups"]["ID VER"]
@@ -90,6 +91,9 @@ def goals(runs: Mapping[str, Mapping[str, Any]], wall_s: float) -> list[Goal]:
             out.append(Goal(f"final model's verbalised {metric.upper() if metric == 'ece' else 'Brier'} "
                             "no worse than the cold-start model's (every group)",
                             "; ".join(f"{grp}: {_fmt(a)} -> {_fmt(b)}" for grp, a, b in pairs), met))
+    if weight_change is not None:
+        out.append(Goal("stage 3 changed the policy's weights", f"largest change {weight_change:.3g}",
+                        weight_change > 0.0))
     out.append(Goal(f"whole demo under {WALL_TIME_S // 60} minutes of stage time", f"{wall_s / 60:.1f} min",
                     wall_s < WALL_TIME_S))
     return out

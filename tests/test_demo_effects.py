@@ -57,3 +57,24 @@ def test_effects_table_has_a_row_per_run_and_group():
     assert len(rows) == 2 + 2 * 3
     assert rows[2].startswith("| oracle | ID VER | 87.5 | 10.8 | 100.0 | 0.100 | 0.200 | 0.500 | 200 |")
     assert not math.isnan(parse_rate(_scores(0.1)))
+
+
+def test_a_stage3_run_that_changed_no_weight_misses_its_goal():
+    runs = {"scaffold": _scores(0.25)}
+    assert [g.met for g in goals(runs, 0, weight_change=0.0)][-2] is False
+    assert [g.met for g in goals(runs, 0, weight_change=1.4e-6)][-2] is True
+
+
+def test_weight_change_is_the_largest_absolute_difference(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from emocaliber_rl.demo import weight_change
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    save_file({"w": torch.tensor([1.0, 2.0, 3.0]), "v": torch.zeros(2)}, str(a / "model.safetensors"))
+    save_file({"w": torch.tensor([1.0, 2.5, 2.0]), "v": torch.tensor([0.0, -0.25])}, str(b / "model.safetensors"))
+    assert weight_change(a, b) == 1.0  # |2.0 - 3.0|
+    assert weight_change(a, a) == 0.0
