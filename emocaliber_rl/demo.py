@@ -32,7 +32,7 @@ RECIPES = REPO_ROOT / "recipes"
 # official release's 200704..451584 that the commands apply by default.
 TINY_PIXELS = ("--processor-pixels",)
 
-# The template CoT, one fixed sentence per step: the stand-in for the MLLM carries no information
+# The template CoT, one fixed word per step: the stand-in for the MLLM carries no information
 # the image does not (the world's images are colour grids), so its words cost the tiny model no
 # capacity; what stage 1 must learn is the format and the answer, which depends on the image.
 _STEP_TEXT = {"element": "cells", "human": "none", "context": "grid", "interaction": "colours", "analysis": "mood"}
@@ -255,6 +255,8 @@ class Demo:
                              for k, v in info.get("outputs", {}).items())
             lines.append(f"| {name} | {info['description']} | {info['seconds']:.1f} | {outs} |")
         lines += ["", "Logs of every command: `logs/<stage>.log`.", ""]
+        moved = state["stages"].get("stage3", {}).get("outputs", {}).get("largest_weight_change")
+        moved = float(moved) if moved is not None else None
         runs = {name: json.loads((self.eval / folder / "scores.json").read_text(encoding="utf-8"))
                 for name, folder in (("oracle", "oracle"), ("scaffold", "scaffold"), ("cold-start", "cold-start"),
                                      ("EmoCaliber", "EmoCaliber"))
@@ -265,7 +267,7 @@ class Demo:
                       "the share of test answers with a parseable `<confidence>`; that confidence's ECE, Brier and",
                       "ROC-AUC (lower, lower, higher is better). Computed by `eval score` (`eval/<run>/scores.json`).",
                       "", *effects_table(runs), "",
-                      "### The demo's goals (docs/demo-world.md)", "", *goals_table(goals(runs, wall, self._weight_change())), ""]
+                      "### The demo's goals (docs/demo-world.md)", "", *goals_table(goals(runs, wall, moved)), ""]
         for title, path in (("VECBench manifests (counts per subtask)", self.bench / "summary.md"),
                             ("VEC-CoT split", self.cot / "table.md")):
             if path.exists():
@@ -284,12 +286,6 @@ class Demo:
                 lines.append(f"![{png.stem}]({png.relative_to(self.out)})")
         (self.out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         ctx.outputs["index"] = str(self.out / "README.md")
-
-    def _weight_change(self) -> float | None:
-        from emocaliber_rl.pipeline_runner import load_state
-
-        value = load_state(self.out)["stages"].get("stage3", {}).get("outputs", {}).get("largest_weight_change")
-        return float(value) if value is not None else None
 
     def _parity_section(self) -> list[str]:
         """Stage-3 rollouts against ``eval run`` of the same (cold-start) model on the same test
