@@ -52,8 +52,9 @@ COT = [
     "uvloop==0.23.0; sys_platform != 'win32' and platform_python_implementation != 'PyPy'",
 ]
 
-# Both runtime profiles: hub ids in run manifests (transformers 5.9/5.10 need hub >=1.5,<2).
-HUB = ["huggingface-hub>=1.5,<2"]
+# Both runtime profiles: hub ids in run manifests (transformers 5.9/5.10 need hub >=1.5,<2), and
+# safetensors, read directly where the demo compares two checkpoints' weights (transformers' range).
+HUB = ["huggingface-hub>=1.5,<2", "safetensors>=0.4.3"]
 
 CPU = [
     "verl==0.9.1",
