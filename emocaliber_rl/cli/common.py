@@ -7,6 +7,7 @@ import argparse
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,12 @@ def add_group_command(sub: argparse._SubParsersAction, name: str, *, help: str, 
 
 # ----------------------------------------------------------------------------------------------
 # image paths
+
+
+def add_extra_subcommand(sub: argparse._SubParsersAction, name: str,
+                         configure: Callable[[argparse.ArgumentParser], None], kwargs: dict[str, Any]) -> None:
+    """Add a subcommand registered by another module (``eval``/``stage2`` extension hooks)."""
+    configure(sub.add_parser(name, **{"formatter_class": HelpFormatter, **kwargs}))
 
 
 def add_path_map(p: argparse.ArgumentParser) -> None:

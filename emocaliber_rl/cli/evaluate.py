@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emocaliber_rl.cli.common import HelpFormatter, add_command
+from emocaliber_rl.cli.common import add_command, add_extra_subcommand
 from emocaliber_rl.cli.engine import (
     check_model,
     engine_from_args,
@@ -57,12 +57,7 @@ def add_eval_subcommand(
         raise ValueError(f"eval {name} is built in")
     _EXTRA[name] = (configure, parser_kwargs)
     if _EVAL_SUBPARSERS is not None and name not in _EVAL_SUBPARSERS.choices:
-        _add_extra(_EVAL_SUBPARSERS, name, configure, parser_kwargs)
-
-
-def _add_extra(sub: argparse._SubParsersAction, name: str,
-               configure: Callable[[argparse.ArgumentParser], None], kwargs: dict[str, Any]) -> None:
-    configure(sub.add_parser(name, **{"formatter_class": HelpFormatter, **kwargs}))
+        add_extra_subcommand(_EVAL_SUBPARSERS, name, configure, parser_kwargs)
 
 
 def _positive_int(text: str) -> int:
@@ -260,4 +255,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         example="emocaliber eval report runs/base/scores.json runs/emocaliber --names Base EmoCaliber "
                 "--out reports/cmp"))
     for name, (configure, kwargs) in _EXTRA.items():
-        _add_extra(_EVAL_SUBPARSERS, name, configure, kwargs)
+        add_extra_subcommand(_EVAL_SUBPARSERS, name, configure, kwargs)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emocaliber_rl.cli.common import HelpFormatter, add_command
+from emocaliber_rl.cli.common import add_command, add_extra_subcommand
 from emocaliber_rl.cli.engine import (
     check_model,
     engine_from_args,
@@ -38,12 +38,7 @@ def add_stage2_subcommand(
         raise ValueError(f"stage2 {name} is built in")
     _EXTRA[name] = (configure, parser_kwargs)
     if _STAGE2_SUBPARSERS is not None and name not in _STAGE2_SUBPARSERS.choices:
-        _add_extra(_STAGE2_SUBPARSERS, name, configure, parser_kwargs)
-
-
-def _add_extra(sub: argparse._SubParsersAction, name: str,
-               configure: Callable[[argparse.ArgumentParser], None], kwargs: dict[str, Any]) -> None:
-    configure(sub.add_parser(name, **{"formatter_class": HelpFormatter, **kwargs}))
+        add_extra_subcommand(_STAGE2_SUBPARSERS, name, configure, parser_kwargs)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -165,4 +160,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         example="emocaliber stage2 label runs/stage2/gen.jsonl --out runs/stage2/stage2.parquet "
                 "--tokenizer ckpt/stage1/final_hf"))
     for name, (configure, kwargs) in _EXTRA.items():
-        _add_extra(_STAGE2_SUBPARSERS, name, configure, kwargs)
+        add_extra_subcommand(_STAGE2_SUBPARSERS, name, configure, kwargs)
