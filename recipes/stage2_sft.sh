@@ -16,6 +16,8 @@ defaults to false):
   data.confidence_mask.include_open_tag=true|false    train the tokens of <confidence> too (with Qwen's BPE: the '><' token)
   data.confidence_mask.include_close_tag=true|false   train the tokens of </confidence> too
   data.confidence_mask.include_end_of_turn=true|false train the end-of-turn token after it too
+  data.confidence_mask.include_response=false|true    also train the response before <confidence> (not Eq. 3;
+                                                      default false; the CPU demo's anchor, docs/stage2.md)
   data.confidence_mask.locate=auto|token_ids|char_offsets   how the span is found (default auto)"
 STAGE_EXTRA_OVERRIDES=()
 # shellcheck source=lib/sft_launch.sh

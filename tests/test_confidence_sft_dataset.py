@@ -225,6 +225,54 @@ def test_with_tags_every_overlapping_token_carries_loss(cases_parquet, tiny, mas
             _check_flags(tok, ds[rids.index(rid)], ANSWER_END + tail, f"{rid} {pad_mode}")
 
 
+def test_include_response_trains_the_whole_content_and_not_the_role_header(cases_parquet, tiny):
+    # The demo's anchor (not Eq. 3): the scaffold's own text before <confidence> carries loss too.
+    tok, _ = tiny
+    rids = [rid for rid, _, _ in CASES]
+    mask = {"include_open_tag": True, "include_close_tag": True, "include_end_of_turn": True,
+            "include_response": True}
+    for pad_mode in ("no_padding", "right"):
+        ds = _ours(cases_parquet, tiny, pad_mode=pad_mode, confidence_mask=mask)
+        stock = _stock(cases_parquet, tiny, pad_mode=pad_mode)
+        sample, ref = ds[rids.index("c083")], stock[rids.index("c083")]
+        keep = sample["attention_mask"].bool() if "attention_mask" in sample else torch.ones_like(sample["loss_mask"]).bool()
+        ids, flags = sample["input_ids"][keep].tolist(), sample["loss_mask"][keep].tolist()
+        pieces = [(tok.decode([i]), f) for i, f in zip(ids, flags, strict=True)]
+        # the role header and everything before it: no loss; "<|im_start|>assistant\n" is 3 tokens
+        start = max(i for i, (t, _) in enumerate(pieces) if t == "<|im_start|>")
+        assert [p for p in pieces[start:start + 3]] == [("<|im_start|>", 0), ("assistant", 0), ("\n", 0)], pad_mode
+        assert not any(f for _, f in pieces[:start + 3]), pad_mode
+        # from the first token of the content to <|im_end|>: all loss, then the template's "\n" none
+        body = pieces[start + 3:]
+        assert body[0] == ("<th", 1) and body[-2:] == [("<|im_end|>", 1), ("\n", 0)], pad_mode
+        assert all(f == 1 for _, f in body[:-1]), pad_mode
+        assert "".join(t for t, _ in body[:-2]) == RESPONSE + "<confidence>0.83</confidence>"
+        # veRL's stock mask trains the same content tokens (it also trains the trailing "\n")
+        ref_keep = ref["attention_mask"].bool() if "attention_mask" in ref else keep
+        assert int(sample["loss_mask"].sum()) == len(body) - 1
+        assert int(ref["loss_mask"][ref_keep].sum()) >= len(body) - 1
+
+
+def test_include_response_refuses_token_ids(tmp_path, tok_with_tag_tokens):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from emocaliber_rl.verl_plugins.confidence_sft_dataset import ConfidenceOnlySFTDataset
+
+    path = tmp_path / "text.parquet"
+    pq.write_table(pa.Table.from_pylist([_text_row("c083", CASES[0][1])]), path)
+    with pytest.raises(ValueError, match="include_response needs locate=char_offsets"):
+        ConfidenceOnlySFTDataset(str(path), tok_with_tag_tokens,
+                                 _cfg(confidence_mask={"locate": "token_ids", "include_response": True}), processor=None)
+    # auto picks character offsets: the response is found by characters, the tags stay whole ids
+    ds = ConfidenceOnlySFTDataset(str(path), tok_with_tag_tokens,
+                                  _cfg(confidence_mask={"include_response": True}), processor=None)
+    assert ds.use_token_ids is False
+    masked = [tok_with_tag_tokens.decode([t]) for t in ds[0]["input_ids"][ds[0]["loss_mask"].bool()].tolist()]
+    # the tags were not chosen: as whole ids they carry no loss, the response and the value do
+    assert "".join(masked) == RESPONSE + "0.83"
+
+
 def test_only_the_last_assistant_turn_counts(tmp_path, tiny):
     tok, _ = tiny
     turns = [

@@ -18,6 +18,7 @@ after it; the Hydra keys choose the pieces (all default false)::
       data.confidence_mask.include_open_tag=true    # the characters of <confidence>
       data.confidence_mask.include_close_tag=true   # the characters of </confidence>
       data.confidence_mask.include_end_of_turn=true # the end-of-turn token (eos, <|im_end|>) right after </confidence>
+      data.confidence_mask.include_response=true    # the response before <confidence> too: NOT Eq. 3
 
 * **value only** (all three false, the class default): exactly the tokens that lie entirely inside the
   value, e.g. ``0 . 8 3``. Nothing else: not the reasoning, not the answer, not earlier assistant
@@ -34,6 +35,13 @@ after it; the Hydra keys choose the pieces (all default false)::
   paper, plus stopping after it: a model trained on the close tag but not on ``<|im_end|>`` learns
   to repeat ``</confidence>``). Value only is the class default because Eq. 3 is written over the
   confidence c; such a run never trains the model to *emit* ``<confidence>`` (the tag is context).
+
+* **with the response** (``include_response``, off in every recipe but the CPU demo's): the scaffold's
+  own reasoning and answer before ``<confidence>`` carry loss as well, so ``y`` is a target, not
+  context: this is *not* Eq. 3. It exists for a small model trained from random at a high learning
+  rate, where confidence-only SFT has nothing anchoring the other positions and the model starts
+  writing confidence tokens everywhere (docs/demo-world.md measures it: the tiny cold-start model's
+  answers became confidence fragments); SFT on the scaffold's own samples holds them in place.
 
 How the span is mapped to tokens (``data.confidence_mask.locate``, default ``auto``):
 
@@ -142,6 +150,7 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
         # stop after the confidence, and a model trained on the close tag alone repeats it.
         self.include_end_of_turn = bool(cfg.get("include_end_of_turn", False))
         self._eot_reported = False
+        self.include_response = bool(cfg.get("include_response", False))
         self.locate = str(cfg.get("locate", "auto"))
         if self.locate not in LOCATE_MODES:
             raise ValueError(f"data.confidence_mask.locate must be one of {LOCATE_MODES}, got {self.locate!r}")
@@ -158,7 +167,11 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
                 f"data.confidence_mask.locate=token_ids needs {OPEN_TAG} and {CLOSE_TAG} to be whole added "
                 "tokens of the tokenizer; use auto or char_offsets"
             )
-        self.use_token_ids = tags_are_tokens if self.locate == "auto" else self.locate == "token_ids"
+        if self.locate == "token_ids" and self.include_response:
+            raise ValueError("data.confidence_mask.include_response needs locate=char_offsets or auto "
+                             "(the response is a character span, found by offsets)")
+        self.use_token_ids = (tags_are_tokens and not self.include_response if self.locate == "auto"
+                              else self.locate == "token_ids")
         if self.use_token_ids:
             self.open_id = int(self.tokenizer.convert_tokens_to_ids(OPEN_TAG))
             self.close_id = int(self.tokenizer.convert_tokens_to_ids(CLOSE_TAG))
@@ -250,7 +263,8 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
 
     @property
     def value_only(self) -> bool:
-        return not (self.include_open_tag or self.include_close_tag or self.include_end_of_turn)
+        return not (self.include_open_tag or self.include_close_tag or self.include_end_of_turn
+                    or self.include_response)
 
     def _report_missing_end_of_turn(self) -> None:
         if not self._eot_reported:
@@ -279,10 +293,13 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
                 self._report_missing_end_of_turn()
         return positions
 
-    def _trained_pieces(self, text: str, span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+    def _trained_pieces(self, text: str, span: tuple[int, int, int, int],
+                        content_start: int = 0) -> list[tuple[int, int]]:
         """The character ranges of ``text`` whose tokens carry loss, as configured."""
         open_start, value_start, value_end, close_end = span
         pieces = [(value_start, value_end)]
+        if self.include_response:
+            pieces.append((content_start, open_start))
         if self.include_open_tag:
             pieces.append((open_start, value_start))
         if self.include_close_tag:
@@ -322,7 +339,15 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
         if span is None:
             raise ConfidenceSpanError(f"{self._row()}: no {OPEN_TAG}...{CLOSE_TAG} in the last assistant message")
         span = tuple(body_start + x for x in span)
-        pieces = self._trained_pieces(text, span)
+        content_start = span[0]
+        if self.include_response:
+            # the message's own text, not the role header the template puts before it
+            content = _message_text(message.get("content"))
+            content_start = text.find(content, body_start)
+            if not content or content_start < 0:
+                raise ConfidenceSpanError(f"{self._row()}: the rendered assistant message does not hold its content "
+                                          "verbatim, so include_response cannot find the response")
+        pieces = self._trained_pieces(text, span, content_start)
         if self.value_only:
             # Whole tokens inside the value: a token merged with a tag character stays out.
             lo, hi = pieces[0]
