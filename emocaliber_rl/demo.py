@@ -50,9 +50,12 @@ class DemoSizes:
     stage1_steps: int = 150
     stage1_batch: int = 8
     stage1_lr: float = 5e-3
-    stage2_steps: int = 40
+    stage2_steps: int = 80
     stage2_batch: int = 8
-    stage2_lr: float = 5e-3
+    stage2_lr: float = 2e-3
+    # stage 2 also trains the scaffold's own response (include_response, not Eq. 3): without it the
+    # tiny model's confidence-only SFT turns every answer into confidence fragments
+    stage2_anchor: bool = True
     stage3_steps: int = 2
 
 
@@ -180,7 +183,7 @@ class Demo:
         self._recipe(ctx, "stage2_sft.sh", "--model", str(scaffold), "--train", str(labelled), "--out", str(out),
                      "--steps", str(z.stage2_steps), f"data.train_batch_size={batch}",
                      f"data.micro_batch_size_per_gpu={batch}", f"optim.lr={z.stage2_lr}", "trainer.total_epochs=100",
-                     "data.max_length=512")
+                     "data.max_length=512", f"data.confidence_mask.include_response={str(z.stage2_anchor).lower()}")
         ctx.outputs["labelled_rows"] = str(kept)
         ctx.outputs.update(generations=str(gen), labelled=str(labelled), model=str(out / "final_hf"))
 
@@ -197,14 +200,9 @@ class Demo:
         print(f"  stage3 rollouts: validation accuracy before training {parity['rollout_accuracy']:.3f} "
               f"(vLLM, greedy, n={parity['n']:.0f}); rollout_probs_diff_max per step "
               + ", ".join(f"{v:.2g}" for v in parity["probs_diff_max"]), flush=True)
-        moved = weight_change(self.ckpt / "stage2" / "final_hf", out / "final_hf")
+        moved = require_weight_change(self.ckpt / "stage2" / "final_hf", out / "final_hf",
+                                      f"{self.sizes.stage3_steps} GRPO steps (rewards per step in {metrics})")
         print(f"  stage3 weights: largest change {moved:.3g} from the cold-start model", flush=True)
-        if moved == 0.0:
-            # Reported, not yet fatal: every rollout of a group scoring alike (the tiny cold-start
-            # model writes no parseable confidence yet) leaves GRPO without a gradient; the demo
-            # fails on this once its stages learn (docs/demo-world.md, "not done").
-            print(f"  WARNING stage3: {self.sizes.stage3_steps} GRPO steps left every weight equal to the "
-                  "cold-start model's (largest change 0): no rollout group had rewards that differ", flush=True)
         ctx.outputs.update(model=str(out / "final_hf"), metrics=str(metrics), largest_weight_change=f"{moved:.3g}")
 
     def evaluate(self, ctx: StageContext) -> None:
@@ -226,9 +224,15 @@ class Demo:
             ctx.python("eval", "score", str(preds), "--json", str(run_dir / "scores.json"),
                        "--samples", str(run_dir / "samples.jsonl"))
             runs.append(run_dir)
+            if model != "stage1":
+                self._require_confidence(name, model, run_dir)
         ctx.python("eval", "report", *map(str, runs), "--out", str(self.report),
                    "--names", "oracle", "scaffold", "cold-start", "EmoCaliber")
         ctx.outputs.update(report=str(self.report), summary=str(self.report / "summary.html"))
+
+    def _require_confidence(self, name: str, stage: str, run_dir: Path) -> None:
+        """A model trained to verbalise confidence that writes none on any test image is a failed stage."""
+        require_confidence(run_dir / "scores.json", stage, f"the {name} model ({self.ckpt / stage / 'final_hf'})")
 
     def index(self, ctx: StageContext) -> None:
         from emocaliber_rl.demo_effects import effects_table, goals, goals_table
@@ -325,6 +329,30 @@ def weight_change(before: Path, after: Path) -> float:
     if not a or a.keys() != b.keys():
         raise StageFailed(f"cannot compare {before} and {after}: their safetensors hold different tensors")
     return max(float(torch.max(torch.abs(a[k].float() - b[k].float()))) for k in a)
+
+
+def require_weight_change(before: Path, after: Path, what: str) -> float:
+    """``weight_change``, or ``StageFailed`` naming stage 3 when it is 0: every rollout group scored
+    alike (GRPO had no gradient) or the update never reached the saved checkpoint."""
+    moved = weight_change(before, after)
+    if moved == 0.0:
+        raise StageFailed(f"stage 'stage3': {what} left every weight of {after} equal to {before}'s "
+                          "(largest change 0): stage 3 taught nothing")
+    return moved
+
+
+def require_confidence(scores_path: Path, stage: str, who: str) -> float:
+    """The share of test answers with a parseable ``<confidence>``, or ``StageFailed`` naming
+    ``stage`` when it is 0: a model trained to verbalise confidence that never does is unusable."""
+    from emocaliber_rl.demo_effects import parse_rate
+
+    scores = json.loads(scores_path.read_text(encoding="utf-8"))
+    n = sum(g["n"] for g in scores["groups"].values())
+    rate = parse_rate(scores)
+    if n and rate == 0.0:
+        raise StageFailed(f"stage '{stage}': {who} wrote a parseable <confidence> on 0 of {n} test answers "
+                          f"(scores in {scores_path}); rerun from that stage")
+    return rate
 
 
 def rollout_parity(metrics_path: Path) -> dict:

@@ -78,3 +78,35 @@ def test_weight_change_is_the_largest_absolute_difference(tmp_path):
     save_file({"w": torch.tensor([1.0, 2.5, 2.0]), "v": torch.tensor([0.0, -0.25])}, str(b / "model.safetensors"))
     assert weight_change(a, b) == 1.0  # |2.0 - 3.0|
     assert weight_change(a, a) == 0.0
+
+
+def test_demo_fails_a_stage_whose_model_writes_no_confidence(tmp_path):
+    import json
+
+    from emocaliber_rl.demo import require_confidence
+    from emocaliber_rl.pipeline_runner import StageFailed
+
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps(_scores(0.3, parsed=(0.0, 0.0, 0.0))))
+    with pytest.raises(StageFailed, match=r"stage 'stage2': the cold-start model .* on 0 of 414 test answers"):
+        require_confidence(path, "stage2", "the cold-start model")
+    # one group with a confidence on a tenth of its 100 answers: usable, the rate is 10/414
+    path.write_text(json.dumps(_scores(0.3, parsed=(0.0, 0.1, 0.0))))
+    assert require_confidence(path, "stage2", "the cold-start model") == pytest.approx(10 / 414)
+
+
+def test_demo_fails_a_stage3_that_changed_no_weight(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from emocaliber_rl.demo import require_weight_change
+    from emocaliber_rl.pipeline_runner import StageFailed
+
+    before, same, moved = (tmp_path / n for n in ("before", "same", "moved"))
+    w = {"a": torch.zeros(3), "b": torch.ones(2, 2)}
+    for folder, tensors in ((before, w), (same, w), (moved, {"a": torch.tensor([0.0, -0.25, 0.0]), "b": w["b"]})):
+        folder.mkdir()
+        save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(StageFailed, match="stage 'stage3': 2 GRPO steps left every weight"):
+        require_weight_change(before, same, "2 GRPO steps")
+    assert require_weight_change(before, moved, "2 GRPO steps") == 0.25
