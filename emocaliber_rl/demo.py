@@ -224,15 +224,11 @@ class Demo:
             ctx.python("eval", "score", str(preds), "--json", str(run_dir / "scores.json"),
                        "--samples", str(run_dir / "samples.jsonl"))
             runs.append(run_dir)
-            if model != "stage1":
-                self._require_confidence(name, model, run_dir)
+            if model != "stage1":  # the scaffold is never asked for a confidence
+                require_confidence(run_dir / "scores.json", model, f"the {name} model ({self.ckpt / model / 'final_hf'})")
         ctx.python("eval", "report", *map(str, runs), "--out", str(self.report),
                    "--names", "oracle", "scaffold", "cold-start", "EmoCaliber")
         ctx.outputs.update(report=str(self.report), summary=str(self.report / "summary.html"))
-
-    def _require_confidence(self, name: str, stage: str, run_dir: Path) -> None:
-        """A model trained to verbalise confidence that writes none on any test image is a failed stage."""
-        require_confidence(run_dir / "scores.json", stage, f"the {name} model ({self.ckpt / stage / 'final_hf'})")
 
     def index(self, ctx: StageContext) -> None:
         from emocaliber_rl.demo_effects import effects_table, goals, goals_table
