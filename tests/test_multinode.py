@@ -19,12 +19,30 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, draw_image
 
 pytestmark = pytest.mark.slow
 
 ARGS = ["--profile", "cpu", "--nproc", "{nproc}", "--steps", "3", "data.train_batch_size=4",
         "data.micro_batch_size_per_gpu=2", "optim.lr=1e-3", "trainer.balance_batch=False"]
+
+
+# the two-node stage-3 run's records (FI-8, WebEmo-2, Abstract-8, FI-2: all three VECBench groups)
+RECORD_TASKS = ["FI-8", "WebEmo-2", "Abstract-8", "FI-2"]
+
+
+def _records(tmp: Path, n: int, offset: int):
+    from emocaliber_rl.data.records import Record
+    from emocaliber_rl.taxonomy import get_subtask
+
+    out = []
+    for i in range(n):
+        task = RECORD_TASKS[i % len(RECORD_TASKS)]
+        labels = get_subtask(task).labels
+        path = tmp / f"img{offset + i}.png"
+        draw_image(offset + i, size=(84, 84)).save(path)
+        out.append(Record.make(str(offset + i), task, path, labels[(i // len(RECORD_TASKS)) % len(labels)]))
+    return out
 
 
 def _free_port() -> int:
@@ -138,7 +156,6 @@ def test_stage3_on_a_two_node_ray_cluster(tiny_model_dir, tmp_path) -> None:
 
     from emocaliber_rl.data.exports import export_rl_stage3
     from tests.test_ray_submit import _marked_pids, _stop_cluster
-    from tests.test_stage3_grpo import _records
 
     train = export_rl_stage3(_records(tmp_path, 4, 0), tmp_path / "train.parquet", pixel_bounds=None).path
     val = export_rl_stage3(_records(tmp_path, 2, 100), tmp_path / "val.parquet", split="test",

@@ -11,9 +11,11 @@ response would score the same floor (format 0, correct 0, log(0.01)), every adva
 and nothing would train - a run that "passes" without exercising the objective. The shared run
 fine-tunes the tiny model with plain transformers (no veRL) to answer FI-8 and the binary
 subtasks' prompts in the agreed format with the class (or polarity) of the colour its image shows
-(tests/colour_world.py). Sampled at temperature 1 it is right about half the time on the FI-8
-training prompts, so correctness and hence the real Eq. 4 reward differ within groups and GRPO
-has something to do. No reward term is added for the test.
+(tests/colour_world.py). Sampled at temperature 1 it still breaks the format now and then (in
+the run measured on 2026-12-02: format 0.875 at step 1 and 0.75 at step 2, correct 1.0 and 0.94),
+so the real Eq. 4 reward differs within groups and GRPO has something to do. That signal is thin:
+a model that never slipped would leave every advantage 0 (the checks below would then fail, not
+pass). No reward term is added for the test.
 
 What the shared run changes here (the checks are the same; their expectations are computed from
 the run's data): validation holds 32 FI-8 images plus 4 of each other subtask (44, was 8 spread
@@ -33,24 +35,6 @@ from .conftest import draw_image
 from .stage3_shared import PROMPTS_PER_STEP, STEPS, TASKS, N
 
 pytestmark = pytest.mark.slow
-
-# the multi-node test's records (FI-8, WebEmo-2, Abstract-8, FI-2: all three VECBench groups)
-RECORD_TASKS = ["FI-8", "WebEmo-2", "Abstract-8", "FI-2"]
-
-
-def _records(tmp: Path, n: int, offset: int):
-    from emocaliber_rl.data.records import Record
-    from emocaliber_rl.taxonomy import get_subtask
-
-    out = []
-    for i in range(n):
-        task = RECORD_TASKS[i % len(RECORD_TASKS)]
-        labels = get_subtask(task).labels
-        path = tmp / f"img{offset + i}.png"
-        draw_image(offset + i, size=(84, 84)).save(path)
-        out.append(Record.make(str(offset + i), task, path, labels[(i // len(RECORD_TASKS)) % len(labels)]))
-    return out
-
 
 def _safetensors(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
