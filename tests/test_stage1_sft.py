@@ -37,8 +37,9 @@ def stage1_parquet(tmp_path_factory) -> Path:
     return root / "train.parquet"
 
 
-def _train(nproc: int, model: Path, data: Path, out: Path) -> list[float]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+def _train(nproc: int, model: Path, data: Path, out: Path, **env_extra: str) -> dict[str, list[float]]:
+    """Four steps of the stage-1 recipe; veRL's per-step loss and gradient norm."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env_extra}
     env.pop("VERL_USE_EXTERNAL_MODULES", None)
     proc = subprocess.run(
         ["bash", str(REPO_ROOT / "recipes" / "stage1_sft.sh"), "--profile", "cpu", "--nproc", str(nproc),
@@ -50,15 +51,44 @@ def _train(nproc: int, model: Path, data: Path, out: Path) -> list[float]:
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "froze" in log  # EMOCALIBER_FREEZE_MODULES=visual took effect
-    return [float(x) for x in re.findall(r"step:\d+ - .*?train/loss:([0-9.]+)", log)]
+    return {key: [float(x) for x in re.findall(rf"step:\d+ - .*?train/{key}:([0-9.e+-]+)", log)]
+            for key in ("loss", "grad_norm")}
+
+
+_RUNS: dict[tuple[int, str], tuple[Path, dict[str, list[float]]]] = {}
+
+
+@pytest.fixture(scope="module")
+def train_run(tiny_model_dir, stage1_parquet, tmp_path_factory):
+    """One recipe run per (processes, ``EMOCALIBER_SFT_LOSS_ROWS``), shared by the tests below."""
+    def run(nproc: int, loss_rows: str = "1") -> tuple[Path, dict[str, list[float]]]:
+        key = (nproc, loss_rows)
+        if key not in _RUNS:
+            out = tmp_path_factory.mktemp(f"stage1-n{nproc}-rows{loss_rows}") / "ckpt"
+            _RUNS[key] = (out, _train(nproc, tiny_model_dir, stage1_parquet, out, EMOCALIBER_SFT_LOSS_ROWS=loss_rows))
+        return _RUNS[key]
+    yield run
+    _RUNS.clear()
+
+
+def test_stage1_loss_rows_plugin_matches_verl(train_run):
+    """The CPU plug-in that runs the output layer on the loss rows only (verl_plugins/sft_loss_rows.py)
+    gives veRL's own loss and gradient norm at every step: same data, seed and weights, the plug-in
+    off (``EMOCALIBER_SFT_LOSS_ROWS=0``, veRL's forward over every token) against on. A wrong row
+    (off by one in the mask roll, a prompt row, a lost image) changes the loss in the first step."""
+    _, fast = train_run(1, "1")
+    _, verl = train_run(1, "0")
+    assert len(fast["loss"]) == len(verl["loss"]) == 4, (fast, verl)
+    assert fast["loss"] == pytest.approx(verl["loss"], rel=1e-5, abs=1e-6)
+    assert fast["grad_norm"] == pytest.approx(verl["grad_norm"], rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.parametrize("nproc", [1, 2])
-def test_stage1_sft_trains_language_model_only(nproc, tiny_model_dir, stage1_parquet, tmp_path, make_image):
+def test_stage1_sft_trains_language_model_only(nproc, tiny_model_dir, train_run, make_image):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    out = tmp_path / "ckpt"
-    losses = _train(nproc, tiny_model_dir, stage1_parquet, out)
+    out, metrics = train_run(nproc)
+    losses = metrics["loss"]
     assert len(losses) == 4, losses
     assert losses[-1] < losses[0], losses
 
