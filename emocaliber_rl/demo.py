@@ -218,9 +218,13 @@ class Demo:
             run_dir = self.eval / name
             run_dir.mkdir(parents=True, exist_ok=True)
             preds = run_dir / "predictions.jsonl"
+            # Greedy, as stage 3's validation rollouts are (so the parity section compares like with
+            # like): on vLLM-CPU half of a sampled decode step is the seeded sampler's noise over the
+            # whole vocabulary, and greedy decoding skips it (docs/demo-world.md)
             ctx.python("eval", "run", "--manifest", str(self.data / "test.eval.jsonl"), "--out", str(preds),
                        "--model", str(self.ckpt / model / "final_hf"), "--backend", self.eval_backend,
-                       "--max-new-tokens", "64", "--seed", str(self.seed), "--no-progress", "--force-new", *TINY_PIXELS)
+                       "--max-new-tokens", "64", "--greedy", "--seed", str(self.seed), "--no-progress", "--force-new",
+                       *TINY_PIXELS)
             ctx.python("eval", "score", str(preds), "--json", str(run_dir / "scores.json"),
                        "--samples", str(run_dir / "samples.jsonl"))
             runs.append(run_dir)
