@@ -55,20 +55,18 @@ def _train(nproc: int, model: Path, data: Path, out: Path, **env_extra: str) -> 
             for key in ("loss", "grad_norm")}
 
 
-_RUNS: dict[tuple[int, str], tuple[Path, dict[str, list[float]]]] = {}
-
-
 @pytest.fixture(scope="module")
 def train_run(tiny_model_dir, stage1_parquet, tmp_path_factory):
     """One recipe run per (processes, ``EMOCALIBER_SFT_LOSS_ROWS``), shared by the tests below."""
+    runs: dict[tuple[int, str], tuple[Path, dict[str, list[float]]]] = {}
+
     def run(nproc: int, loss_rows: str = "1") -> tuple[Path, dict[str, list[float]]]:
-        key = (nproc, loss_rows)
-        if key not in _RUNS:
+        if (nproc, loss_rows) not in runs:
             out = tmp_path_factory.mktemp(f"stage1-n{nproc}-rows{loss_rows}") / "ckpt"
-            _RUNS[key] = (out, _train(nproc, tiny_model_dir, stage1_parquet, out, EMOCALIBER_SFT_LOSS_ROWS=loss_rows))
-        return _RUNS[key]
-    yield run
-    _RUNS.clear()
+            runs[nproc, loss_rows] = (out, _train(nproc, tiny_model_dir, stage1_parquet, out,
+                                                  EMOCALIBER_SFT_LOSS_ROWS=loss_rows))
+        return runs[nproc, loss_rows]
+    return run
 
 
 def test_stage1_loss_rows_plugin_matches_verl(train_run):

@@ -1,11 +1,11 @@
 """SFT logits only at the rows the loss reads, for the CPU platform.
 
 veRL 0.9.1's FSDP engine (``FSDPEngineWithLMHead.forward_step``) runs the output layer over every
-packed token and takes a log-probability at each, although ``sft_loss`` keeps only those whose
-next token is under the loss mask: the assistant's response in stage 1, the confidence span in
-stage 2. With Qwen's 151,936-row output layer and a tiny body, that layer is the whole step: on
-the demo's stage-1 micro-batches (~1,500 tokens, ~400 of them response) a forward and backward
-over all rows costs about 3x one over the response rows (``benchmarks/bench_sft_loss_rows.py``).
+token and takes a log-probability at each, although ``sft_loss`` keeps only those whose next
+token is under the loss mask: the assistant's response in stage 1, the confidence span in stage 2.
+With Qwen's 151,936-row output layer and a tiny body, that layer is the whole step: on a demo
+stage-1 micro-batch (1,500 tokens, 400 under the loss) a forward and backward over all rows costs
+3.6x one over the loss rows (``benchmarks/bench_sft_loss_rows.py``).
 
 This wraps ``forward_step`` so that, for ``sft_loss`` only, a forward pre-hook hands the output
 layer the hidden states of the loss rows alone; their log-probabilities (veRL's own
@@ -13,10 +13,11 @@ layer the hidden states of the loss rows alone; their log-probabilities (veRL's 
 the packed length and nested exactly as veRL nests its own, so ``sft_loss`` sees the same values
 at every row it reads. Rows it does not read hold 0 instead of a log-probability; nothing else
 in the SFT trainer reads ``log_probs``. Loss and gradients equal veRL's (``tests/test_stage1_sft.py``
-compares both paths step by step). Any case this does not cover (the PPO losses, fused kernels,
-entropy, distillation, Ulysses sequence parallelism, packed-length padding, the padded layout)
-takes veRL's path unchanged. Both of veRL's layouts are covered: one packed sequence
-(``use_remove_padding``, GPU runs with flash-attn) and padded rows (the CPU profile). ``EMOCALIBER_SFT_LOSS_ROWS=0`` turns it off.
+compares both paths step by step). Both of veRL's layouts are covered: one packed sequence
+(``use_remove_padding``, GPU runs with flash-attn) and padded rows (the CPU profile). Any case this
+does not cover (the PPO losses, fused kernels, entropy, distillation, Ulysses sequence
+parallelism, packed-length padding) takes veRL's path unchanged. ``EMOCALIBER_SFT_LOSS_ROWS=0``
+turns it off.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def _forward_step_on_loss_rows(engine, module: ModuleType, micro_batch, loss_fun
     run on the loss rows only."""
     import torch
     from verl.utils import tensordict_utils as tu
+    from verl.workers.engine.utils import detach_tree
 
     micro_batch = micro_batch.to(module.get_device_id())
     model_inputs, output_args = engine.prepare_model_inputs(micro_batch=micro_batch)
@@ -114,8 +116,6 @@ def _forward_step_on_loss_rows(engine, module: ModuleType, micro_batch, loss_fun
         log_probs = picked.new_zeros(int(offsets[-1])).index_put((rows,), picked)
         model_output = {"log_probs": torch.nested.nested_tensor_from_jagged(log_probs, offsets)}
         loss, metrics = loss_function(model_output=model_output, data=micro_batch, dp_group=engine.get_data_parallel_group())
-    from verl.workers.engine.utils import detach_tree
-
     return loss, {"model_output": detach_tree(model_output), "loss": loss.detach().item(), "metrics": metrics}
 
 
