@@ -13,11 +13,11 @@ layer the hidden states of the loss rows alone; their log-probabilities (veRL's 
 the packed length and nested exactly as veRL nests its own, so ``sft_loss`` sees the same values
 at every row it reads. Rows it does not read hold 0 instead of a log-probability; nothing else
 in the SFT trainer reads ``log_probs``. Loss and gradients equal veRL's (``tests/test_stage1_sft.py``
-compares both paths step by step). Both of veRL's layouts are covered: one packed sequence
-(``use_remove_padding``, GPU runs with flash-attn) and padded rows (the CPU profile). Any case this
-does not cover (the PPO losses, fused kernels, entropy, distillation, Ulysses sequence
-parallelism, packed-length padding) takes veRL's path unchanged. ``EMOCALIBER_SFT_LOSS_ROWS=0``
-turns it off.
+compares both paths step by step). Only veRL's padded layout is covered, the one the CPU profile
+uses (``use_remove_padding=False``: the packed layout needs flash-attn, so it cannot run, nor be
+tested, on the CPU platform). Every other case (the packed layout, the PPO losses, fused kernels,
+entropy, distillation, Ulysses sequence parallelism) takes veRL's path unchanged.
+``EMOCALIBER_SFT_LOSS_ROWS=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -67,51 +67,40 @@ def _covered(engine, micro_batch, loss_function) -> bool:
         return False
     if "loss_mask" not in micro_batch.keys():  # noqa: SIM118 (TensorDict refuses `in`)
         return False
-    if engine.use_ulysses_sp:
+    if engine.use_ulysses_sp or tu.get_non_tensor_data(data=micro_batch, key="use_remove_padding", default=True):
         return False
     if tu.get_non_tensor_data(data=micro_batch, key="pad_mode", default=DatasetPadMode.NO_PADDING) != DatasetPadMode.NO_PADDING:
         return False
     return not any(tu.get_non_tensor_data(data=micro_batch, key=flag, default=False) for flag in _FLAGS_OFF)
 
 
-def _forward_step_on_loss_rows(engine, module: ModuleType, micro_batch, loss_function, original, forward_only):
-    """veRL's ``forward_step`` (same inputs, autocast, loss call and return), with the output layer
-    run on the loss rows only."""
+def _forward_step_on_loss_rows(engine, module: ModuleType, micro_batch, loss_function):
+    """veRL's ``forward_step`` (same inputs, autocast, loss call and return) in the padded layout,
+    with the output layer run on the loss rows only."""
     import torch
-    from verl.utils import tensordict_utils as tu
     from verl.workers.engine.utils import detach_tree
 
     micro_batch = micro_batch.to(module.get_device_id())
     model_inputs, output_args = engine.prepare_model_inputs(micro_batch=micro_batch)
-    if output_args.get("pad_size", 0):  # packed-length padding: veRL's path strips it, keep it
-        return original(engine, micro_batch, loss_function, forward_only)
-
     offsets = micro_batch["input_ids"].offsets()
     rows = loss_rows(micro_batch["loss_mask"].values())
-    if tu.get_non_tensor_data(data=micro_batch, key="use_remove_padding", default=True):
-        # one packed sequence: hidden states (1, total, H); temperature per packed row
-        sample, position = torch.zeros_like(rows), rows
-        temperature = output_args["temperature_rmpad"].squeeze(0)[rows]
-    else:
-        # padded (batch, max_len, H); temperature per sample
-        sample, position = packed_to_padded(rows, offsets)
-        temperature = output_args["temperature"][sample]
+    sample, position = packed_to_padded(rows, offsets)  # hidden states are (batch, max_len, H)
 
     head = engine.module.get_output_embeddings()
-    handle = head.register_forward_pre_hook(lambda _mod, args: (args[0][sample, position].unsqueeze(0), *args[1:]))
     autocast_dtype = getattr(engine, "_autocast_dtype", torch.bfloat16)
     autocast_ctx = (nullcontext() if autocast_dtype == torch.float32
                     else torch.autocast(device_type=module.device_name, dtype=autocast_dtype))
-    try:
-        with autocast_ctx:
-            raw_output = engine.module(**model_inputs, use_cache=False)
-    finally:
-        handle.remove()
     with autocast_ctx:
+        handle = head.register_forward_pre_hook(lambda _mod, args: (args[0][sample, position].unsqueeze(0), *args[1:]))
+        try:
+            raw_output = engine.module(**model_inputs, use_cache=False)
+        finally:
+            handle.remove()
         logits = raw_output.logits.squeeze(0)  # (rows, vocab)
         if not output_args.get("temperature_is_one", False):
+            temperature = output_args["temperature"][sample]  # one per sample in this layout
             logits = logits / temperature.clamp(min=1e-8).unsqueeze(-1).to(logits.dtype)
-        labels = output_args["input_ids_rmpad_rolled"].reshape(-1)[rows]
+        labels = output_args["input_ids_rmpad_rolled"][rows]
         picked = module.logprobs_from_logits(logits=logits, labels=labels)
         log_probs = picked.new_zeros(int(offsets[-1])).index_put((rows,), picked)
         model_output = {"log_probs": torch.nested.nested_tensor_from_jagged(log_probs, offsets)}
@@ -129,7 +118,7 @@ def install(module: ModuleType) -> None:
     @functools.wraps(original)
     def forward_step(self, micro_batch, loss_function, forward_only):
         if enabled() and _covered(self, micro_batch, loss_function):
-            return _forward_step_on_loss_rows(self, module, micro_batch, loss_function, original, forward_only)
+            return _forward_step_on_loss_rows(self, module, micro_batch, loss_function)
         return original(self, micro_batch, loss_function, forward_only)
 
     setattr(forward_step, _MARK, True)
