@@ -195,6 +195,9 @@ class Demo:
         self._recipe(ctx, "stage3_grpo.sh", "--model", str(self.ckpt / "stage2" / "final_hf"),
                      "--train", str(self.data / "stage3_train.parquet"), "--val", str(self.data / "stage3_val.parquet"),
                      "--out", str(out), "--steps", str(self.sizes.stage3_steps), "--experiment", "demo", "trainer.logger=[console,file]",
+                     # validation before training only (the rollout-parity figures): the final
+                     # model is scored by `eval run` below, a final validation would repeat it (109 s)
+                     "trainer.test_freq=-1",
                      env={"VERL_FILE_LOGGER_PATH": str(metrics)})
         parity = rollout_parity(metrics)
         print(f"  stage3 rollouts: validation accuracy before training {parity['rollout_accuracy']:.3f} "

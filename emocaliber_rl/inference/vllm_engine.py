@@ -10,13 +10,20 @@ On CPU (no CUDA device) the defaults are those that work with vLLM's CPU build
 (see docs/install.md): ``enforce_eager=True`` (torch.compile costs ~30 s of start
 for nothing on small batches), an explicit KV-cache size (``kv_cache_memory_bytes``, 64 MiB),
 without which the CPU build refuses to start on a box with little free memory, and chunked
-prefill off (seeded requests crash the CPU build when a prefill is split; see ``__init__``). Scripts that use
-this backend need ``if __name__ == "__main__":``: the engine core is started with the
-multiprocessing *spawn* method, which re-imports the main module.
+prefill off (seeded requests crash the CPU build when a prefill is split; see ``__init__``), and
+``dtype="auto"`` computing in float32: the CPUs this runs on have no bf16 matrix units (no
+AVX512-BF16/AMX), where a bf16 GEMM is ~2.8x slower than fp32 (the tiny model's 151,936-row output
+layer, 57 vs 21 ms a step; 64 greedy answers 120 vs 39 s, the same tokens; docs/measurements.md),
+and stage 3's CPU profile rolls out in fp32 too. Scripts that use this backend need
+``if __name__ == "__main__":``: the engine core is started with the multiprocessing *spawn*
+method, which re-imports the main module; ``in_process=True`` (what the CLI asks for on CPU, where
+it owns its process) runs the engine core and its worker in the calling process instead, ~40 s less
+start on 2 cores (two fewer processes importing torch, vLLM and the tokenizer).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +56,10 @@ class VLLMEngine(Engine):
     max_images_per_prompt: ``limit_mm_per_prompt["image"]`` (video is disabled).
     seed: engine seed (requests without their own seed draw from it).
     enforce_eager, kv_cache_memory_bytes: default ``True`` / 64 MiB on CPU, vLLM's defaults on GPU.
+    in_process: run vLLM's engine core and worker in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``,
+        executor ``uni``; one GPU or CPU only). vLLM's CPU worker then pins this process's torch
+        threads (it replaces ``torch.set_num_threads``) and seeds the global RNGs, so only a process
+        that does nothing else afterwards should ask for it: the CLI does, on CPU.
     **llm_kwargs override everything, e.g. ``enable_chunked_prefill=True`` on CPU.
     gpu_memory_utilization, tensor_parallel_size: vLLM's, for GPU runs.
     **llm_kwargs: anything else ``vllm.LLM`` accepts.
@@ -69,6 +80,7 @@ class VLLMEngine(Engine):
         gpu_memory_utilization: float | None = None,
         tensor_parallel_size: int = 1,
         pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
+        in_process: bool = False,
         **llm_kwargs: Any,
     ) -> None:
         from transformers import AutoProcessor
@@ -80,7 +92,8 @@ class VLLMEngine(Engine):
         gpu = _on_gpu()
         kwargs: dict[str, Any] = {
             "model": model_path,
-            "dtype": dtype,
+            # self.dtype stays as asked: run manifests compare the flag, not its resolution
+            "dtype": "float32" if dtype == "auto" and not gpu else dtype,
             "seed": seed,
             "limit_mm_per_prompt": {"image": max_images_per_prompt, "video": 0},
             "enforce_eager": (not gpu) if enforce_eager is None else enforce_eager,
@@ -102,6 +115,12 @@ class VLLMEngine(Engine):
             kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
         if gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        if in_process:
+            if tensor_parallel_size != 1:
+                raise ValueError("in_process=True runs one worker: tensor_parallel_size must be 1")
+            # read by vLLM when the engine is built (vLLM sets it itself for external launchers)
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            kwargs["distributed_executor_backend"] = "uni"
         kwargs.update(llm_kwargs)
         self.llm = LLM(**kwargs)
         self.processor = AutoProcessor.from_pretrained(model_path)
