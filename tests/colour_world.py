@@ -101,20 +101,18 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
         rows.append((text, image, row["reward_model"]["ground_truth"], n_prompt))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: one thread is faster than two preempted ones
-    try:
-        width = max(n for *_, n in rows) + 96
-        for _ in range(steps):
-            picked = [rows[rng.randrange(len(rows))] for _ in range(batch)]
-            texts = [t + response(label, rng) + "<|im_end|>" for t, _, label, _ in picked]
-            enc = proc(text=texts, images=[[im] for _, im, _, _ in picked], return_tensors="pt",
-                       padding="max_length", max_length=width)
-            response_loss(model, enc, [n for *_, n in picked]).backward()
-            opt.step()
-            opt.zero_grad()
-    finally:
-        torch.set_num_threads(threads)
+    # torch's own thread count (every core), not one thread: the step is the output layer's
+    # forward and backward over ~400 response rows, 1.05 s with 2 threads against 1.43 s with one
+    # on an idle 2-core machine; this runs alone in the test session (the stage-3 fixture's setup)
+    width = max(n for *_, n in rows) + 96
+    for _ in range(steps):
+        picked = [rows[rng.randrange(len(rows))] for _ in range(batch)]
+        texts = [t + response(label, rng) + "<|im_end|>" for t, _, label, _ in picked]
+        enc = proc(text=texts, images=[[im] for _, im, _, _ in picked], return_tensors="pt",
+                   padding="max_length", max_length=width)
+        response_loss(model, enc, [n for *_, n in picked]).backward()
+        opt.step()
+        opt.zero_grad()
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     return out_dir
