@@ -162,25 +162,21 @@ def check_model(model: str) -> None:
     raise InputFileError(f"--model {model}: no such folder")
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def engine_from_args(args: argparse.Namespace) -> Engine:
     from emocaliber_rl.inference.backends import make_engine
 
     bounds = pixel_bounds_from_args(args)
 
     if args.backend == "vllm":
+        from emocaliber_rl.inference.vllm_engine import on_gpu
+
         opts: dict[str, Any] = {"dtype": args.dtype, "max_model_len": args.max_model_len,
                                 "kv_cache_memory_bytes": args.kv_cache_memory_bytes,
                                 "tensor_parallel_size": args.tensor_parallel_size,
                                 "seed": args.seed, "pixel_bounds": bounds,
                                 # this command owns its process: vLLM's engine runs in it, not in
                                 # two more processes that each import torch, vLLM and the tokenizer
-                                "in_process": not _cuda() and args.tensor_parallel_size == 1}
+                                "in_process": not on_gpu() and args.tensor_parallel_size == 1}
         if args.gpu_memory_utilization is not None:
             opts["gpu_memory_utilization"] = args.gpu_memory_utilization
         return make_engine("vllm", args.model, **opts)

@@ -42,7 +42,7 @@ CPU_KV_CACHE_BYTES = 64 << 20
 CPU_MAX_NUM_BATCHED_TOKENS = 4096
 
 
-def _on_gpu() -> bool:
+def on_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
@@ -89,7 +89,7 @@ class VLLMEngine(Engine):
         self.model_path = model_path
         self.dtype = dtype
         self.pixel_bounds = pixel_bounds
-        gpu = _on_gpu()
+        gpu = on_gpu()
         kwargs: dict[str, Any] = {
             "model": model_path,
             # self.dtype stays as asked: run manifests compare the flag, not its resolution
