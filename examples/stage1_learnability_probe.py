@@ -41,20 +41,6 @@ def chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def response_loss(model: Any, enc: dict, n_prompt: list[int]) -> Any:
-    """Mean cross-entropy over each row's response tokens (positions ``n_prompt[i]`` on), projecting
-    only those rows onto the 151,936-token vocabulary (the same loss as veRL's SFT trainer)."""
-    import torch
-
-    ids = enc["input_ids"]
-    target = torch.zeros_like(ids, dtype=torch.bool)
-    for i, n in enumerate(n_prompt):
-        target[i, n:] = True
-    target &= enc["attention_mask"].bool()
-    hidden = model.model(**enc).last_hidden_state[:, :-1][target[:, 1:]]
-    return torch.nn.functional.cross_entropy(model.lm_head(hidden).float(), ids[:, 1:][target[:, 1:]])
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, required=True, help="an `emocaliber demo --out` folder past its cot stage")
@@ -72,6 +58,7 @@ def main() -> None:
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from emocaliber_rl.response_loss import response_loss
     from emocaliber_rl.taxonomy import get_subtask
 
     torch.manual_seed(a.seed)

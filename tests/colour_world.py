@@ -80,7 +80,7 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from .teaching import response_loss
+    from emocaliber_rl.response_loss import response_loss
 
     torch.manual_seed(seed)
     rng = random.Random(seed)

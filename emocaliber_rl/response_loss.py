@@ -1,9 +1,12 @@
-"""Teaching the tiny model a response in a few CPU steps (not a test module itself)."""
+"""The loss that teaches the tiny model a response in a few CPU steps, outside veRL (the tests' colour
+world, examples/stage1_learnability_probe.py)."""
 
 from __future__ import annotations
 
+from typing import Any
 
-def response_loss(model, enc, n_prompt: list[int]):
+
+def response_loss(model: Any, enc: Any, n_prompt: list[int]) -> Any:
     """Cross-entropy over each row's response tokens only (positions ``n_prompt[i]`` on, padding
     excluded), projecting just their hidden states onto the vocabulary: with Qwen's 151,936 rows the
     full logits of every prompt token would be most of a training step's cost."""
