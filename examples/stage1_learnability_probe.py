@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-# the template CoT of emocaliber_rl/demo.py::_STEP_TEXT, up to the answer's opening tag
-COT_PREFIX = ("<think><element>cells</element><human>none</human><context>grid</context>"
-              "<interaction>colours</interaction><analysis>mood</analysis></think><answer>")
+from emocaliber_rl.demo import _STEP_TEXT
+
+# the demo's template CoT, up to the answer's opening tag
+COT_PREFIX = "<think>" + "".join(f"<{t}>{w}</{t}>" for t, w in _STEP_TEXT.items()) + "</think><answer>"
 
 
 def chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
