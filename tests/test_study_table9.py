@@ -86,3 +86,24 @@ def test_table9_from_run_files(tmp_path: Path) -> None:
         {"step": 1, "data": {"training/global_step": 1}},
         {"step": 2, "data": {"val-calib/ID_VER/ece": 0.2, "val-calib/ID_VER/mean_conf": 0.7}}]) + "\n")
     assert val_curves(metrics) == {"ece": [(0, 0.3), (2, 0.2)], "mean_conf": [(0, 0.8), (2, 0.7)]}
+
+
+def test_the_oracle_is_table9s_first_row(tmp_path: Path) -> None:
+    """With ``--oracle`` the known optimum heads Table 9, above the cold-start model and the runs."""
+    from emocaliber_rl.study.table9 import write_outputs
+
+    def scored(folder: Path, acc: float, confs: list[float]) -> Path:
+        folder.mkdir(parents=True)
+        (folder / "scores.json").write_text(json.dumps({"groups": {"ID VER": {"acc": acc, "verb": {"brier": 0.1, "ece": 0.05}}}}))
+        (folder / "samples.jsonl").write_text("".join(json.dumps({"group": "ID VER", "conf_verb": c}) + "\n" for c in confs))
+        return folder
+
+    oracle = scored(tmp_path / "oracle", 0.8, [0.5, 1.0, 0.75, 0.875])
+    baseline = scored(tmp_path / "0_cold_start", 0.26, [0.95, 0.99])
+    scored(tmp_path / RUNS[3].name, 0.3, [0.5, 0.95])
+    write_outputs(tmp_path, RUNS, baseline=baseline, oracle=oracle)
+    rows = [line.split(" | ")[0] for line in (tmp_path / "table9.md").read_text().splitlines()[2:]]
+    assert rows == ["| oracle", "| cold-start", f"| {RUNS[3].label}"]
+    # the oracle's share of c >= 0.9: 1 of 4 (only the certain image); the cold-start's 2 of 2
+    lines = (tmp_path / "table9.md").read_text().splitlines()
+    assert lines[2].endswith("| 5.00 | 25.00 |") and lines[3].endswith("| 5.00 | 100.00 |")

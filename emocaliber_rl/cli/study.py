@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 from emocaliber_rl.cli.common import add_command, add_group_command
@@ -26,9 +27,16 @@ def _run(args: argparse.Namespace) -> int:
     eval_args = ["--backend", args.eval_backend, "--max-new-tokens", str(args.max_new_tokens)]
     if args.processor_pixels:
         eval_args.append("--processor-pixels")
+    if args.greedy:
+        eval_args.append("--greedy")
+    oracle = Path(args.oracle).resolve() if args.oracle else None
+    if oracle is not None and not (oracle / "scores.json").exists():
+        print(f"[table9] --oracle {args.oracle}: no scores.json there (a folder of `eval score --json scores.json "
+              "--samples samples.jsonl`, e.g. the demo's eval/oracle)", file=sys.stderr)
+        return 2
     summary = run_study(model=args.model, train=args.train, val=args.val, manifest=args.manifest, out=out,
                         steps=args.steps, lr=args.lr, profile=args.profile, seed=args.seed,
-                        eval_args=eval_args, extra=extra)
+                        eval_args=eval_args, extra=extra, oracle=oracle)
     print(f"[table9] Table 9: {summary['table']}; curves: {summary['curves']}; report: {summary.get('report')}")
     return 0
 
@@ -60,6 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0, help="data and evaluation seed, the same for every run")
     t.add_argument("--eval-backend", choices=tuple(BACKENDS), default="hf", help="engine of the final evaluation")
     t.add_argument("--max-new-tokens", type=int, default=256, help="evaluation response budget (default 256)")
+    t.add_argument("--greedy", action="store_true",
+                   help="evaluate greedily, as veRL's validation rollouts decode (default: eval run's sampling)")
+    t.add_argument("--oracle", metavar="DIR",
+                   help="a scored run to show as the known optimum: first row of Table 9, dashed reference of "
+                        "Figure 6 (the demo's eval/oracle)")
     t.add_argument("--processor-pixels", action="store_true",
                    help="evaluate with the model processor's own pixel bounds (the tiny model)")
     t.add_argument("--dry-run", action="store_true", help="print the four recipe commands and stop")

@@ -150,8 +150,9 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], out: Path
 def run_study(*, model: str, train: str, val: str, manifest: str, out: Path, steps: int, lr: float,
               profile: str = "cpu", seed: int = 0, eval_args: list[str] | None = None,
               extra: list[str] | None = None, runs: tuple[RunConfig, ...] = RUNS,
-              echo=print) -> dict[str, Any]:
-    """Run (or continue) the four runs, evaluate each and write Table 9, Figure 6 and the curves."""
+              oracle: Path | None = None, echo=print) -> dict[str, Any]:
+    """Run (or continue) the four runs, evaluate each and write Table 9, Figure 6 and the curves.
+    ``oracle``: a scored run folder (``scores.json``, ``samples.jsonl``) shown as the optimum."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ}
     cli = [sys.executable, "-m", "emocaliber_rl.cli"]
@@ -184,10 +185,12 @@ def run_study(*, model: str, train: str, val: str, manifest: str, out: Path, ste
         done.write_text(json.dumps({"seconds": durations[-1], "steps": steps, "lr": lr}))
         echo(f"[table9] {i}/{len(runs)} {run.label}: finished in {durations[-1]:.0f} s")
     finished = [out / r.name for r in runs if (out / r.name / "scores.json").exists()]
-    _run_logged([*cli, "eval", "report", str(baseline), *map(str, finished), "--out", str(out / "report"),
-                 "--names", "cold-start", *[r.label for r in runs if out / r.name in finished]],
+    # a run named "oracle" is the report's dashed reference in every histogram and diagram
+    first, first_names = ([str(oracle)], ["oracle"]) if oracle is not None else ([], [])
+    _run_logged([*cli, "eval", "report", *first, str(baseline), *map(str, finished), "--out", str(out / "report"),
+                 "--names", *first_names, "cold-start", *[r.label for r in runs if out / r.name in finished]],
                 out / "report.log", env)
-    summary = write_outputs(out, runs, baseline=baseline)
+    summary = write_outputs(out, runs, baseline=baseline, oracle=oracle)
     summary["report"] = str(out / "report" / "summary.html")
     return summary
 
@@ -201,7 +204,8 @@ def _evaluate(cli: list[str], model: str, manifest: str, rdir: Path, seed: int, 
                  "--samples", str(rdir / "samples.jsonl")], log, env)
 
 
-def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path | None = None) -> dict[str, Any]:
+def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path | None = None,
+                  oracle: Path | None = None) -> dict[str, Any]:
     """Table 9 (md), the validation curves (png) and a summary json from the finished runs."""
     rows = []
     curves = {}
@@ -215,6 +219,9 @@ def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path 
     if baseline is not None and (baseline / "scores.json").exists():
         rows.insert(0, ("cold-start", json.loads((baseline / "scores.json").read_text()),
                         high_confidence_share(baseline / "samples.jsonl")))
+    if oracle is not None and (oracle / "scores.json").exists():
+        rows.insert(0, ("oracle", json.loads((oracle / "scores.json").read_text()),
+                        high_confidence_share(oracle / "samples.jsonl")))
     (out / "table9.md").write_text(table9_markdown(rows), encoding="utf-8")
     if curves:
         plot_curves(curves, out / "val_curves.png")
