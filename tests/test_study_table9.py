@@ -107,3 +107,12 @@ def test_the_oracle_is_table9s_first_row(tmp_path: Path) -> None:
     # the oracle's share of c >= 0.9: 1 of 4 (only the certain image); the cold-start's 2 of 2
     lines = (tmp_path / "table9.md").read_text().splitlines()
     assert lines[2].endswith("| 5.00 | 25.00 |") and lines[3].endswith("| 5.00 | 100.00 |")
+
+
+def test_an_oracle_folder_without_scores_is_refused_before_any_run(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "emocaliber_rl.cli", "study", "table9", "--model", "m", "--train", "t",
+                           "--val", "v", "--manifest", "x", "--out", str(tmp_path / "study"), "--oracle", str(tmp_path)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert f"--oracle {tmp_path}: no scores.json there" in proc.stderr
+    assert not (tmp_path / "study").exists()  # nothing trained or evaluated
