@@ -58,6 +58,10 @@ class DemoSizes:
     # stage 2 also trains the scaffold's own response (include_response, not Eq. 3): without it the
     # tiny model's confidence-only SFT turns every answer into confidence fragments
     stage2_anchor: bool = True
+    # at the recipe's lr 1e-6: the weights move (weight sync checked), no answer does. Higher rates
+    # gave no calibration gain within the budget: 5e-5 moves nothing in 3 steps, 3e-4 breaks the
+    # answers by step 6, 1e-4 x 6 steps leaves EmoCaliber's own setting worse than its start
+    # (docs/demo-world.md, "Stage 3's learning rate, probed"; docs/table9.md)
     stage3_steps: int = 2
 
 

@@ -100,8 +100,15 @@ def test_the_oracle_is_table9s_first_row(tmp_path: Path) -> None:
 
     oracle = scored(tmp_path / "oracle", 0.8, [0.5, 1.0, 0.75, 0.875])
     baseline = scored(tmp_path / "0_cold_start", 0.26, [0.95, 0.99])
-    scored(tmp_path / RUNS[3].name, 0.3, [0.5, 0.95])
-    write_outputs(tmp_path, RUNS, baseline=baseline, oracle=oracle)
+    run = scored(tmp_path / RUNS[3].name, 0.3, [0.5, 0.95])
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [
+        {"step": 3, "data": {"val-calib/ID_VER/ece": 0.04, "val-calib/ID_VER/mean_conf": 0.7}},
+        {"step": 6, "data": {"val-calib/ID_VER/ece": 0.03, "val-calib/ID_VER/mean_conf": 0.6}}]))
+    summary = write_outputs(tmp_path, RUNS, baseline=baseline, oracle=oracle)
+    # without validation before training, the curve starts at the cold-start model's eval score (ECE 0.05;
+    # these scores carry no mean confidence, so that curve has no step-0 point)
+    assert summary["curve_points"][RUNS[3].label] == {"ece": [[0, 0.05], [3, 0.04], [6, 0.03]],
+                                                      "mean_conf": [[3, 0.7], [6, 0.6]]}
     rows = [line.split(" | ")[0] for line in (tmp_path / "table9.md").read_text().splitlines()[2:]]
     assert rows == ["| oracle", "| cold-start", f"| {RUNS[3].label}"]
     # the oracle's share of c >= 0.9: 1 of 4 (only the certain image); the cold-start's 2 of 2

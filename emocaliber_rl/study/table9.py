@@ -131,11 +131,12 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], out: Path
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for name, c in curves.items():
+    for i, (name, c) in enumerate(curves.items()):
         for ax, key in zip(axes, ("ece", "mean_conf")):
             if c[key]:
                 xs, ys = zip(*c[key])
-                ax.plot(xs, ys, marker="o", label=name)
+                # C0 is the cold-start model's colour in the report's plots: run k keeps Ck there and here
+                ax.plot(xs, ys, marker="o", label=name, color=f"C{i + 1}")
     for ax, title in zip(axes, ("ID VER ECE (validation)", "ID VER mean confidence (validation)")):
         ax.set_xlabel("training step")
         ax.set_title(title)
@@ -204,11 +205,22 @@ def _evaluate(cli: list[str], model: str, manifest: str, rdir: Path, seed: int, 
                  "--samples", str(rdir / "samples.jsonl")], log, env)
 
 
+def _step0(baseline: Path | None, group: str = "ID VER") -> dict[str, float | None]:
+    """The cold-start model's ECE and mean verbalised confidence from its ``eval score``: the step-0
+    point of every curve when the runs skip validation before training (``trainer.val_before_train=False``;
+    with it on, veRL's step-0 ``val-calib/`` values equal these, the study's run of docs/table9.md)."""
+    if baseline is None or not (baseline / "scores.json").exists():
+        return {}
+    verb = json.loads((baseline / "scores.json").read_text()).get("groups", {}).get(group, {}).get("verb", {})
+    return {"ece": verb.get("ece"), "mean_conf": verb.get("mean_conf")}
+
+
 def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path | None = None,
                   oracle: Path | None = None) -> dict[str, Any]:
     """Table 9 (md), the validation curves (png) and a summary json from the finished runs."""
     rows = []
     curves = {}
+    start = _step0(baseline)
     for run in runs:
         rdir = out / run.name
         if not (rdir / "scores.json").exists():
@@ -216,6 +228,9 @@ def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path 
         scores = json.loads((rdir / "scores.json").read_text())
         rows.append((run.label, scores, high_confidence_share(rdir / "samples.jsonl")))
         curves[run.label] = val_curves(rdir / "metrics.jsonl")
+        for key, value in start.items():  # every run starts from the cold-start model
+            if value is not None and not any(step == 0 for step, _ in curves[run.label][key]):
+                curves[run.label][key].insert(0, (0, value))
     if baseline is not None and (baseline / "scores.json").exists():
         rows.insert(0, ("cold-start", json.loads((baseline / "scores.json").read_text()),
                         high_confidence_share(baseline / "samples.jsonl")))
@@ -226,6 +241,7 @@ def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path 
     if curves:
         plot_curves(curves, out / "val_curves.png")
     summary = {"runs": [r[0] for r in rows], "table": str(out / "table9.md"),
-               "curves": str(out / "val_curves.png") if curves else None}
+               "curves": str(out / "val_curves.png") if curves else None,
+               "curve_points": {name: {k: [list(p) for p in v] for k, v in c.items()} for name, c in curves.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
