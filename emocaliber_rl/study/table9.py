@@ -205,13 +205,11 @@ def _evaluate(cli: list[str], model: str, manifest: str, rdir: Path, seed: int, 
                  "--samples", str(rdir / "samples.jsonl")], log, env)
 
 
-def _step0(baseline: Path | None, group: str = "ID VER") -> dict[str, float | None]:
+def _step0(baseline_scores: dict | None, group: str = "ID VER") -> dict[str, float | None]:
     """The cold-start model's ECE and mean verbalised confidence from its ``eval score``: the step-0
     point of every curve when the runs skip validation before training (``trainer.val_before_train=False``;
-    with it on, veRL's step-0 ``val-calib/`` values equal these, the study's run of docs/table9.md)."""
-    if baseline is None or not (baseline / "scores.json").exists():
-        return {}
-    verb = json.loads((baseline / "scores.json").read_text()).get("groups", {}).get(group, {}).get("verb", {})
+    with it on, veRL's step-0 ``val-calib/`` values equal these: docs/demo-world.md, the stage-3 probe)."""
+    verb = (baseline_scores or {}).get("groups", {}).get(group, {}).get("verb", {})
     return {"ece": verb.get("ece"), "mean_conf": verb.get("mean_conf")}
 
 
@@ -220,7 +218,9 @@ def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path 
     """Table 9 (md), the validation curves (png) and a summary json from the finished runs."""
     rows = []
     curves = {}
-    start = _step0(baseline)
+    baseline_scores = (json.loads((baseline / "scores.json").read_text())
+                       if baseline is not None and (baseline / "scores.json").exists() else None)
+    start = _step0(baseline_scores)
     for run in runs:
         rdir = out / run.name
         if not (rdir / "scores.json").exists():
@@ -231,9 +231,8 @@ def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path 
         for key, value in start.items():  # every run starts from the cold-start model
             if value is not None and not any(step == 0 for step, _ in curves[run.label][key]):
                 curves[run.label][key].insert(0, (0, value))
-    if baseline is not None and (baseline / "scores.json").exists():
-        rows.insert(0, ("cold-start", json.loads((baseline / "scores.json").read_text()),
-                        high_confidence_share(baseline / "samples.jsonl")))
+    if baseline_scores is not None:
+        rows.insert(0, ("cold-start", baseline_scores, high_confidence_share(baseline / "samples.jsonl")))
     if oracle is not None and (oracle / "scores.json").exists():
         rows.insert(0, ("oracle", json.loads((oracle / "scores.json").read_text()),
                         high_confidence_share(oracle / "samples.jsonl")))
