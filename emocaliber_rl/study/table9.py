@@ -216,26 +216,25 @@ def _step0(baseline_scores: dict | None, group: str = "ID VER") -> dict[str, flo
 def write_outputs(out: Path, runs: tuple[RunConfig, ...] = RUNS, baseline: Path | None = None,
                   oracle: Path | None = None) -> dict[str, Any]:
     """Table 9 (md), the validation curves (png) and a summary json from the finished runs."""
-    rows = []
-    curves = {}
-    baseline_scores = (json.loads((baseline / "scores.json").read_text())
-                       if baseline is not None and (baseline / "scores.json").exists() else None)
+    def scored(folder: Path | None) -> dict | None:  # a finished, scored run folder, else None
+        return json.loads((folder / "scores.json").read_text()) if folder and (folder / "scores.json").exists() else None
+
+    baseline_scores = scored(baseline)
     start = _step0(baseline_scores)
+    rows = [(name, scores, high_confidence_share(folder / "samples.jsonl"))
+            for name, folder, scores in (("oracle", oracle, scored(oracle)), ("cold-start", baseline, baseline_scores))
+            if scores is not None]
+    curves = {}
     for run in runs:
-        rdir = out / run.name
-        if not (rdir / "scores.json").exists():
+        name, folder = run.label, out / run.name
+        scores = scored(folder)
+        if scores is None:
             continue
-        scores = json.loads((rdir / "scores.json").read_text())
-        rows.append((run.label, scores, high_confidence_share(rdir / "samples.jsonl")))
-        curves[run.label] = val_curves(rdir / "metrics.jsonl")
+        rows.append((name, scores, high_confidence_share(folder / "samples.jsonl")))
+        curves[name] = val_curves(folder / "metrics.jsonl")
         for key, value in start.items():  # every run starts from the cold-start model
-            if value is not None and not any(step == 0 for step, _ in curves[run.label][key]):
-                curves[run.label][key].insert(0, (0, value))
-    if baseline_scores is not None:
-        rows.insert(0, ("cold-start", baseline_scores, high_confidence_share(baseline / "samples.jsonl")))
-    if oracle is not None and (oracle / "scores.json").exists():
-        rows.insert(0, ("oracle", json.loads((oracle / "scores.json").read_text()),
-                        high_confidence_share(oracle / "samples.jsonl")))
+            if value is not None and not any(step == 0 for step, _ in curves[name][key]):
+                curves[name][key].insert(0, (0, value))
     (out / "table9.md").write_text(table9_markdown(rows), encoding="utf-8")
     if curves:
         plot_curves(curves, out / "val_curves.png")
