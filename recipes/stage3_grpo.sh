@@ -65,7 +65,8 @@ Environment read: PYTHON (interpreter; default the repository's .venv, else pyth
 RAY_AUTH_TOKEN_PATH, RAY_AUTH_MODE; see the README).
 Environment the script sets (and, outside a Ray job, forwards to every Ray worker through
 ray_kwargs.ray_init.runtime_env): VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins,
-EMOCALIBER_FREEZE_MODULES= (empty: the vision tower trains), with --profile cpu VERL_PLATFORM=cpu.
+EMOCALIBER_FREEZE_MODULES= (empty: the vision tower trains), with --profile cpu VERL_PLATFORM=cpu
+(and EMOCALIBER_LOSS_ROWS when set: 0 runs the output layer over every token, veRL's own path).
 USAGE
 }
 
@@ -107,6 +108,8 @@ profile_overrides=()
 if [[ "$profile" == cpu ]]; then
   export VERL_PLATFORM=cpu WANDB_MODE="${WANDB_MODE:-disabled}"
   env_names+=(VERL_PLATFORM WANDB_MODE)
+  # the loss-rows plug-in's off switch (verl_plugins/loss_rows.py), when set, reaches every worker
+  [[ -z "${EMOCALIBER_LOSS_ROWS+set}" ]] || env_names+=(EMOCALIBER_LOSS_ROWS)
   gpus="${gpus:-1}"
   # the CPU keys, each with the error it avoids: recipes/config/grpo_profile/cpu.yaml
   profile_overrides=(+grpo_profile=cpu)

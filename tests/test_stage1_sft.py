@@ -57,22 +57,22 @@ def _train(nproc: int, model: Path, data: Path, out: Path, **env_extra: str) -> 
 
 @pytest.fixture(scope="module")
 def train_run(tiny_model_dir, stage1_parquet, tmp_path_factory):
-    """One recipe run per (processes, ``EMOCALIBER_SFT_LOSS_ROWS``), shared by the tests below."""
+    """One recipe run per (processes, ``EMOCALIBER_LOSS_ROWS``), shared by the tests below."""
     runs: dict[tuple[int, str], tuple[Path, dict[str, list[float]]]] = {}
 
     def run(nproc: int, loss_rows: str = "1") -> tuple[Path, dict[str, list[float]]]:
         if (nproc, loss_rows) not in runs:
             out = tmp_path_factory.mktemp(f"stage1-n{nproc}-rows{loss_rows}") / "ckpt"
             runs[nproc, loss_rows] = (out, _train(nproc, tiny_model_dir, stage1_parquet, out,
-                                                  EMOCALIBER_SFT_LOSS_ROWS=loss_rows))
+                                                  EMOCALIBER_LOSS_ROWS=loss_rows))
         return runs[nproc, loss_rows]
     return run
 
 
 def test_stage1_loss_rows_plugin_matches_verl(train_run):
-    """The CPU plug-in that runs the output layer on the loss rows only (verl_plugins/sft_loss_rows.py)
+    """The CPU plug-in that runs the output layer on the loss rows only (verl_plugins/loss_rows.py)
     gives veRL's own loss and gradient norm at every step: same data, seed and weights, the plug-in
-    off (``EMOCALIBER_SFT_LOSS_ROWS=0``, veRL's forward over every token) against on. A wrong row
+    off (``EMOCALIBER_LOSS_ROWS=0``, veRL's forward over every token) against on. A wrong row
     (off by one in the mask roll, a prompt row, a lost image) changes the loss in the first step."""
     _, fast = train_run(1, "1")
     _, verl = train_run(1, "0")

@@ -15,7 +15,7 @@ edited. What it does on import:
   the ``cpu`` device) and, in vLLM rollout workers, vLLM's plain-linear weights so veRL's weight
   sync works (``vllm_cpu_weights.py``), and veRL's token log-probabilities without its per-token
   loop (``cpu_logprobs.py``; the loop was most of a training step with Qwen's vocabulary), and
-  SFT steps that run the output layer only at the rows the loss reads (``sft_loss_rows.py``).
+  SFT and PPO steps that run the output layer only at the rows the loss reads (``loss_rows.py``).
 
 Set ``EMOCALIBER_VERL_PLUGINS=0`` to make this package do nothing.
 """
@@ -28,9 +28,9 @@ from emocaliber_rl.verl_plugins import (
     advantage,
     cpu_logprobs,
     frozen_modules,
+    loss_rows,
     position_ids_fix,
     rollout_parity,
-    sft_loss_rows,
     validation_calibration,
     vllm_cpu_weights,
 )
@@ -48,4 +48,4 @@ if os.environ.get("EMOCALIBER_VERL_PLUGINS", "1") != "0":
         activate()
         when_imported("vllm.model_executor.layers.utils", vllm_cpu_weights.install)
         when_imported("verl.utils.torch_functional", cpu_logprobs.install)
-        when_imported("verl.workers.engine.fsdp.transformer_impl", sft_loss_rows.install)
+        when_imported("verl.workers.engine.fsdp.transformer_impl", loss_rows.install)

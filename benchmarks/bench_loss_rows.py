@@ -1,12 +1,14 @@
-"""One SFT forward and backward of the tiny Qwen2.5-VL on Qwen's vocabulary: the output layer over
-every packed token (veRL 0.9.1's FSDP engine) against over the loss rows only (the CPU plug-in
-``verl_plugins/sft_loss_rows.py``), in one process, same weights and tokens.
+"""One forward and backward of the tiny Qwen2.5-VL on Qwen's vocabulary: the output layer over
+every packed token (veRL 0.9.1's FSDP engine) against over the rows the loss reads only (the CPU
+plug-in ``verl_plugins/loss_rows.py``), in one process, same weights and tokens.
 
-    .venv/bin/python benchmarks/bench_sft_loss_rows.py [--tokens 1500] [--rows 400] [--repeats 3]
+    .venv/bin/python benchmarks/bench_loss_rows.py [--tokens 1500] [--rows 400] [--repeats 3]
+    .venv/bin/python benchmarks/bench_loss_rows.py --tokens 1744 --rows 264   # a stage-3 micro-batch
 
 The defaults are one demo stage-1 micro-batch (8 samples of ~190 tokens, ~50 of each the
-response). Prints the median seconds of each and the speed-up; the two losses agree to float
-rounding (printed too).
+response); ``--tokens 1744 --rows 264`` is one demo stage-3 micro-batch (8 responses of ~33 tokens
+after prompts of ~185). Prints the median seconds of each and the speed-up; the two losses agree
+to float rounding (printed too).
 """
 
 from __future__ import annotations
