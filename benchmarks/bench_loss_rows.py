@@ -3,11 +3,11 @@ every packed token (veRL 0.9.1's FSDP engine) against over the rows the loss rea
 plug-in ``verl_plugins/loss_rows.py``), in one process, same weights and tokens.
 
     .venv/bin/python benchmarks/bench_loss_rows.py [--tokens 1500] [--rows 400] [--repeats 3]
-    .venv/bin/python benchmarks/bench_loss_rows.py --tokens 1744 --rows 264   # a stage-3 micro-batch
+    .venv/bin/python benchmarks/bench_loss_rows.py --tokens 1690 --rows 428   # a stage-3 micro-batch
 
 The defaults are one demo stage-1 micro-batch (8 samples of ~190 tokens, ~50 of each the
-response); ``--tokens 1744 --rows 264`` is one demo stage-3 micro-batch (8 responses of ~33 tokens
-after prompts of ~185). Prints the median seconds of each and the speed-up; the two losses agree
+response); ``--tokens 1690 --rows 428`` is one demo stage-3 micro-batch (8 responses, as the
+plug-in's log line in the stage-3 worker log counts them). Prints the median seconds of each and the speed-up; the two losses agree
 to float rounding (printed too).
 """
 

@@ -261,7 +261,8 @@ def test_ppo_loss_and_gradients_match_verl(engine, rollouts, layout):
 
 
 def test_steps_it_does_not_cover_take_verls_path(engine, rollouts):
-    """The packed layout, sum-of-pi-squared, another loss and the value head are left to veRL."""
+    """The packed layout, sum-of-pi-squared, a caller keeping the outputs, another loss and the value
+    head are left to veRL."""
     from verl.workers.utils.losses import value_loss
 
     def rows(mb, loss_function=None, eng=engine):
@@ -270,6 +271,7 @@ def test_steps_it_does_not_cover_take_verls_path(engine, rollouts):
     assert rows(_micro_batch(rollouts)) is not None and rows(_micro_batch(rollouts, "v1")) is not None
     assert rows(_micro_batch(rollouts, use_remove_padding=True)) is None
     assert rows(_micro_batch(rollouts, calculate_sum_pi_squared=True)) is None
+    assert rows(_micro_batch(rollouts, return_model_output=True)) is None
     assert rows(_micro_batch(rollouts), loss_function=functools.partial(value_loss, config=None)) is None
     critic = transformer_impl.FSDPEngineWithValueHead.__new__(transformer_impl.FSDPEngineWithValueHead)
     critic.__dict__.update(engine.__dict__)
