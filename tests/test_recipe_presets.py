@@ -85,8 +85,8 @@ def test_stage3_paper_preset_passes_verl_validation() -> None:
     validate_config(config=cfg, use_reference_policy=True, use_critic=False)
 
 
-def _job_config(script: str, args: list[str]) -> dict:
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT)}
+def _job_config(script: str, args: list[str], **extra_env: str) -> dict:
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT), **extra_env}
     proc = subprocess.run(["bash", str(RECIPES / script), *args, "--", "--cfg", "job"], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -152,3 +152,19 @@ def test_cpu_profile_keys_reach_verls_composed_config(script: str, args: list[st
     for key, value in EXPECTED[(stage, "official")].items():
         assert _get(cfg, key) == value, key
     assert _get(cfg, override[0]) == override[1]
+
+
+@pytest.mark.parametrize("switch", [None, "0"])
+def test_cpu_recipe_forwards_the_loss_rows_switch_to_ray_workers(switch: str | None) -> None:
+    """``EMOCALIBER_LOSS_ROWS`` reaches every Ray worker's environment when it is set (through
+    ``ray_kwargs.ray_init.runtime_env.env_vars``, beside the plug-in's own variables), and is not
+    invented when it is not."""
+    env_keep = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "EMOCALIBER_LOSS_ROWS") if k in os.environ}
+    try:
+        cfg = _job_config("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet",
+                                             "--profile", "cpu"], **({} if switch is None else {"EMOCALIBER_LOSS_ROWS": switch}))
+    finally:
+        os.environ.update(env_keep)
+    env_vars = _get(cfg, "ray_kwargs.ray_init.runtime_env.env_vars")
+    assert env_vars["VERL_PLATFORM"] == "cpu"
+    assert env_vars.get("EMOCALIBER_LOSS_ROWS") == switch
