@@ -147,7 +147,8 @@ def _forward_step_on_rows(engine, module: ModuleType, micro_batch, loss_function
 
     model_inputs, output_args = engine.prepare_model_inputs(micro_batch=micro_batch)
     offsets = micro_batch["input_ids"].offsets()
-    _announce(loss_function, rows, int(offsets[-1]))
+    total = int(offsets[-1])
+    _announce(loss_function, rows, total)
     sample, position = packed_to_padded(rows, offsets)  # hidden states are (batch, max_len, H)
 
     head = engine.module.get_output_embeddings()
@@ -164,14 +165,13 @@ def _forward_step_on_rows(engine, module: ModuleType, micro_batch, loss_function
         if not output_args.get("temperature_is_one", False):
             temperature = output_args["temperature"][sample]  # one per sample in this layout
             logits = logits / temperature.clamp(min=1e-8).unsqueeze(-1).to(logits.dtype)
-        total = int(offsets[-1])
 
         def nested(picked):
             full = picked.new_zeros(total).index_put((rows,), picked)
             return torch.nested.nested_tensor_from_jagged(full, offsets)
 
         model_output = {}
-        if entropy:
+        if entropy:  # before the log-probabilities, in veRL's order
             entropy_fn = module.verl_F.entropy_from_logits
             if engine.engine_config.entropy_checkpointing:
                 picked = torch.utils.checkpoint.checkpoint(entropy_fn, logits, use_reentrant=False)
@@ -185,8 +185,6 @@ def _forward_step_on_rows(engine, module: ModuleType, micro_batch, loss_function
                                           dp_group=engine.get_data_parallel_group())
         else:
             loss, metrics = torch.tensor(1.0, device=module.get_device_name()), {}
-    # key order as veRL's: log_probs first
-    model_output = {k: model_output[k] for k in ("log_probs", "entropy") if k in model_output}
     return loss, {"model_output": detach_tree(model_output), "loss": loss.detach().item(), "metrics": metrics}
 
 
