@@ -1,14 +1,16 @@
 """One forward and backward of the tiny Qwen2.5-VL on Qwen's vocabulary: the output layer over
-every packed token (veRL 0.9.1's FSDP engine) against over the rows the loss reads only (the CPU
-plug-in ``verl_plugins/loss_rows.py``), in one process, same weights and tokens.
+every packed token (veRL 0.9.1's FSDP engine) against over the rows the loss reads only, first
+through their logits matrix and then block by block without it (``verl_plugins/linear_logprobs.py``,
+what the CPU plug-in ``verl_plugins/loss_rows.py`` runs in fp32), in one process, same weights and
+tokens.
 
     .venv/bin/python benchmarks/bench_loss_rows.py [--tokens 1500] [--rows 400] [--repeats 3]
     .venv/bin/python benchmarks/bench_loss_rows.py --tokens 1690 --rows 428   # a stage-3 micro-batch
 
 The defaults are one demo stage-1 micro-batch (8 samples of ~190 tokens, ~50 of each the
 response); ``--tokens 1690 --rows 428`` is one demo stage-3 micro-batch (8 responses, as the
-plug-in's log line in the stage-3 worker log counts them). Prints the median seconds of each and the speed-up; the two losses agree
-to float rounding (printed too).
+plug-in's log line in the stage-3 worker log counts them). Prints the median seconds of each and the speed-ups against the
+first; the losses agree to float rounding (printed too).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
 
     from emocaliber_rl.tiny_model import build_tiny_model
     from emocaliber_rl.verl_plugins.cpu_logprobs import blockwise_logprobs
+    from emocaliber_rl.verl_plugins.linear_logprobs import linear_logprobs
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=1500)
@@ -55,22 +58,36 @@ def main() -> None:
             handle.remove()
         return -lp(logits, labels[rows]).sum()
 
-    times: dict[str, list[float]] = {"all rows": [], "loss rows": []}
+    def loss_rows_blockwise() -> float:
+        head = model.get_output_embeddings()
+        handle = head.register_forward_pre_hook(lambda _m, a: (a[0][:, rows], *a[1:]))
+        head.forward = lambda hidden: linear_logprobs(hidden[0], head.weight, labels[rows])
+        try:
+            logp, _ = model(input_ids=ids).logits
+        finally:
+            handle.remove()
+            del head.forward
+        return -logp.sum()
+
+    variants = (("all rows", all_rows), ("loss rows", loss_rows), ("loss rows, block-wise", loss_rows_blockwise))
+    times: dict[str, list[float]] = {name: [] for name, _ in variants}
     losses = {}
     for _ in range(args.repeats):
-        for name, fn in (("all rows", all_rows), ("loss rows", loss_rows)):
+        for name, fn in variants:
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             loss = fn()
             loss.backward()
             times[name].append(time.perf_counter() - t0)
             losses[name] = float(loss.detach())
+    base = statistics.median(times["all rows"])
     for name, ts in times.items():
-        print(f"{name:>9}: {statistics.median(ts):.2f} s median of {args.repeats} (forward + backward, "
-              f"{args.tokens} tokens, loss {losses[name]:.6f})", flush=True)
-    print(f"speed-up: {statistics.median(times['all rows']) / statistics.median(times['loss rows']):.1f}x "
+        print(f"{name:>21}: {statistics.median(ts):.2f} s median of {args.repeats} (forward + backward, "
+              f"{args.tokens} tokens, loss {losses[name]:.6f}); {base / statistics.median(ts):.1f}x all rows",
+              flush=True)
+    print(f"block-wise against the logits matrix: "
+          f"{statistics.median(times['loss rows']) / statistics.median(times['loss rows, block-wise']):.2f}x "
           f"({args.rows} of {args.tokens} rows)")
-
 
 if __name__ == "__main__":
     main()

@@ -17,11 +17,13 @@ stage-1 micro-batch (1,500 tokens, 400 under the loss) a forward and backward ov
 428 response rows among 1,690 tokens, and a GRPO step fell from 52 s to 19 s (docs/measurements.md).
 
 This wraps ``forward_step`` so that, in those cases only, a forward pre-hook hands the output layer
-the hidden states of the read rows alone; their log-probabilities (veRL's own
-``logprobs_from_logits``, temperature applied as veRL does) and entropies (veRL's
-``entropy_from_logits``) are scattered into zero vectors of the packed length and nested exactly
-as veRL nests its own, so every consumer sees the same values at every row it reads. Rows nobody
-reads hold 0. Losses and gradients equal veRL's (``tests/test_stage1_sft.py`` compares both paths
+the hidden states of the read rows alone. In fp32 (the CPU profiles) the layer's call then
+returns their log-probabilities and entropies block by block, without their logits matrix
+(``linear_logprobs.py``: a further 1.4x on a demo stage-1 micro-batch); under bf16/fp16 autocast
+it returns their logits, and veRL's own ``logprobs_from_logits`` and ``entropy_from_logits`` take
+them (temperature applied as veRL does in both). The values are scattered into zero vectors of the
+packed length and nested exactly as veRL nests its own, so every consumer sees the same values at
+every row it reads. Rows nobody reads hold 0. Losses and gradients equal veRL's (``tests/test_stage1_sft.py`` compares both paths
 step by step through the SFT trainer, ``tests/test_loss_rows.py`` the PPO loss, its gradients and
 the forward-only outputs on veRL's own engine code). Only veRL's padded layout is covered, the one
 the CPU profiles use (``use_remove_padding=False``: the packed layout needs flash-attn, so it cannot
@@ -37,6 +39,8 @@ import functools
 import os
 from contextlib import nullcontext
 from types import ModuleType
+
+from emocaliber_rl.verl_plugins.linear_logprobs import linear_logprobs
 
 ENV_VAR = "EMOCALIBER_LOSS_ROWS"
 _MARK = "_emocaliber_loss_rows"
@@ -139,6 +143,25 @@ def _announce(loss_function, rows, total: int) -> None:
               f"({ENV_VAR}=0 runs veRL's forward over every row)", flush=True)
 
 
+def _logits_outputs(engine, module: ModuleType, logits, labels, temperature, entropy: bool, nested) -> dict:
+    """Log-probabilities and entropies from the read rows' logits, as veRL computes them (veRL's
+    ``logprobs_from_logits`` and ``entropy_from_logits``): the path of bf16/fp16 autocast."""
+    import torch
+
+    if temperature is not None:
+        logits = logits / temperature.unsqueeze(-1).to(logits.dtype)
+    out = {}
+    if entropy:  # before the log-probabilities, in veRL's order
+        entropy_fn = module.verl_F.entropy_from_logits
+        if engine.engine_config.entropy_checkpointing:
+            picked = torch.utils.checkpoint.checkpoint(entropy_fn, logits, use_reentrant=False)
+        else:
+            picked = entropy_fn(logits)
+        out["entropy"] = nested(picked)
+    out["log_probs"] = nested(module.logprobs_from_logits(logits=logits, labels=labels))
+    return out
+
+
 def _forward_step_on_rows(engine, module: ModuleType, micro_batch, loss_function, rows, entropy: bool):
     """veRL's ``forward_step`` (same inputs, autocast, loss call and return) in the padded layout,
     with the output layer run on ``rows`` only."""
@@ -153,33 +176,44 @@ def _forward_step_on_rows(engine, module: ModuleType, micro_batch, loss_function
 
     head = engine.module.get_output_embeddings()
     autocast_dtype = getattr(engine, "_autocast_dtype", torch.bfloat16)
-    autocast_ctx = (nullcontext() if autocast_dtype == torch.float32
+    fp32 = autocast_dtype == torch.float32
+    autocast_ctx = (nullcontext() if fp32
                     else torch.autocast(device_type=module.get_device_name(), dtype=autocast_dtype))
+    labels = output_args["input_ids_rmpad_rolled"][rows]
+    temperature = None
+    if not output_args.get("temperature_is_one", False):
+        temperature = output_args["temperature"][sample].clamp(min=1e-8)  # one per sample in this layout
+
+    def nested(picked):
+        full = picked.new_zeros(total).index_put((rows,), picked)
+        return torch.nested.nested_tensor_from_jagged(full, offsets)
+
+    def head_on_rows(hidden):
+        # inside the model's forward, where FSDP has gathered the output layer's weight: the
+        # log-probabilities (and entropies) of the read rows without their logits matrix
+        h = hidden.squeeze(0)
+        if temperature is not None:  # (h / T) . w = (h . w) / T, veRL's logits / temperature
+            h = h / temperature.unsqueeze(-1).to(h.dtype)
+        return linear_logprobs(h, head.weight, labels, with_entropy=entropy)
+
+    model_output = {}
     with autocast_ctx:
         handle = head.register_forward_pre_hook(lambda _mod, args: (args[0][sample, position].unsqueeze(0), *args[1:]))
+        if fp32:
+            head.forward = head_on_rows  # this call only: removed below
         try:
             raw_output = engine.module(**model_inputs, use_cache=False)
         finally:
             handle.remove()
-        logits = raw_output.logits.squeeze(0)  # (rows, vocab)
-        if not output_args.get("temperature_is_one", False):
-            temperature = output_args["temperature"][sample]  # one per sample in this layout
-            logits = logits / temperature.clamp(min=1e-8).unsqueeze(-1).to(logits.dtype)
-
-        def nested(picked):
-            full = picked.new_zeros(total).index_put((rows,), picked)
-            return torch.nested.nested_tensor_from_jagged(full, offsets)
-
-        model_output = {}
-        if entropy:  # before the log-probabilities, in veRL's order
-            entropy_fn = module.verl_F.entropy_from_logits
-            if engine.engine_config.entropy_checkpointing:
-                picked = torch.utils.checkpoint.checkpoint(entropy_fn, logits, use_reentrant=False)
-            else:
-                picked = entropy_fn(logits)
-            model_output["entropy"] = nested(picked)
-        labels = output_args["input_ids_rmpad_rolled"][rows]
-        model_output["log_probs"] = nested(module.logprobs_from_logits(logits=logits, labels=labels))
+            head.__dict__.pop("forward", None)
+        if fp32:
+            log_probs, entropies = raw_output.logits
+            if entropy:  # the keys in veRL's order
+                model_output["entropy"] = nested(entropies)
+            model_output["log_probs"] = nested(log_probs)
+        else:
+            model_output.update(_logits_outputs(engine, module, raw_output.logits.squeeze(0), labels, temperature,
+                                                entropy, nested))
         if loss_function is not None:
             loss, metrics = loss_function(model_output=model_output, data=micro_batch,
                                           dp_group=engine.get_data_parallel_group())
