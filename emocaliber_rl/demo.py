@@ -65,6 +65,27 @@ class DemoSizes:
     # answers by step 6, 1e-4 x 6 steps leaves EmoCaliber's own setting worse than its start
     # (docs/demo-world.md, "Stage 3's learning rate, probed"; docs/table9.md)
     stage3_steps: int = 2
+    # veRL's validation rollouts before stage 3 (the rollout-parity section) answer this many test
+    # images per subtask: ~0.2 s an image, ~80 s for all 414 of the split, which `eval run` scores
+    # in full anyway
+    parity_per_task: int = 16
+
+
+def _write_parity_manifest(test_manifest: Path, out: Path, per_task: int) -> int:
+    """``per_task`` test records of each subtask, evenly spaced in manifest order (which runs
+    label by label, so every label is drawn): the images both veRL's validation rollouts and
+    `eval run` answer in the rollout-parity section."""
+    from emocaliber_rl.data.records import read_manifest, write_manifest
+
+    by_task: dict[str, list] = {}
+    for rec in read_manifest(test_manifest):
+        by_task.setdefault(rec.subtask, []).append(rec)
+    kept = []
+    for recs in by_task.values():
+        k = min(per_task, len(recs))
+        kept += [recs[i * len(recs) // k] for i in range(k)]
+    write_manifest(out, kept)
+    return len(kept)
 
 
 def _write_cot_manifest(train_manifest: Path, out: Path) -> int:
@@ -95,6 +116,7 @@ class Demo:
         self.eval = out / "eval"
         self.report = out / "report"
         self.scenes = out / "world" / "scenes.jsonl"
+        self.parity_manifest = self.data / "test.parity.jsonl"
 
     def stages(self) -> list[Stage]:
         return [
@@ -149,6 +171,12 @@ class Demo:
                    "--no-confidence", *TINY_PIXELS)
         ctx.python("export", "rl3", str(self.bench / "test.jsonl"), "-o", str(d / "stage3_val.parquet"),
                    "--split", "test", "--no-confidence", *TINY_PIXELS)
+        n = _write_parity_manifest(self.bench / "test.jsonl", self.parity_manifest, self.sizes.parity_per_task)
+        with ctx.log_path.open("a", encoding="utf-8") as log:
+            log.write(f"{n} test records ({self.sizes.parity_per_task} per subtask) for stage 3's validation "
+                      f"rollouts -> {self.parity_manifest}\n")
+        ctx.python("export", "rl3", str(self.parity_manifest), "-o", str(d / "stage3_parity.parquet"),
+                   "--split", "test", "--no-confidence", *TINY_PIXELS)
         ctx.python("export", "eval", str(self.bench / "test.jsonl"), "-o", str(d / "test.eval.jsonl"), "--no-confidence")
         ctx.outputs.update(split_table=str(self.cot / "table.md"), data=str(d))
 
@@ -201,7 +229,7 @@ class Demo:
         metrics.unlink(missing_ok=True)  # veRL's file logger appends; a rerun must not mix runs
         out.mkdir(parents=True, exist_ok=True)
         self._recipe(ctx, "stage3_grpo.sh", "--model", str(self.ckpt / "stage2" / "final_hf"),
-                     "--train", str(self.data / "stage3_train.parquet"), "--val", str(self.data / "stage3_val.parquet"),
+                     "--train", str(self.data / "stage3_train.parquet"), "--val", str(self.data / "stage3_parity.parquet"),
                      "--out", str(out), "--steps", str(self.sizes.stage3_steps), "--experiment", "demo", "trainer.logger=[console,file]",
                      # validation before training only (the rollout-parity figures): the final
                      # model is scored by `eval run` below, a final validation would repeat it (109 s)
@@ -305,24 +333,49 @@ class Demo:
     def _parity_section(self) -> list[str]:
         """Stage-3 rollouts against ``eval run`` of the same (cold-start) model on the same test
         images and prompt: a rollout path that loses the image shows as a gap here."""
-        metrics, scores = self.ckpt / "stage3" / "metrics.jsonl", self.eval / "cold-start" / "scores.json"
-        if not (metrics.exists() and scores.exists()):
+        metrics, preds = self.ckpt / "stage3" / "metrics.jsonl", self.eval / "cold-start" / "predictions.jsonl"
+        if not (metrics.exists() and preds.exists() and self.parity_manifest.exists()):
             return []
         parity = rollout_parity(metrics)
-        tasks = json.loads(scores.read_text(encoding="utf-8"))["tasks"]
+        evals = eval_accuracy_on(preds, self.parity_manifest)
         lines = ["## Stage-3 rollout parity", "",
-                 "The cold-start model answers the test split twice: through veRL's validation rollouts (vLLM",
-                 "server, greedy, before the first GRPO step) and through `emocaliber eval run`. The two should",
-                 "agree; veRL's `training/rollout_probs_diff_max` (rollout vs actor token probability) should",
-                 "stay small (fp32 here).", "",
-                 "| subtask | rollouts | eval run | difference |", "|---|---:|---:|---:|"]
+                 "The cold-start model answers the same test images twice: through veRL's validation rollouts",
+                 (f"(vLLM server, greedy, before the first GRPO step; {self.sizes.parity_per_task} test images "
+                  f"of each subtask, `{self.parity_manifest.relative_to(self.out)}`) and through"),
+                 "`emocaliber eval run` (the same images' rows of `eval/cold-start/predictions.jsonl`). The two",
+                 "should agree; veRL's `training/rollout_probs_diff_max` (rollout vs actor token probability)",
+                 "should stay small (fp32 here).", "",
+                 "| subtask | n | rollouts | eval run | difference |", "|---|---:|---:|---:|---:|"]
         for task, acc in sorted(parity["per_task"].items()):
-            ev = tasks.get(task, {}).get("acc")
-            diff = f"{acc - ev:+.3f}" if ev is not None else "-"
-            lines.append(f"| {task} | {acc:.3f} | {ev:.3f} | {diff} |" if ev is not None else f"| {task} | {acc:.3f} | - | - |")
+            ev = evals.get(task)
+            if ev is None:
+                lines.append(f"| {task} | - | {acc:.3f} | - | - |")
+            else:
+                lines.append(f"| {task} | {ev[1]} | {acc:.3f} | {ev[0]:.3f} | {acc - ev[0]:+.3f} |")
         lines += ["", "rollout_probs_diff_max per training step: "
                   + ", ".join(f"{v:.2g}" for v in parity["probs_diff_max"]), ""]
         return lines
+
+
+def eval_accuracy_on(predictions: Path, manifest: Path) -> dict[str, tuple[float, int]]:
+    """Per subtask, ``eval run``'s accuracy and count over the records of ``manifest`` (matched by
+    ``id``), parsed and judged by the scorer ``eval score`` uses."""
+    from emocaliber_rl.data.records import read_manifest
+    from emocaliber_rl.evaluation.scoring import samples_from_rows
+    from emocaliber_rl.jsonl import iter_jsonl
+
+    wanted = {rec.id for rec in read_manifest(manifest)}
+    rows = [(n, obj) for n, obj, err in iter_jsonl(predictions)
+            if err is None and isinstance(obj, dict) and obj.get("id") in wanted]
+    missing = len(wanted) - len(rows)
+    if missing:
+        raise StageFailed(f"{predictions}: {missing} of the {len(wanted)} images of {manifest} have no prediction")
+    samples = samples_from_rows(rows, path=str(predictions))
+    out: dict[str, tuple[float, int]] = {}
+    for task in sorted(set(samples.task.tolist())):
+        idx = samples.task == task
+        out[task] = (float(samples.correct[idx].mean()), int(idx.sum()))
+    return out
 
 
 def weight_change(before: Path, after: Path) -> float:

@@ -110,3 +110,49 @@ def test_demo_fails_a_stage3_that_changed_no_weight(tmp_path):
     with pytest.raises(StageFailed, match="stage 'stage3': 2 GRPO steps left every weight"):
         require_weight_change(before, same, "2 GRPO steps")
     assert require_weight_change(before, moved, "2 GRPO steps") == 0.25
+
+
+def _record(i: int, task: str, label: str, tmp_path):
+    from emocaliber_rl.data.records import Record
+
+    image = tmp_path / f"{i}.jpg"
+    image.write_bytes(b"")
+    return Record.make(f"img{i}", task, str(image), label)
+
+
+def test_parity_subset_spreads_over_each_subtask_and_is_scored_by_id(tmp_path):
+    """The rollout-parity images: ``per_task`` evenly spaced records of each subtask; ``eval run``'s
+    accuracy over exactly those ids (hand-counted below), and a missing prediction is an error."""
+    import json
+
+    from emocaliber_rl.data.records import write_manifest
+    from emocaliber_rl.demo import _write_parity_manifest, eval_accuracy_on
+    from emocaliber_rl.pipeline_runner import StageFailed
+
+    fi8 = ["amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear", "sadness"]
+    recs = [_record(i, "FI-8", fi8[i // 2], tmp_path) for i in range(16)]  # two per label, label order
+    recs += [_record(100 + i, "FI-2", ("positive", "negative")[i % 2], tmp_path) for i in range(3)]
+    write_manifest(tmp_path / "test.jsonl", recs)
+    n = _write_parity_manifest(tmp_path / "test.jsonl", tmp_path / "parity.jsonl", 4)
+    kept = [json.loads(line)["id"] for line in (tmp_path / "parity.jsonl").read_text().splitlines()]
+    # FI-8: indices 0, 4, 8, 12 of 16 (amusement, awe, disgust, fear); FI-2 has only 3, all kept
+    assert n == 7 and kept == ["img0", "img4", "img8", "img12", "img100", "img101", "img102"]
+
+    def row(rec, pred):
+        return {"id": rec.id, "task": rec.subtask, "label": rec.label, "candidates": list(rec.candidates),
+                "response": f"<answer>{pred}</answer>"}
+
+    # right on img0 and img8 of the four FI-8 parity images (the others wrong or unparsed), right on
+    # img100 only of FI-2; every non-parity image answered right, which must not count
+    preds = [row(r, r.label) for r in recs]
+    by_id = {r["id"]: r for r in preds}
+    by_id["img4"]["response"] = "<answer>anger</answer>"
+    by_id["img12"]["response"] = "no answer"
+    by_id["img101"]["response"] = "<answer>positive</answer>"  # its label is negative
+    by_id["img102"]["response"] = "<answer>negative</answer>"  # and this one positive
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in preds))
+    assert eval_accuracy_on(path, tmp_path / "parity.jsonl") == {"FI-2": (1 / 3, 3), "FI-8": (0.5, 4)}
+    path.write_text("".join(json.dumps(r) + "\n" for r in preds if r["id"] != "img8"))
+    with pytest.raises(StageFailed, match="1 of the 7 images .* have no prediction"):
+        eval_accuracy_on(path, tmp_path / "parity.jsonl")
