@@ -69,7 +69,7 @@ def main() -> None:
             del head.forward
         return -logp.sum()
 
-    variants = (("all rows", all_rows), ("loss rows", loss_rows), ("loss rows, block-wise", loss_rows_blockwise))
+    variants = (("all rows", all_rows), ("loss rows", loss_rows), ("loss rows, tiled", loss_rows_blockwise))
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
     losses = {}
     for _ in range(args.repeats):
@@ -85,8 +85,8 @@ def main() -> None:
         print(f"{name:>21}: {statistics.median(ts):.2f} s median of {args.repeats} (forward + backward, "
               f"{args.tokens} tokens, loss {losses[name]:.6f}); {base / statistics.median(ts):.1f}x all rows",
               flush=True)
-    print(f"block-wise against the logits matrix: "
-          f"{statistics.median(times['loss rows']) / statistics.median(times['loss rows, block-wise']):.2f}x "
+    print(f"tiled against the logits matrix: "
+          f"{statistics.median(times['loss rows']) / statistics.median(times['loss rows, tiled']):.2f}x "
           f"({args.rows} of {args.tokens} rows)")
 
 if __name__ == "__main__":

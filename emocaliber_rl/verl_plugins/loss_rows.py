@@ -18,8 +18,8 @@ stage-1 micro-batch (1,500 tokens, 400 under the loss) a forward and backward ov
 
 This wraps ``forward_step`` so that, in those cases only, a forward pre-hook hands the output layer
 the hidden states of the read rows alone. In fp32 (the CPU profiles) the layer's call then
-returns their log-probabilities and entropies block by block, without their logits matrix
-(``linear_logprobs.py``: a further 1.4x on a demo stage-1 micro-batch); under bf16/fp16 autocast
+returns their log-probabilities and entropies tile by tile, without their logits matrix
+(``linear_logprobs.py``: a further 2.7x on a demo stage-1 micro-batch); under bf16/fp16 autocast
 it returns their logits, and veRL's own ``logprobs_from_logits`` and ``entropy_from_logits`` take
 them (temperature applied as veRL does in both). The values are scattered into zero vectors of the
 packed length and nested exactly as veRL nests its own, so every consumer sees the same values at
