@@ -1,6 +1,6 @@
 """One forward and backward of the tiny Qwen2.5-VL on Qwen's vocabulary: the output layer over
 every packed token (veRL 0.9.1's FSDP engine) against over the rows the loss reads only, first
-through their logits matrix and then block by block without it (``verl_plugins/linear_logprobs.py``,
+through their logits matrix and then tile by tile without it (``verl_plugins/linear_logprobs.py``,
 what the CPU plug-in ``verl_plugins/loss_rows.py`` runs in fp32), in one process, same weights and
 tokens.
 
@@ -58,7 +58,7 @@ def main() -> None:
             handle.remove()
         return -lp(logits, labels[rows]).sum()
 
-    def loss_rows_blockwise() -> float:
+    def loss_rows_tiled() -> float:
         head = model.get_output_embeddings()
         handle = head.register_forward_pre_hook(lambda _m, a: (a[0][:, rows], *a[1:]))
         head.forward = lambda hidden: linear_logprobs(hidden[0], head.weight, labels[rows])
@@ -69,7 +69,7 @@ def main() -> None:
             del head.forward
         return -logp.sum()
 
-    variants = (("all rows", all_rows), ("loss rows", loss_rows), ("loss rows, tiled", loss_rows_blockwise))
+    variants = (("all rows", all_rows), ("loss rows", loss_rows), ("loss rows, tiled", loss_rows_tiled))
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
     losses = {}
     for _ in range(args.repeats):
