@@ -230,24 +230,27 @@ def test_forward_only_log_probs_and_entropy_match_verl_and_hand(engine, rollouts
         torch.testing.assert_close(outputs["plug-in"]["entropy"][i, : len(en)], en, rtol=1e-3, atol=5e-3)
 
 
+@pytest.mark.parametrize("entropy_coeff", [None, 0.01], ids=["no-entropy", "entropy-loss"])
 @pytest.mark.parametrize("layout", ["legacy", "v1"])
-def test_ppo_loss_and_gradients_match_verl(engine, rollouts, layout):
+def test_ppo_loss_and_gradients_match_verl(engine, rollouts, layout, entropy_coeff):
     """``ppo_loss`` as the actor worker binds it (the stage-3 recipe's clip, KL loss and token-mean
-    aggregation): the same loss, metrics and gradient of every parameter on both paths."""
+    aggregation): the same loss, metrics and gradient of every parameter on both paths; with the
+    entropy computed too and weighted into the loss, so that its gradient counts."""
     from verl.workers.config import FSDPActorConfig
     from verl.workers.config.optimizer import FSDPOptimizerConfig
     from verl.workers.utils.losses import ppo_loss
 
     config = FSDPActorConfig(strategy="fsdp2", ppo_mini_batch_size=len(ROLLOUTS), ppo_micro_batch_size_per_gpu=8,
                              use_dynamic_bsz=False, optim=FSDPOptimizerConfig(lr=1e-6), rollout_n=1,
-                             use_kl_loss=True, kl_loss_coef=0.01, kl_loss_type="low_var_kl")
+                             use_kl_loss=True, kl_loss_coef=0.01, kl_loss_type="low_var_kl",
+                             entropy_coeff=entropy_coeff or 0.0)
     loss_fn = functools.partial(ppo_loss, config=config)
     results = {}
     for name, step in (("verl", functools.partial(_verl_forward_step(), engine)),
                        ("plug-in", functools.partial(_plugin_forward_step, engine))):
         engine.module.zero_grad(set_to_none=True)
-        loss, out = step(_micro_batch(rollouts, layout, calculate_entropy=False), loss_function=loss_fn,
-                         forward_only=False)
+        loss, out = step(_micro_batch(rollouts, layout, calculate_entropy=entropy_coeff is not None),
+                         loss_function=loss_fn, forward_only=False)
         loss.backward()
         grads = {n: p.grad.clone() for n, p in engine.module.named_parameters() if p.grad is not None}
         metrics = {k: float(v.aggregate() if hasattr(v, "aggregate") else v) for k, v in out["metrics"].items()}
@@ -276,3 +279,24 @@ def test_steps_it_does_not_cover_take_verls_path(engine, rollouts):
     critic = transformer_impl.FSDPEngineWithValueHead.__new__(transformer_impl.FSDPEngineWithValueHead)
     critic.__dict__.update(engine.__dict__)
     assert rows(_micro_batch(rollouts), eng=critic) is None
+
+
+def test_bf16_autocast_takes_the_logits_path_and_matches_verl(engine, rollouts):
+    """Under bf16 autocast the plug-in hands the read rows' logits to veRL's own log-probability
+    and entropy functions (the tiled fp32 path is not used): the same values as veRL's forward over
+    every row, to bf16 rounding."""
+    from verl.workers.utils.padding import no_padding_2_padding
+
+    engine._autocast_dtype = torch.bfloat16
+    try:
+        outputs = {}
+        for name, step in (("verl", functools.partial(_verl_forward_step(), engine)),
+                           ("plug-in", functools.partial(_plugin_forward_step, engine))):
+            mb = _micro_batch(rollouts, "legacy", calculate_entropy=True, compute_loss=False)
+            with torch.no_grad():
+                _, out = step(mb, loss_function=None, forward_only=True)
+            outputs[name] = {k: no_padding_2_padding(v, mb) for k, v in out["model_output"].items()}
+    finally:
+        engine._autocast_dtype = torch.float32
+    for key in ("log_probs", "entropy"):
+        torch.testing.assert_close(outputs["plug-in"][key], outputs["verl"][key], rtol=2e-2, atol=2e-2)

@@ -23,9 +23,10 @@ returns their log-probabilities and entropies tile by tile, without their logits
 it returns their logits, and veRL's own ``logprobs_from_logits`` and ``entropy_from_logits`` take
 them (temperature applied as veRL does in both). The values are scattered into zero vectors of the
 packed length and nested exactly as veRL nests its own, so every consumer sees the same values at
-every row it reads. Rows nobody reads hold 0. Losses and gradients equal veRL's (``tests/test_stage1_sft.py`` compares both paths
-step by step through the SFT trainer, ``tests/test_loss_rows.py`` the PPO loss, its gradients and
-the forward-only outputs on veRL's own engine code). Only veRL's padded layout is covered, the one
+every row it reads. Rows nobody reads hold 0. Losses and gradients equal veRL's
+(``tests/test_stage1_sft.py`` compares both paths step by step through the SFT trainer,
+``tests/test_loss_rows.py`` the PPO loss with and without an entropy term, its gradients, and the
+forward-only outputs in fp32 and under bf16 autocast, on veRL's own engine code). Only veRL's padded layout is covered, the one
 the CPU profiles use (``use_remove_padding=False``: the packed layout needs flash-attn, so it cannot
 run, nor be tested, on the CPU platform). Every other case (the packed layout, the value head,
 other losses, fused kernels, sum-of-pi-squared, distillation, callers that keep the model
