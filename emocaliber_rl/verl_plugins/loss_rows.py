@@ -177,7 +177,9 @@ def _forward_step_on_rows(engine, module: ModuleType, micro_batch, loss_function
 
     head = engine.module.get_output_embeddings()
     autocast_dtype = getattr(engine, "_autocast_dtype", torch.bfloat16)
+    # the tiled path computes h . w alone: a head with a bias (none in Qwen's) takes the logits path
     fp32 = autocast_dtype == torch.float32
+    tiled = fp32 and getattr(head, "bias", None) is None
     autocast_ctx = (nullcontext() if fp32
                     else torch.autocast(device_type=module.get_device_name(), dtype=autocast_dtype))
     labels = output_args["input_ids_rmpad_rolled"][rows]
@@ -200,14 +202,14 @@ def _forward_step_on_rows(engine, module: ModuleType, micro_batch, loss_function
     model_output = {}
     with autocast_ctx:
         handle = head.register_forward_pre_hook(lambda _mod, args: (args[0][sample, position].unsqueeze(0), *args[1:]))
-        if fp32:
+        if tiled:
             head.forward = head_on_rows  # this call only: removed below
         try:
             raw_output = engine.module(**model_inputs, use_cache=False)
         finally:
             handle.remove()
             head.__dict__.pop("forward", None)
-        if fp32:
+        if tiled:
             log_probs, entropies = raw_output.logits
             if entropy:  # the keys in veRL's order
                 model_output["entropy"] = nested(entropies)
