@@ -7,8 +7,8 @@ subtask of the test split represented); writes CoT-shaped stage-1 data from temp
 pipeline asks an MLLM: `emocaliber cot synthesize`) and splits it 6:3:1; trains stage 1 on veRL's
 SFT trainer; generates with vLLM (its CPU build), labels with Eq. 2 and trains the
 confidence-only stage 2; runs stage 3 on veRL's GRPO trainer with vLLM rollouts for a few steps;
-evaluates the scaffold, cold-start and final models on the test split (HF transformers engine by
-default, vLLM with ``--eval-backend vllm``) beside the world's Bayes oracle, and writes the report
+evaluates the scaffold, cold-start and final models on the test split (vLLM's CPU build by
+default, HF transformers with ``--eval-backend hf``) beside the world's Bayes oracle, and writes the report
 with its plots and an index, ``OUT/README.md``.
 
 Every step is the same command a user runs (`emocaliber ...`, `recipes/*.sh`); the demo only
@@ -55,6 +55,10 @@ class DemoSizes:
     # 80 steps left "0.0.99"-style confidences on 35% of one run's test answers (the digits are
     # learnt last); 120 on the same data and scaffold parse on 99.3% (docs/demo-world.md)
     stage2_steps: int = 120
+    # the scaffold's stage-2 answers are sampled at the release's inference temperature (and
+    # `stage2 generate`'s default): at 1.0 the tiny scaffold writes broken tags into the answers
+    # that stage 2's anchor then trains on (docs/demo-world.md, "Stage 2's sampling temperature")
+    stage2_temperature: float = 0.7
     stage2_batch: int = 8
     stage2_lr: float = 2e-3
     # stage 2 also trains the scaffold's own response (include_response, not Eq. 3): without it the
@@ -200,7 +204,7 @@ class Demo:
         scaffold = self.ckpt / "stage1" / "final_hf"
         gen = self.data / "stage2_generations.jsonl"
         ctx.python("stage2", "generate", "--model", str(scaffold), "--prompts", str(self.data / "stage2_prompts.jsonl"),
-                   "--out", str(gen), "--backend", "vllm", "--max-new-tokens", "64", "--temperature", "1.0",
+                   "--out", str(gen), "--backend", "vllm", "--max-new-tokens", "64", "--temperature", str(self.sizes.stage2_temperature),
                    # a stage that runs again follows a retrained checkpoint at the same path (the
                    # run manifest does not hash weights): its old generations must not be reused
                    "--seed", str(self.seed), "--no-progress", "--force-new", *TINY_PIXELS)
