@@ -300,3 +300,26 @@ def test_bf16_autocast_takes_the_logits_path_and_matches_verl(engine, rollouts):
         engine._autocast_dtype = torch.float32
     for key in ("log_probs", "entropy"):
         torch.testing.assert_close(outputs["plug-in"][key], outputs["verl"][key], rtol=2e-2, atol=2e-2)
+
+
+def test_head_with_bias_takes_the_logits_path_and_matches_verl(engine, rollouts):
+    """The tiled fp32 path computes ``h . w`` alone, so an output layer with a bias (Qwen's has
+    none) must take the logits path: with a bias large enough to move every log-probability, the
+    plug-in still gives veRL's values."""
+    from verl.workers.utils.padding import no_padding_2_padding
+
+    head = engine.module.get_output_embeddings()
+    gen = torch.Generator().manual_seed(0)
+    head.bias = torch.nn.Parameter(torch.randn(head.weight.shape[0], generator=gen) * 2.0)
+    try:
+        outputs = {}
+        for name, step in (("verl", functools.partial(_verl_forward_step(), engine)),
+                           ("plug-in", functools.partial(_plugin_forward_step, engine))):
+            mb = _micro_batch(rollouts, "legacy", calculate_entropy=True, compute_loss=False)
+            with torch.no_grad():
+                _, out = step(mb, loss_function=None, forward_only=True)
+            outputs[name] = {k: no_padding_2_padding(v, mb) for k, v in out["model_output"].items()}
+    finally:
+        head.register_parameter("bias", None)
+    for key in ("log_probs", "entropy"):
+        torch.testing.assert_close(outputs["plug-in"][key], outputs["verl"][key], rtol=1e-5, atol=1e-5)
