@@ -281,21 +281,28 @@ def test_steps_it_does_not_cover_take_verls_path(engine, rollouts):
     assert rows(_micro_batch(rollouts), eng=critic) is None
 
 
+def _forward_only_outputs(engine, rollouts) -> dict[str, dict[str, torch.Tensor]]:
+    """veRL's and the plug-in's forward-only log-probabilities and entropies of one legacy
+    micro-batch, padded back to (batch, response)."""
+    from verl.workers.utils.padding import no_padding_2_padding
+
+    outputs = {}
+    for name, step in (("verl", functools.partial(_verl_forward_step(), engine)),
+                       ("plug-in", functools.partial(_plugin_forward_step, engine))):
+        mb = _micro_batch(rollouts, "legacy", calculate_entropy=True, compute_loss=False)
+        with torch.no_grad():
+            _, out = step(mb, loss_function=None, forward_only=True)
+        outputs[name] = {k: no_padding_2_padding(v, mb) for k, v in out["model_output"].items()}
+    return outputs
+
+
 def test_bf16_autocast_takes_the_logits_path_and_matches_verl(engine, rollouts):
     """Under bf16 autocast the plug-in hands the read rows' logits to veRL's own log-probability
     and entropy functions (the tiled fp32 path is not used): the same values as veRL's forward over
     every row, to bf16 rounding."""
-    from verl.workers.utils.padding import no_padding_2_padding
-
     engine._autocast_dtype = torch.bfloat16
     try:
-        outputs = {}
-        for name, step in (("verl", functools.partial(_verl_forward_step(), engine)),
-                           ("plug-in", functools.partial(_plugin_forward_step, engine))):
-            mb = _micro_batch(rollouts, "legacy", calculate_entropy=True, compute_loss=False)
-            with torch.no_grad():
-                _, out = step(mb, loss_function=None, forward_only=True)
-            outputs[name] = {k: no_padding_2_padding(v, mb) for k, v in out["model_output"].items()}
+        outputs = _forward_only_outputs(engine, rollouts)
     finally:
         engine._autocast_dtype = torch.float32
     for key in ("log_probs", "entropy"):
@@ -306,19 +313,11 @@ def test_head_with_bias_takes_the_logits_path_and_matches_verl(engine, rollouts)
     """The tiled fp32 path computes ``h . w`` alone, so an output layer with a bias (Qwen's has
     none) must take the logits path: with a bias large enough to move every log-probability, the
     plug-in still gives veRL's values."""
-    from verl.workers.utils.padding import no_padding_2_padding
-
     head = engine.module.get_output_embeddings()
     gen = torch.Generator().manual_seed(0)
     head.bias = torch.nn.Parameter(torch.randn(head.weight.shape[0], generator=gen) * 2.0)
     try:
-        outputs = {}
-        for name, step in (("verl", functools.partial(_verl_forward_step(), engine)),
-                           ("plug-in", functools.partial(_plugin_forward_step, engine))):
-            mb = _micro_batch(rollouts, "legacy", calculate_entropy=True, compute_loss=False)
-            with torch.no_grad():
-                _, out = step(mb, loss_function=None, forward_only=True)
-            outputs[name] = {k: no_padding_2_padding(v, mb) for k, v in out["model_output"].items()}
+        outputs = _forward_only_outputs(engine, rollouts)
     finally:
         head.register_parameter("bias", None)
     for key in ("log_probs", "entropy"):
