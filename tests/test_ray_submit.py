@@ -100,7 +100,8 @@ def test_submit_without_the_token_is_refused(ray_head: dict) -> None:
 
 def test_submit_stage3_check_job_succeeds_with_token(ray_head: dict) -> None:
     sub_id = f"emocaliber-check-{uuid.uuid4().hex[:8]}"
-    env = dict(ray_head["env"])
+    # the loss-rows plug-in's switch, set on the submitting machine, must reach the job's workers
+    env = {**ray_head["env"], "EMOCALIBER_LOSS_ROWS": "0"}
     proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", ray_head["address"],
                            "--profile", "cpu", "--submission-id", sub_id, "--check"],
                           cwd=REPO_ROOT, env=env, check=False, capture_output=True, text=True, timeout=400)
@@ -113,6 +114,7 @@ def test_submit_stage3_check_job_succeeds_with_token(ray_head: dict) -> None:
     for where, state in states.items():
         assert state["VERL_USE_EXTERNAL_MODULES"] == "emocaliber_rl.verl_plugins", where
         assert state["VERL_PLATFORM"] == "cpu" and state["platform"] == "PlatformCPU", where
+        assert state["EMOCALIBER_LOSS_ROWS"] == "0", where
         assert state["grpo_no_std"] is True and state["val_calibration_hook"] is True, where
         # the project came with the job (runtime_env working_dir), not from this checkout
         assert not state["emocaliber_rl"].startswith(str(REPO_ROOT)), state["emocaliber_rl"]

@@ -47,7 +47,7 @@ data/, VEC-CoT/, images/ at the root), .venv, .git, caches, and whatever .gitign
 refused before upload, naming its biggest folders (\`emocaliber ray-package\` shows the size).
 env_vars = VERL_USE_EXTERNAL_MODULES=
 emocaliber_rl.verl_plugins, PYTHON, EMOCALIBER_FREEZE_MODULES (stage 1/2: visual; stage 3: empty),
-WANDB_MODE when set here, VERL_PLATFORM=cpu with --profile cpu.
+WANDB_MODE and EMOCALIBER_LOSS_ROWS when set here, VERL_PLATFORM=cpu with --profile cpu.
 
 Authentication: Ray 2.60 clusters started with \`ray start\` require a token (token auth is on by
 default; never turn it off with RAY_AUTH_MODE=disabled on a reachable cluster). \`ray job submit\`
@@ -76,6 +76,7 @@ def state():
         "verl": verl.__version__,
         "VERL_USE_EXTERNAL_MODULES": os.environ.get("VERL_USE_EXTERNAL_MODULES"),
         "VERL_PLATFORM": os.environ.get("VERL_PLATFORM"),
+        "EMOCALIBER_LOSS_ROWS": os.environ.get("EMOCALIBER_LOSS_ROWS"),
         "platform": type(get_platform()).__name__,
         "grpo_no_std": "grpo_no_std" in core_algos.ADV_ESTIMATOR_REGISTRY,
         "val_calibration_hook": bool(getattr(trainer_base.PPOTrainer._val_metrics_update,
@@ -129,6 +130,9 @@ submit_main() {
                      --env "EMOCALIBER_FREEZE_MODULES=${STAGE_FREEZE_MODULES-}")
   [[ "$profile" != cpu ]] || env_args+=(--env VERL_PLATFORM=cpu)
   [[ -z "${WANDB_MODE:-}" ]] || env_args+=(--env "WANDB_MODE=$WANDB_MODE")
+  # the loss-rows plug-in's off switch (verl_plugins/loss_rows.py): set here, it must reach the
+  # job's workers, which the recipe run as the entrypoint cannot forward to (it runs inside the job)
+  [[ -z "${EMOCALIBER_LOSS_ROWS+set}" ]] || env_args+=(--env "EMOCALIBER_LOSS_ROWS=$EMOCALIBER_LOSS_ROWS")
   local runtime_env
   runtime_env="$(PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" -m emocaliber_rl.cli ray-package \
                    "$REPO_ROOT" --runtime-env-json "${env_args[@]}")" || {
