@@ -8,8 +8,8 @@ pipeline asks an MLLM: `emocaliber cot synthesize`) and splits it 6:3:1; trains 
 SFT trainer; generates with vLLM (its CPU build), labels with Eq. 2 and trains the
 confidence-only stage 2; runs stage 3 on veRL's GRPO trainer with vLLM rollouts for a few steps;
 evaluates the scaffold, cold-start and final models on the test split (vLLM's CPU build by
-default, HF transformers with ``--eval-backend hf``) beside the world's Bayes oracle, and writes the report
-with its plots and an index, ``OUT/README.md``.
+default, HF transformers with ``--eval-backend hf``) beside the world's Bayes oracle, and writes
+the report with its plots and an index, ``OUT/README.md``.
 
 Every step is the same command a user runs (`emocaliber ...`, `recipes/*.sh`); the demo only
 chooses tiny sizes and a high learning rate. The oracle row shows the best any model can do on
