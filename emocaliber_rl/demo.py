@@ -3,8 +3,10 @@
 With nothing beyond the install it: builds the tiny Qwen2.5-VL (Qwen's real tokenizer, random
 weights); draws the known-answer world (``emocaliber_rl.world``: every image has a known label
 posterior) in each raw dataset's published layout and builds VECBench manifests from it (every
-subtask of the test split represented); writes CoT-shaped stage-1 data from templates (the real
-pipeline asks an MLLM: `emocaliber cot synthesize`) and splits it 6:3:1; trains stage 1 on veRL's
+subtask of the test split represented); synthesizes and judges VEC-CoT with `emocaliber cot
+synthesize` / `cot judge` over the OpenAI-compatible API against the world's teacher on 127.0.0.1
+(it reads each image's pixels and states the evidence: ``emocaliber_rl.world.teacher``) and
+splits it 6:3:1; trains stage 1 on veRL's
 SFT trainer; generates with vLLM (its CPU build), labels with Eq. 2 and trains the
 confidence-only stage 2; runs stage 3 on veRL's GRPO trainer with vLLM rollouts for a few steps;
 evaluates the scaffold, cold-start and final models on the test split (vLLM's CPU build by
@@ -31,12 +33,6 @@ RECIPES = REPO_ROOT / "recipes"
 # its CPU training relies on): the demo's exports and inference keep them instead of the
 # official release's 200704..451584 that the commands apply by default.
 TINY_PIXELS = ("--processor-pixels",)
-
-# The template CoT, one fixed word per step: the stand-in for the MLLM carries no information
-# the image does not (the world's images are colour grids), so its words cost the tiny model no
-# capacity; what stage 1 must learn is the format and the answer, which depends on the image.
-_STEP_TEXT = {"element": "cells", "human": "none", "context": "grid", "interaction": "colours", "analysis": "mood"}
-
 
 @dataclass(frozen=True)
 class DemoSizes:
@@ -92,17 +88,6 @@ def _write_parity_manifest(test_manifest: Path, out: Path, per_task: int) -> int
     return len(kept)
 
 
-def _write_cot_manifest(train_manifest: Path, out: Path) -> int:
-    """Attach the template CoT to every training record (stand-in for the MLLM)."""
-    from emocaliber_rl.data.records import read_manifest, write_manifest
-
-    records = read_manifest(train_manifest)
-    for rec in records:
-        rec.steps = dict(_STEP_TEXT)
-    write_manifest(out, records)
-    return len(records)
-
-
 class Demo:
     """The demo's stages; sizes chosen so the whole run fits in minutes on 2 CPU cores."""
 
@@ -126,7 +111,8 @@ class Demo:
         return [
             Stage("model", "build the tiny random Qwen2.5-VL", self.build_model),
             Stage("data", "draw raw datasets and build VECBench manifests", self.build_data),
-            Stage("cot", "template CoTs, 6:3:1 split, exports for each stage", self.build_cot),
+            Stage("cot", "VEC-CoT from the world's teacher (cot synthesize/judge over HTTP), 6:3:1 split, exports",
+                  self.build_cot),
             Stage("stage1", "structured-CoT SFT on veRL's SFT trainer", self.stage1),
             Stage("stage2", "generate (vLLM), Eq. 2 labels, confidence-only SFT", self.stage2),
             Stage("stage3", "GRPO on veRL's PPO trainer with vLLM rollouts", self.stage3),
@@ -158,12 +144,24 @@ class Demo:
                            summary=str(self.bench / "summary.md"), scenes=str(self.scenes))
 
     def build_cot(self, ctx: StageContext) -> None:
-        cot_all = self.cot / "vec_cot.jsonl"
+        # VEC-CoT through the real pipeline (paper Figure 4): `cot synthesize` and `cot judge`
+        # over the OpenAI-compatible API, against the world's teacher and judge on 127.0.0.1,
+        # which read each image's pixels (emocaliber_rl.world.teacher)
+        from emocaliber_rl.data.chat_server import ServerConfig, ServerThread
+
         self.cot.mkdir(parents=True, exist_ok=True)
-        n = _write_cot_manifest(self.bench / "train.jsonl", cot_all)
+        synth, verdicts, kept = self.cot / "synth.jsonl", self.cot / "verdicts.jsonl", self.cot / "kept.jsonl"
+        for path in (synth, verdicts):  # a rerun of this stage asks anew (the world is redrawn)
+            for old in self.cot.glob(path.name + "*"):
+                old.unlink()
+        with ServerThread(ServerConfig(world=True)) as server:
+            flags = ("--base-url", server.url, "--model", "world-teacher", "--no-auth", "--no-progress")
+            ctx.python("cot", "synthesize", str(self.bench / "train.jsonl"), "-o", str(synth), *flags)
+            ctx.python("cot", "judge", str(synth), "-o", str(verdicts), "--kept", str(kept), *flags)
+        judged = cot_judge_counts(verdicts)
         with ctx.log_path.open("a", encoding="utf-8") as log:
-            log.write(f"templated CoTs for {n} training records -> {cot_all}\n")
-        ctx.python("cot", "split", str(cot_all), "-o", str(self.cot), "--seed", str(self.seed))
+            log.write(f"judge: {judged}\n")
+        ctx.python("cot", "split", str(kept), "-o", str(self.cot), "--seed", str(self.seed))
         d = self.data
         ctx.python("export", "sft1", str(self.cot / "vec_cot_1.jsonl"), "-o", str(d / "stage1.parquet"), *TINY_PIXELS)
         ctx.python("export", "prompts2", str(self.cot / "vec_cot_2.jsonl"), "-o", str(d / "stage2_prompts.jsonl"))
@@ -182,7 +180,9 @@ class Demo:
         ctx.python("export", "rl3", str(self.parity_manifest), "-o", str(d / "stage3_parity.parquet"),
                    "--split", "test", "--no-confidence", *TINY_PIXELS)
         ctx.python("export", "eval", str(self.bench / "test.jsonl"), "-o", str(d / "test.eval.jsonl"), "--no-confidence")
-        ctx.outputs.update(split_table=str(self.cot / "table.md"), data=str(d))
+        ctx.outputs.update(cot=str(synth), verdicts=str(verdicts), kept=str(kept), split_table=str(self.cot / "table.md"),
+                           data=str(d), judged=str(judged["judged"]), rejected=str(judged["rejected"]),
+                           distinct_elements=f"{judged['distinct_elements']} of {judged['judged']}")
 
     def _recipe(self, ctx: StageContext, script: str, *args: str, env: dict[str, str] | None = None) -> None:
         ctx.run(["bash", str(RECIPES / script), "--profile", "cpu", *args],
@@ -359,6 +359,20 @@ class Demo:
         lines += ["", "rollout_probs_diff_max per training step: "
                   + ", ".join(f"{v:.2g}" for v in parity["probs_diff_max"]), ""]
         return lines
+
+
+def cot_judge_counts(verdicts: Path) -> dict[str, int]:
+    """From `cot judge`'s output: CoTs judged, rejected (locally or by the judge, with the
+    judge's flags counted) and how many distinct ``<element>`` texts they hold."""
+    from emocaliber_rl.data.cot_store import ResultLog
+
+    rows = list(ResultLog(verdicts).load(repair=False).values())
+    out = {"judged": len(rows), "rejected": sum(not r.get("passed") for r in rows),
+           "local_rejects": sum(bool(r.get("local_reject")) for r in rows)}
+    for flag in ("hallucination", "label_leakage", "logical_inconsistency"):
+        out[flag] = sum(bool((r.get("verdict") or {}).get(flag)) for r in rows)
+    out["distinct_elements"] = len({(r.get("steps") or {}).get("element") for r in rows})
+    return out
 
 
 def eval_accuracy_on(predictions: Path, manifest: Path) -> dict[str, tuple[float, int]]:

@@ -2,7 +2,8 @@
 
 Trains the demo's tiny Qwen2.5-VL with plain transformers (fp32, every parameter, the vision tower
 included) on the demo's stage-1 parquet, and every ``--eval-every`` steps scores the test prompts
-teacher-forced: the CoT prefix is given, and the answer is the candidate whose first token has the
+teacher-forced: the CoT prefix is given (the world teacher's evidence CoT for that test image,
+``emocaliber_rl.world.teacher``), and the answer is the candidate whose first token has the
 highest logit. No generation, no veRL, no vLLM: it isolates "does the data teach the answer" from
 the trainers, so a setting (learning rate, CoT template, answer-only) can be tried in minutes
 instead of a 30-minute demo run. docs/demo-world.md records what it measured.
@@ -25,10 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emocaliber_rl.demo import _STEP_TEXT
+from emocaliber_rl.world.teacher import teacher_response
 
-# the demo's template CoT, up to the answer's opening tag
-COT_PREFIX = "<think>" + "".join(f"<{t}>{w}</{t}>" for t, w in _STEP_TEXT.items()) + "</think><answer>"
+
+def cot_prefix(image: Any, subtask: str) -> str:
+    """The world teacher's CoT for ``image``, up to and including the answer's opening tag."""
+    response = teacher_response(image, subtask, "")
+    return response[: response.index("<answer>") + len("<answer>")]
 
 
 def chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -50,7 +54,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--answer-only", action="store_true",
-                   help="train on '<answer>label</answer>' alone, without the template CoT before it")
+                   help="train on '<answer>label</answer>' alone, without the CoT before it")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
 
@@ -82,9 +86,9 @@ def main() -> None:
         im = image(r)
         n = len(proc(text=[text], images=[[im]], return_tensors="pt")["input_ids"][0])
         rows.append((text + answer + "<|im_end|>", im, n))
-    prefix = "<answer>" if a.answer_only else COT_PREFIX
     val = [(r["data_source"], proc.apply_chat_template(chat(list(r["prompt"])), add_generation_prompt=True,
-                                                        tokenize=False) + prefix, image(r),
+                                                        tokenize=False)
+            + ("<answer>" if a.answer_only else cot_prefix(image(r), r["data_source"])), image(r),
             r["reward_model"]["ground_truth"])
            for r in pd.read_parquet(a.root / "data" / "stage3_val.parquet").to_dict("records")]
 

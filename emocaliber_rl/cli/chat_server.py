@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-s", type=float, default=5.0, help="sleep of the 'slow' action")
     p.add_argument("--script", default=None, help='JSON file {"record id": ["429", "ok", ...]}')
     p.add_argument("--default-script", default="", help="comma-separated actions for unscripted ids")
+    p.add_argument("--world", action="store_true",
+                   help="teacher and judge of the demo's known-answer world: read each request's image "
+                        "and answer from its pixels (emocaliber_rl.world.teacher)")
     return p
 
 
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     from emocaliber_rl.data.chat_server import ServerConfig, serve
 
     args = build_parser().parse_args(argv)
-    cfg = ServerConfig(delay=args.delay, slow_s=args.slow_s,
+    cfg = ServerConfig(delay=args.delay, slow_s=args.slow_s, world=args.world,
                        default_script=[a for a in args.default_script.split(",") if a])
     if args.script:
         with open(args.script, encoding="utf-8") as f:

@@ -11,6 +11,11 @@ can follow a script of actions for the n-th request of that id:
 Authorization header) |
 ``leak`` (ok, but the CoT names the label) | ``reject`` (judge verdict: hallucination).
 
+In **world mode** (``ServerConfig(world=True)``, ``--world``) it is the demo's teacher and judge
+instead (:mod:`emocaliber_rl.world.teacher`): it decodes the request's image and reads it with the
+known-answer world's reader, so a synthesis reply states what that image shows and a verdict
+checks a CoT against its pixels. The scripted HTTP failures (``429`` .. ``empty``) still apply.
+
 ``python -m emocaliber_rl.cli.chat_server --port 0 --delay 0.05`` prints ``LISTENING <port>``.
 """
 
@@ -28,6 +33,41 @@ if TYPE_CHECKING:  # aiohttp is imported lazily at run time
     from aiohttp import web
 
 _LABEL = re.compile(r'(?:labelled the emotion it evokes as:?|is labelled) \\?"?([A-Za-z]+)')
+_SUBTASK = re.compile(r"\(task ([A-Za-z0-9-]+)[:;]")
+_JUDGED = re.compile(r"Below is a reasoning chain written for it\.\n\n(.*)\n\nCheck it against the image", re.DOTALL)
+
+
+def world_reply(body: dict) -> str:
+    """World mode: the teacher's CoT or the judge's JSON verdict for one chat request, from its
+    image's pixels and the subtask and label its prompt names. Raises ValueError for a request
+    that lacks any of them."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from emocaliber_rl.world.teacher import judge_verdict, teacher_response
+
+    text, url = "", None
+    for msg in body.get("messages", []):
+        content = msg.get("content")
+        if msg.get("role") != "user" or not isinstance(content, list):
+            continue
+        for part in content:
+            if part.get("type") == "text":
+                text += part.get("text", "")
+            elif part.get("type") == "image_url":
+                url = part["image_url"]["url"]
+    label, subtask = _LABEL.search(text), _SUBTASK.search(text)
+    if url is None or "," not in url or label is None or subtask is None:
+        raise ValueError("world mode needs an image data URL and a prompt naming the task and the label")
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    if "JSON verdict" in text:
+        judged = _JUDGED.search(text)
+        if judged is None:
+            raise ValueError("judge request without the reasoning chain")
+        return json.dumps(judge_verdict(image, subtask.group(1), label.group(1), judged.group(1)))
+    return teacher_response(image, subtask.group(1), label.group(1))
 
 
 @dataclass
@@ -37,6 +77,7 @@ class ServerConfig:
     script: dict[str, list[str]] = field(default_factory=dict)  # record id -> actions per request
     default_script: list[str] = field(default_factory=list)  # for ids without their own script
     expect_key: str | None = None  # when set, requests without this Bearer key get 401
+    world: bool = False  # teacher and judge of the known-answer world (module docstring)
 
 
 @dataclass
@@ -91,9 +132,14 @@ def make_app(config: ServerConfig, state: ServerState) -> web.Application:
             await asyncio.sleep(config.delay)
         # The label and the request kind are read from the raw body with a regex: decoding the
         # JSON (with its base64 image) would make this server, not the client, the bottleneck of
-        # the throughput benchmark on a 2-core machine.
+        # the throughput benchmark on a 2-core machine. World mode must see the image.
         text = raw
-        if "JSON verdict" in text:
+        if config.world:
+            try:
+                content = world_reply(json.loads(raw))
+            except (ValueError, KeyError, TypeError, OSError) as e:
+                return web.json_response({"error": {"message": f"world mode: {e}"}}, status=400)
+        elif "JSON verdict" in text:
             bad = action == "reject"
             content = json.dumps({"hallucination": bad, "label_leakage": False,
                                   "logical_inconsistency": False, "pass": not bad,

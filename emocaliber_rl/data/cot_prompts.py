@@ -22,7 +22,7 @@ SYNTH_SYSTEM = (
 )
 
 SYNTH_TEMPLATE = """Look at the image. Viewers labelled the emotion it evokes as: {label}
-(task: {question} Options: {options}.)
+(task {subtask}: {question} Options: {options}.)
 
 Write the reasoning that leads from what is visible in the image to this label, as five steps:
 1. <element>: the salient visual elements that first draw attention.
@@ -44,7 +44,7 @@ JUDGE_SYSTEM = (
     "You answer with one JSON object only."
 )
 
-JUDGE_TEMPLATE = """The image is labelled "{label}" (options: {options}). Below is a reasoning chain written for it.
+JUDGE_TEMPLATE = """The image is labelled "{label}" (task {subtask}; options: {options}). Below is a reasoning chain written for it.
 
 {response}
 
@@ -70,7 +70,7 @@ def synth_messages(subtask: str, label: str, image_url: str) -> list[dict[str, A
     alias_clause = "".join(f' or "{w}"' for w in others)
     question = ("What sentiment polarity does this image evoke?" if task.labels == ("positive", "negative")
                 else "Which emotion does this image evoke?")
-    text = SYNTH_TEMPLATE.format(label=label, question=question, options=", ".join(task.labels),
+    text = SYNTH_TEMPLATE.format(label=label, subtask=task.name, question=question, options=", ".join(task.labels),
                                  alias_clause=alias_clause)
     return [
         {"role": "system", "content": SYNTH_SYSTEM},
@@ -81,7 +81,7 @@ def synth_messages(subtask: str, label: str, image_url: str) -> list[dict[str, A
 
 def judge_messages(subtask: str, label: str, response: str, image_url: str) -> list[dict[str, Any]]:
     task = get_subtask(subtask)
-    text = JUDGE_TEMPLATE.format(label=label, options=", ".join(task.labels), response=response)
+    text = JUDGE_TEMPLATE.format(label=label, subtask=task.name, options=", ".join(task.labels), response=response)
     return [
         {"role": "system", "content": JUDGE_SYSTEM},
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image_url}},

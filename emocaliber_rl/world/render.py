@@ -56,18 +56,28 @@ def draw_scene(scene: Scene, rng: random.Random):
     return Image.fromarray(np.clip(np.rint(img), 0, 255).astype("uint8"), "RGB")
 
 
-def read_cells(image, loop: str) -> dict[str, int]:
-    """How many cells of ``image`` show each label's hue (nearest hue of the cell's mean colour):
-    the inverse of :func:`draw_scene`, used to check that an image carries its recorded scene."""
+def read_grid(image, loop: str) -> list[str]:
+    """The label whose hue each cell shows (nearest hue to the cell's mean colour), row by row:
+    the inverse of :func:`draw_scene`'s cell layout. The shading multiplies all three channels
+    alike and the noise averages out over a cell's 784 pixels, so the hue survives both."""
     import numpy as np
 
     order = loop_order(loop)
     arr = np.asarray(image.convert("RGB"), dtype=np.float64)
-    counts: dict[str, int] = {}
+    cells: list[str] = []
     for r in range(GRID):
         for c in range(GRID):
             mean = arr[r * CELL_PX:(r + 1) * CELL_PX, c * CELL_PX:(c + 1) * CELL_PX].reshape(-1, 3).mean(axis=0) / 255
             hue = colorsys.rgb_to_hsv(*mean)[0]
-            label = min(order, key=lambda lab: min(abs(hue - hue_of(loop, lab)) % 1.0, 1 - abs(hue - hue_of(loop, lab)) % 1.0))
-            counts[label] = counts.get(label, 0) + 1
+            cells.append(min(order, key=lambda lab: min(abs(hue - hue_of(loop, lab)) % 1.0,
+                                                        1 - abs(hue - hue_of(loop, lab)) % 1.0)))
+    return cells
+
+
+def read_cells(image, loop: str) -> dict[str, int]:
+    """How many cells of ``image`` show each label's hue (:func:`read_grid`, counted): used to
+    check that an image carries its recorded scene."""
+    counts: dict[str, int] = {}
+    for label in read_grid(image, loop):
+        counts[label] = counts.get(label, 0) + 1
     return counts

@@ -34,6 +34,13 @@ def fine_loop_of_dataset(dataset: str) -> str:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(_FINE_LOOP)}") from None
 
 
+def fine_loop_of_subtask(subtask: str) -> str:
+    """The emotion loop a subtask's images are drawn in: its source dataset's (``FI-2`` -> mikels8)."""
+    from emocaliber_rl.taxonomy import get_subtask
+
+    return fine_loop_of_dataset(get_subtask(subtask).source)
+
+
 @cache
 def loop_order(loop: str) -> tuple[str, ...]:
     """Labels of ``loop`` in loop order (the shipped loop files)."""
