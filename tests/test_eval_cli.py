@@ -150,8 +150,17 @@ def test_score_json_matches_independent_numbers(scored: dict) -> None:
             assert cal["ece"] == pytest.approx(_ece_decimal(c, y))
             assert cal["brier"] == pytest.approx(brier_score_loss(y, c))
             assert cal["auc"] == pytest.approx(roc_auc_score(y, c))
+            # within-subtask AUC: each task's own sklearn AUC, averaged by hand
+            per_task = []
+            for t in tasks:
+                yt = [int(x["pred"] == x["label"]) for x in have if x["task"] == t]
+                ct = [x[src] for x in have if x["task"] == t]
+                if len(set(yt)) == 2:
+                    per_task.append(roc_auc_score(yt, ct))
+            assert cal["auc_within"] == pytest.approx(sum(per_task) / len(per_task))
+            assert cal["auc_within_n"] == len(per_task)
             assert cal["mean_conf"] == pytest.approx(sum(c) / len(c))
-            for key in ("ece", "brier", "auc", "mean_conf", "conf_parsed"):
+            for key in ("ece", "brier", "auc", "auc_within", "mean_conf", "conf_parsed"):
                 assert 0.0 <= cal[key] <= 1.0
     # missing confidences and unparsed answers are reported on stderr, never silent
     assert "verb confidence missing" in scored["stderr"]
