@@ -196,7 +196,7 @@ def test_report_tables_html_and_pngs(scored: dict) -> None:
         for ext in ("md", "csv", "tex"):
             assert (out / f"{stem}.{ext}").stat().st_size > 0
     tex = (out / "confidence.tex").read_text()
-    assert r"\begin{tabular}" in tex and r"\multicolumn{3}{c}{ID VER}" in tex
+    assert r"\begin{tabular}" in tex and r"\multicolumn{4}{c}{ID VER}" in tex
     md = (out / "prediction_id_ver.md").read_text()
     assert "| strict |" in md and "| official |" in md
     # the CSV carries the JSON's numbers in percent
@@ -220,6 +220,10 @@ def test_report_tables_html_and_pngs(scored: dict) -> None:
         conf_rows = list(csv.DictReader(fh))
     assert {(r["Model"], r["Conf"]) for r in conf_rows} == {
         ("strict", "Verb"), ("strict", "Ans"), ("official", "Verb"), ("official", "Ans")}
+    # the within-subtask AUC beside the pooled one
+    verb = next(r for r in conf_rows if (r["Model"], r["Conf"]) == ("strict", "Verb"))
+    assert float(verb["ID VER AUC within"]) == pytest.approx(round(id_ver["verb"]["auc_within"] * 100, 2))
+    assert float(verb["ID VER AUC"]) == pytest.approx(round(id_ver["verb"]["auc"] * 100, 2))
 
     pngs = sorted(out.glob("*.png"))
     names = {p.name for p in pngs}
@@ -280,7 +284,7 @@ def test_report_without_samples_and_undefined_auc(tmp_path: Path, capsys: pytest
     assert not list((tmp_path / "rep").glob("*.png"))
     assert "no per-sample rows found" in capsys.readouterr().err
     assert (tmp_path / "rep" / "summary.html").exists() and (tmp_path / "rep" / "summary.html") in written
-    # all answers right: AUC undefined, printed as '-', ECE and Brier defined
+    # all answers right: AUC (pooled and within) undefined, printed as '-', ECE and Brier defined
     line = next(x for x in (tmp_path / "rep" / "confidence.md").read_text().splitlines()
                 if x.startswith("| only |"))
-    assert line == "| only | Verb | 10.00 | 1.00 | - |"
+    assert line == "| only | Verb | 10.00 | 1.00 | - | - |"
