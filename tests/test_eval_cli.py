@@ -150,8 +150,17 @@ def test_score_json_matches_independent_numbers(scored: dict) -> None:
             assert cal["ece"] == pytest.approx(_ece_decimal(c, y))
             assert cal["brier"] == pytest.approx(brier_score_loss(y, c))
             assert cal["auc"] == pytest.approx(roc_auc_score(y, c))
+            # within-subtask AUC: each task's own sklearn AUC, averaged by hand
+            per_task = []
+            for t in tasks:
+                yt = [int(x["pred"] == x["label"]) for x in have if x["task"] == t]
+                ct = [x[src] for x in have if x["task"] == t]
+                if len(set(yt)) == 2:
+                    per_task.append(roc_auc_score(yt, ct))
+            assert cal["auc_within"] == pytest.approx(sum(per_task) / len(per_task))
+            assert cal["auc_within_n"] == len(per_task)
             assert cal["mean_conf"] == pytest.approx(sum(c) / len(c))
-            for key in ("ece", "brier", "auc", "mean_conf", "conf_parsed"):
+            for key in ("ece", "brier", "auc", "auc_within", "mean_conf", "conf_parsed"):
                 assert 0.0 <= cal[key] <= 1.0
     # missing confidences and unparsed answers are reported on stderr, never silent
     assert "verb confidence missing" in scored["stderr"]
@@ -187,7 +196,7 @@ def test_report_tables_html_and_pngs(scored: dict) -> None:
         for ext in ("md", "csv", "tex"):
             assert (out / f"{stem}.{ext}").stat().st_size > 0
     tex = (out / "confidence.tex").read_text()
-    assert r"\begin{tabular}" in tex and r"\multicolumn{3}{c}{ID VER}" in tex
+    assert r"\begin{tabular}" in tex and r"\multicolumn{4}{c}{ID VER}" in tex
     md = (out / "prediction_id_ver.md").read_text()
     assert "| strict |" in md and "| official |" in md
     # the CSV carries the JSON's numbers in percent
@@ -211,6 +220,10 @@ def test_report_tables_html_and_pngs(scored: dict) -> None:
         conf_rows = list(csv.DictReader(fh))
     assert {(r["Model"], r["Conf"]) for r in conf_rows} == {
         ("strict", "Verb"), ("strict", "Ans"), ("official", "Verb"), ("official", "Ans")}
+    # the within-subtask AUC beside the pooled one
+    verb = next(r for r in conf_rows if (r["Model"], r["Conf"]) == ("strict", "Verb"))
+    assert float(verb["ID VER AUC within"]) == pytest.approx(round(id_ver["verb"]["auc_within"] * 100, 2))
+    assert float(verb["ID VER AUC"]) == pytest.approx(round(id_ver["verb"]["auc"] * 100, 2))
 
     pngs = sorted(out.glob("*.png"))
     names = {p.name for p in pngs}
@@ -271,7 +284,7 @@ def test_report_without_samples_and_undefined_auc(tmp_path: Path, capsys: pytest
     assert not list((tmp_path / "rep").glob("*.png"))
     assert "no per-sample rows found" in capsys.readouterr().err
     assert (tmp_path / "rep" / "summary.html").exists() and (tmp_path / "rep" / "summary.html") in written
-    # all answers right: AUC undefined, printed as '-', ECE and Brier defined
+    # all answers right: AUC (pooled and within) undefined, printed as '-', ECE and Brier defined
     line = next(x for x in (tmp_path / "rep" / "confidence.md").read_text().splitlines()
                 if x.startswith("| only |"))
-    assert line == "| only | Verb | 10.00 | 1.00 | - |"
+    assert line == "| only | Verb | 10.00 | 1.00 | - | - |"

@@ -174,3 +174,40 @@ def test_mean_confidence_and_f1_per_class() -> None:
         (1.0 + 2 / 3 + 0.0) / 3)
     with pytest.raises(ValueError, match="not one of labels"):
         m.f1_per_class(["z"], ["a"], ["a", "b"])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_within_group_auc_is_the_mean_of_sklearn_per_group(seed: int) -> None:
+    rng = np.random.default_rng(300 + seed)
+    n = int(rng.integers(20, 120))
+    conf = np.round(rng.random(n), 2)
+    correct = rng.integers(0, 2, n)
+    groups = rng.choice(["a", "b", "c"], n)
+    groups[:6] = ["a", "a", "b", "b", "c", "c"]
+    correct[:6] = [0, 1, 0, 1, 0, 1]
+    # group "d": all right, so its AUC is undefined and it is left out (and not counted)
+    conf = np.concatenate([conf, [0.3, 0.9]])
+    correct = np.concatenate([correct, [1, 1]])
+    groups = np.concatenate([groups, ["d", "d"]])
+    expected = [roc_auc_score(correct[groups == g], conf[groups == g]) for g in ("a", "b", "c")]
+    auc, n_used = m.within_group_auc(conf, correct, groups)
+    assert n_used == 3
+    assert auc == pytest.approx(sum(expected) / 3)
+
+
+def test_within_group_auc_of_a_confidence_that_only_knows_the_group() -> None:
+    # constant within each group, higher on the easier group: pooled AUC 0.75, within exactly 0.5
+    conf = [0.6, 0.6, 0.6, 0.6, 0.1, 0.1, 0.1, 0.1]
+    correct = [1, 1, 1, 0, 1, 0, 0, 0]
+    groups = ["easy"] * 4 + ["hard"] * 4
+    assert m.roc_auc(conf, correct) == pytest.approx(roc_auc_score(correct, conf)) == pytest.approx(0.75)
+    assert m.within_group_auc(conf, correct, groups) == (0.5, 2)
+
+
+def test_within_group_auc_undefined_and_bad_input() -> None:
+    auc, n_used = m.within_group_auc([0.2, 0.9, 0.5], [1, 1, 0], ["a", "a", "b"])
+    assert math.isnan(auc) and n_used == 0
+    auc, n_used = m.within_group_auc([], [], [])
+    assert math.isnan(auc) and n_used == 0
+    with pytest.raises(ValueError, match="differ in length"):
+        m.within_group_auc([0.2, 0.9], [1, 0], ["a"])

@@ -96,6 +96,7 @@ def test_write_report_takes_the_run_named_oracle_as_reference(runs: tuple[Path, 
     # the page says what its columns mean, with each metric's direction
     for term in ("<dt>Verb</dt>", "<dt>Ans</dt>", "<dt>Avg</dt>", "<dt>Acc ↑</dt>", "<dt>Macro-F1 ↑</dt>",
                  "<dt>Weighted-F1 ↑</dt>", "<dt>ECE ↓</dt>", "<dt>Brier ↓</dt>", "<dt>AUC ↑</dt>",
+                 "<dt>AUC within ↑</dt>",
                  "first decisive token", "10 equal-width bins", "Bayes posterior: its argmax"):
         assert term in page, term
     # and prints each table once

@@ -154,3 +154,71 @@ def test_sources_and_given_confidences(tmp_path: Path) -> None:
     again = score_samples(back)
     assert again["tasks"] == scores["tasks"]
     assert again["groups"] == scores["groups"]
+
+
+# (task, label, answer, verbalised confidence or None, conf_ans). The verbalised confidence only
+# knows the subtask: 0.6 on FI-8 and WebEmo-25, 0.1 on EmoSet-8, whatever the answer. WebEmo-25 is
+# all right (its AUC undefined); one EmoSet-8 answer states no confidence (left out: exclude).
+_WITHIN_ROWS = [
+    ("FI-8", "fear", "fear", "0.6", 0.9),
+    ("FI-8", "fear", "fear", "0.6", 0.7),
+    ("FI-8", "awe", "awe", "0.6", 0.4),
+    ("FI-8", "awe", "fear", "0.6", 0.5),
+    ("EmoSet-8", "anger", "anger", "0.1", 0.3),
+    ("EmoSet-8", "anger", "fear", "0.1", 0.2),
+    ("EmoSet-8", "sadness", "fear", "0.1", 0.6),
+    ("EmoSet-8", "sadness", "awe", "0.1", 0.3),
+    ("EmoSet-8", "disgust", "fear", None, 0.1),
+    ("WebEmo-25", "rage", "rage", "0.6", 0.8),
+    ("WebEmo-25", "zest", "zest", "0.6", 0.2),
+]
+
+
+def test_within_subtask_auc_against_sklearn_per_subtask(tmp_path: Path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    web25 = ["rage", "zest", "relief"]
+    rows = [_row(t, lab, ans, conf, conf_ans=a, **({"candidates": web25} if t == "WebEmo-25" else {}))
+            for t, lab, ans, conf, a in _WITHIN_ROWS]
+    scores = score_file(_write(tmp_path / "p.jsonl", rows))[0]
+    group = scores["groups"]["ID VER"]
+
+    def by_task(src: int) -> dict[str, tuple[list[int], list[float]]]:
+        out: dict[str, tuple[list[int], list[float]]] = {}
+        for r in _WITHIN_ROWS:
+            if r[src] is not None:
+                y, c = out.setdefault(r[0], ([], []))
+                y.append(int(r[1] == r[2]))
+                c.append(float(r[src]))
+        return out
+
+    for src, col in (("verb", 3), ("ans", 4)):
+        per_task = by_task(col)
+        aucs = {t: roc_auc_score(y, c) for t, (y, c) in per_task.items() if len(set(y)) == 2}
+        assert set(aucs) == {"FI-8", "EmoSet-8"}          # WebEmo-25 is all right: skipped
+        cal = group[src]
+        assert cal["auc_within"] == pytest.approx((aucs["FI-8"] + aucs["EmoSet-8"]) / 2)
+        assert cal["auc_within_n"] == 2
+        # the pooled AUC is unchanged, over the pooled samples
+        pooled_y = [v for y, _ in per_task.values() for v in y]
+        pooled_c = [v for _, c in per_task.values() for v in c]
+        assert cal["auc"] == pytest.approx(roc_auc_score(pooled_y, pooled_c))
+        # each subtask's own AUC in the per-subtask results; no auc_within there
+        for t in per_task:
+            task_cal = scores["tasks"][t]["calibration"][src]
+            assert task_cal["auc"] == (pytest.approx(aucs[t]) if t in aucs else None)
+            assert "auc_within" not in task_cal
+    # the subtask-only confidence: pooled AUC 19/24 (hand count of the 24 right/wrong pairs),
+    # within-subtask AUC exactly 0.5
+    assert group["verb"]["auc"] == pytest.approx(19 / 24)
+    assert group["verb"]["auc_within"] == 0.5
+    # conf_ans by hand: FI-8, right 0.9 / 0.7 / 0.4 against wrong 0.5: 2 of 3 pairs won; EmoSet-8,
+    # right 0.3 against wrong 0.2 / 0.6 / 0.3 / 0.1: won, lost, tied, won
+    assert group["ans"]["auc_within"] == pytest.approx((2 / 3 + (1 + 0 + 0.5 + 1) / 4) / 2)
+
+
+def test_within_subtask_auc_null_when_no_subtask_has_one(tmp_path: Path) -> None:
+    rows = [_row("FI-2", "positive", "positive", "0.6"), _row("WebEmo-2", "negative", "negative")]
+    cal = score_file(_write(tmp_path / "p.jsonl", rows))[0]["groups"]["ID VSA"]["verb"]
+    assert cal["auc_within"] is None
+    assert cal["auc_within_n"] == 0

@@ -2,7 +2,8 @@
 
 Modules, one job each:
 
-* :mod:`.metrics` -- accuracy, macro/weighted F1, ECE (ours and the release's binning), Brier, ROC-AUC, accuracy-coverage (numpy).
+* :mod:`.metrics` -- accuracy, macro/weighted F1, ECE (ours and the release's binning), Brier, ROC-AUC (pooled and
+  within-subtask), accuracy-coverage (numpy).
 * :mod:`.parsing` -- prediction and confidence extraction from one response (``strict`` /
   ``official`` rules).
 * :mod:`.scoring` -- prediction rows -> the score JSON (``emocaliber eval score``).
@@ -32,6 +33,7 @@ __all__ = [
     "mean_confidence",
     "roc_auc",
     "weighted_f1",
+    "within_group_auc",
 ]
 
 

@@ -248,6 +248,28 @@ def roc_auc(confidence: Any, correct: Any) -> float:
     return float(u / (n1 * n0))
 
 
+def within_group_auc(confidence: Any, correct: Any, groups: Any) -> tuple[float, int]:
+    """Mean of the per-group ROC-AUCs: ``AUC_within = (1/G') * sum_g AUC(c[g], y[g])``.
+
+    ``groups`` gives each sample's group (e.g. its subtask); ``AUC`` is :func:`roc_auc`, and the
+    mean runs over the G' groups where it is defined (both classes present). A pooled AUC also
+    rewards a confidence that only knows which group a sample is in (high on an easy subtask, low
+    on a hard one); within each group that confidence is constant and scores 0.5, so this measures
+    what the confidence knows about the individual sample.
+
+    Returns:
+        ``(auc_within, n_used)``: the mean (``nan`` when no group has a defined AUC) and G', the
+        number of groups averaged.
+    """
+    conf, corr = _check_conf_correct(confidence, correct)
+    grp = _as_1d(groups, "groups")
+    if grp.shape != conf.shape:
+        raise ValueError(f"groups and confidence differ in length: {grp.size} vs {conf.size}")
+    aucs = [roc_auc(conf[grp == g], corr[grp == g]) for g in dict.fromkeys(grp.tolist())]
+    defined = [a for a in aucs if not np.isnan(a)]
+    return (float(np.mean(defined)) if defined else float("nan")), len(defined)
+
+
 def mean_confidence(confidence: Any) -> float:
     """Average confidence ``(1/N) * sum_i c_i`` (over-confidence shows as mean_conf > accuracy)."""
     conf = _as_1d(confidence, "confidence").astype(np.float64)

@@ -7,7 +7,8 @@ the paper; ``-`` = undefined or not available, e.g. AUC of a group whose answers
   Acc, macro-F1 and weighted-F1 of each run, with the group average (mean over tasks). The
   paper's F1 columns are weighted-F1 (they equal the release's ``f1_score(average='weighted')``);
   compare those with the paper.
-* ``confidence`` -- Table 5: ECE, Brier, AUC per group, one row per run and confidence source.
+* ``confidence`` -- Table 5: ECE, Brier, AUC per group, one row per run and confidence source,
+  with the within-subtask AUC (mean of the group's per-subtask AUCs) beside the pooled AUC.
 * ``evolution`` -- Table 6: Acc, ECE, Brier per group with one confidence source (``--source``).
 
 With several runs the best value of each column is bold (Markdown, LaTeX, HTML).

@@ -55,6 +55,11 @@ _METRICS_HELP: tuple[tuple[str, str], ...] = (
     ("AUC ↑", ("ROC-AUC of the confidence as a predictor of being right: the chance that a right "
               "answer gets a higher confidence than a wrong one (0.5 = no better than chance). "
               "Undefined ('-') when a group's answers are all right or all wrong.")),
+    ("AUC within ↑", ("the mean of the group's per-subtask AUCs, leaving out subtasks whose "
+                     "answers are all right or all wrong. The pooled AUC also rewards a confidence "
+                     "that only knows the subtask (high on an easy one, low on a hard one); within "
+                     "a subtask such a confidence scores 0.5, so this column shows what the "
+                     "confidence knows about each image.")),
 )
 
 
@@ -63,10 +68,10 @@ def _how_to_read(runs: list[Run], reference: Run | None) -> list[str]:
     out = ["<h2>How to read this page</h2>",
            ("<p>Values are percentages with two decimals, as in the paper; in each column the best "
            "value is bold; ↑ = higher is better, ↓ = lower is better; '-' = undefined or not "
-           "available. ECE, Brier and AUC pool the group's samples; a sample without a usable "
-           "confidence enters them as the run's <i>Missing conf.</i> policy says (exclude: left "
-           "out; zero / half: read as 0.0 / 0.5), and the <i>Verb conf. parsed</i> column shows "
-           "how many had one.</p>"),
+           "available. ECE, Brier and AUC pool the group's samples (AUC within averages its "
+           "subtasks' AUCs); a sample without a usable confidence enters them as the run's "
+           "<i>Missing conf.</i> policy says (exclude: left out; zero / half: read as 0.0 / 0.5), "
+           "and the <i>Verb conf. parsed</i> column shows how many had one.</p>"),
            "<p>Confidence sources (the <i>Conf</i> column):</p><dl>"]
     out += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _SOURCES_HELP]
     out += ["</dl>", "<p>Metrics:</p><dl>"]

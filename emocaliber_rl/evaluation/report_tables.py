@@ -24,7 +24,7 @@ PAPER_TASK_ORDER: dict[str, tuple[str, ...]] = {
 # Table 5's group order.
 PAPER_GROUP_ORDER: tuple[str, ...] = (GROUP_ID_VER, GROUP_ID_VSA, GROUP_OOD_VER)
 HIGHER_IS_BETTER: dict[str, bool] = {"Acc": True, "Macro-F1": True, "Weighted-F1": True,
-                                     "ECE": False, "Brier": False, "AUC": True}
+                                     "ECE": False, "Brier": False, "AUC": True, "AUC within": True}
 PREDICTION_NOTE = ("Acc, Macro-F1 and Weighted-F1 in %; Average = mean over the group's tasks. The "
                    "paper's F1 columns are weighted-F1 (sklearn average='weighted', as the official "
                    "release computes them): compare the paper with Weighted-F1.")
@@ -88,12 +88,15 @@ def sources(runs: list[Run]) -> list[str]:
 
 
 def confidence_table(runs: list[Run]) -> Table:
-    """Table 5: ECE / Brier / AUC per group, a row per run and confidence source."""
+    """Table 5: ECE / Brier / AUC per group, a row per run and confidence source, plus the
+    within-subtask AUC beside the pooled one (a confidence that only knows the subtask scores a
+    high pooled AUC but 0.5 within)."""
     groups = [g for g in PAPER_GROUP_ORDER if any(g in r.scores["groups"] for r in runs)]
-    cols = [(g, m) for g in groups for m in ("ECE", "Brier", "AUC")]
+    cols = [(g, m) for g in groups for m in ("ECE", "Brier", "AUC", "AUC within")]
     table = Table("Confidence estimation", ["Model", "Conf"], cols,
-                  note="In %. Group metrics pool the group's samples. '-' = undefined (AUC of a "
-                       "single-class group) or no confidence.")
+                  note="In %. ECE, Brier and AUC pool the group's samples; AUC within = mean of "
+                       "the group's per-subtask AUCs (subtasks where it is undefined left out). "
+                       "'-' = undefined (AUC of a single-class group) or no confidence.")
     for r in runs:
         for src in CONF_SOURCES:
             if not any(src in g for g in r.scores["groups"].values()):
@@ -101,7 +104,7 @@ def confidence_table(runs: list[Run]) -> Table:
             vals: list[float | None] = []
             for g in groups:
                 cal = r.scores["groups"].get(g, {}).get(src) or {}
-                vals += [cal.get("ece"), cal.get("brier"), cal.get("auc")]
+                vals += [cal.get("ece"), cal.get("brier"), cal.get("auc"), cal.get("auc_within")]
             table.rows.append(([r.name, SOURCE_NAME[src]], vals))
     return table
 

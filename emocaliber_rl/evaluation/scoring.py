@@ -10,7 +10,7 @@ Output (all metric values are fractions in [0, 1]; ``null`` = undefined or not a
     {"tasks":  {TASK:  {"acc", "macro_f1", "weighted_f1", "n", "parsed", "n_unparsed", "group",
                         "calibration": {SOURCE: CAL}}},
      "groups": {GROUP: {"acc", "macro_f1", "weighted_f1", "pooled_weighted_f1", "n", "parsed",
-                        "tasks", SOURCE: CAL}},
+                        "tasks", SOURCE: CAL + {"auc_within", "auc_within_n"}}},
      "average": {"acc", "macro_f1", "weighted_f1"},
      "meta":   {..., "n_dropped", "dropped", "ece_binning"}}
     CAL = {"ece", "brier", "auc", "aucc", "mean_conf", "acc", "conf_parsed", "n_conf",
@@ -21,6 +21,9 @@ Group ``acc`` / ``macro_f1`` / ``weighted_f1`` are means over the group's tasks 
 group calibration metrics pool the group's samples (as the official script does), and CAL's
 ``acc`` is the accuracy of the samples they used (the official script's group "Acc");
 ``pooled_weighted_f1`` is the weighted F1 of the group's pooled samples (its group "F1").
+A group's ``auc_within`` is the mean of its tasks' own ``auc`` (tasks where it is undefined left
+out; ``auc_within_n`` counts those averaged): the pooled ``auc`` is high for a confidence that only
+knows the subtask, ``auc_within`` is 0.5 for it.
 ``average`` is the mean of the group averages (the paper's Tables 7-9). SOURCE is ``verb`` always,
 ``ans`` / ``avg`` when any row carries ``conf_ans`` / ``conf_avg``.
 
@@ -360,14 +363,18 @@ ECE_BINNINGS: dict[str, Any] = {
 
 def calibration_summary(
     conf: np.ndarray, correct: np.ndarray, *, missing_conf: str = "exclude", n_bins: int = 10,
-    ece_binning: str = "last-bin-closed",
+    ece_binning: str = "last-bin-closed", subtasks: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Calibration metrics of one sample set for one confidence source (``nan`` = missing)."""
+    """Calibration metrics of one sample set for one confidence source (``nan`` = missing).
+
+    With ``subtasks`` (each sample's subtask: a group's samples) it adds ``auc_within``, the mean
+    of the subtasks' own AUCs, and ``auc_within_n``, how many subtasks had one to average.
+    """
     n = int(conf.size)
     n_missing = int(np.isnan(conf).sum())
     mask, filled = apply_missing_conf(conf, missing_conf)
     c, y = filled[mask], correct[mask]
-    return {
+    out: dict[str, Any] = {
         "ece": _num(ECE_BINNINGS[ece_binning](c, y, n_bins)),
         "brier": _num(metrics.brier_score(c, y)),
         "auc": _num(metrics.roc_auc(c, y)),
@@ -379,6 +386,13 @@ def calibration_summary(
         "n_missing_conf": n_missing,
         "n_used": int(mask.sum()),
     }
+    if subtasks is not None:
+        # the pooled AUC also credits a confidence that only knows the subtask (high on an easy
+        # one, low on a hard one); averaging each subtask's own AUC leaves only per-image knowledge
+        auc_within, n_within = metrics.within_group_auc(c, y, subtasks[mask])
+        out["auc_within"] = _num(auc_within)
+        out["auc_within_n"] = n_within
+    return out
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -447,7 +461,7 @@ def score_samples(
         }
         for src, arr in samples.conf.items():
             entry[src] = calibration_summary(arr[idx], correct[idx], missing_conf=missing_conf,
-                                             n_bins=n_bins, ece_binning=binning)
+                                             n_bins=n_bins, ece_binning=binning, subtasks=task_arr[idx])
         groups_out[group] = entry
     return {
         "tasks": tasks_out,
