@@ -159,8 +159,10 @@ class Demo:
             ctx.python("cot", "synthesize", str(self.bench / "train.jsonl"), "-o", str(synth), *flags)
             ctx.python("cot", "judge", str(synth), "-o", str(verdicts), "--kept", str(kept), *flags)
         judged = cot_judge_counts(verdicts)
-        with ctx.log_path.open("a", encoding="utf-8") as log:
-            log.write(f"judge: {judged}\n")
+        print(f"  cot: {judged['judged']} CoTs judged, {judged['rejected']} rejected "
+              f"(hallucination {judged['hallucination']}, leakage {judged['label_leakage']}, "
+              f"inconsistency {judged['logical_inconsistency']}, local {judged['local_rejects']}); "
+              f"{judged['distinct_elements']} distinct <element> texts", flush=True)
         ctx.python("cot", "split", str(kept), "-o", str(self.cot), "--seed", str(self.seed))
         d = self.data
         ctx.python("export", "sft1", str(self.cot / "vec_cot_1.jsonl"), "-o", str(d / "stage1.parquet"), *TINY_PIXELS)
@@ -314,7 +316,8 @@ class Demo:
                       "the share of test answers with a parseable `<confidence>`; that confidence's ECE, Brier and",
                       "ROC-AUC (lower, lower, higher is better). Computed by `eval score` (`eval/<run>/scores.json`).",
                       "", *effects_table(runs), "",
-                      "### The demo's goals (docs/demo-world.md)", "", *goals_table(goals(runs, wall, moved)), ""]
+                      "### The demo's goals (docs/demo-world.md)", "",
+                      *goals_table(goals(runs, wall, moved, cold_start_values=self._cold_start_values())), ""]
         for title, path in (("VECBench manifests (counts per subtask)", self.bench / "summary.md"),
                             ("VEC-CoT split", self.cot / "table.md")):
             if path.exists():
@@ -333,6 +336,13 @@ class Demo:
                 lines.append(f"![{png.stem}]({png.relative_to(self.out)})")
         (self.out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         ctx.outputs["index"] = str(self.out / "README.md")
+
+    def _cold_start_values(self) -> dict[str, list[tuple[float, float]]] | None:
+        from emocaliber_rl.demo_effects import confidence_values
+        from emocaliber_rl.jsonl import read_jsonl
+
+        path = self.eval / "cold-start" / "samples.jsonl"
+        return confidence_values([row for _, row in read_jsonl(path)]) if path.exists() else None
 
     def _parity_section(self) -> list[str]:
         """Stage-3 rollouts against ``eval run`` of the same (cold-start) model on the same test

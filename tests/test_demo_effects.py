@@ -6,25 +6,26 @@ import math
 
 import pytest
 
-from emocaliber_rl.demo_effects import chance, effects_table, goals, parse_rate
+from emocaliber_rl.demo_effects import chance, confidence_values, effects_table, goals, parse_rate
 
 ID_VER = ["FI-8", "EmoSet-8", "WebEmo-7", "WebEmo-25"]
 # (1/8 + 1/8 + 1/7 + 1/25) / 4
 ID_VER_CHANCE = (0.125 + 0.125 + 1 / 7 + 0.04) / 4
 
 
-def _cal(ece, brier, parsed):
-    return {"ece": ece, "brier": brier, "auc": 0.5, "conf_parsed": parsed}
+def _cal(ece, brier, parsed, auc=0.5):
+    return {"ece": ece, "brier": brier, "auc": auc, "auc_within": 0.5, "conf_parsed": parsed}
 
 
-def _scores(acc_ver, parsed=(1.0, 1.0, 1.0), ece=(0.1, 0.1, 0.1), brier=(0.2, 0.2, 0.2)):
+def _scores(acc_ver, parsed=(1.0, 1.0, 1.0), ece=(0.1, 0.1, 0.1), brier=(0.2, 0.2, 0.2), auc=(0.5, 0.5, 0.5),
+            task_acc=0.5):
     tasks = {"ID VER": ID_VER, "ID VSA": ["FI-2", "WebEmo-2"], "OOD VER": ["Abstract-8", "Artphoto-8", "UnbiasedEmo-6"]}
     ns = {"ID VER": 200, "ID VSA": 100, "OOD VER": 114}
     groups = {}
     for i, g in enumerate(tasks):
         groups[g] = {"acc": acc_ver if g == "ID VER" else 0.5, "n": ns[g], "tasks": tasks[g],
-                     "verb": _cal(ece[i], brier[i], parsed[i])}
-    return {"groups": groups}
+                     "verb": _cal(ece[i], brier[i], parsed[i], auc[i])}
+    return {"groups": groups, "tasks": {t: {"acc": task_acc} for ts in tasks.values() for t in ts}}
 
 
 def test_chance_is_the_mean_of_one_over_k():
@@ -39,23 +40,41 @@ def test_parse_rate_weights_groups_by_their_size():
 
 
 def test_goals_met_and_missed():
-    runs = {"oracle": _scores(0.875), "scaffold": _scores(0.25), "cold-start": _scores(0.25, parsed=(1.0, 0.9, 0.8)),
+    runs = {"oracle": _scores(0.80), "scaffold": _scores(0.46, task_acc=0.6),
+            "cold-start": _scores(0.43, parsed=(1.0, 0.9, 0.9), auc=(0.66, 0.59, 0.5)),
             "EmoCaliber": _scores(0.25, ece=(0.05, 0.1, 0.2), brier=(0.1, 0.2, 0.2))}
-    got = {g.what.split(" ")[0] + g.what.split(" ")[3]: g for g in goals(runs, wall_s=16 * 60)}
-    met = [g.met for g in goals(runs, wall_s=16 * 60)]
-    # scaffold 0.25 / 0.1082 = 2.31 x chance: met; parse (200 + 90 + 91.2) / 414 = 0.921: met;
+    values = {"ID VER": [(0.9, 0.5), (0.7, 0.3), (0.4, 0.15), (0.1, 0.05)],
+              "ID VSA": [(0.9, 0.6), (0.1, 0.4)], "OOD VER": [(0.9, 0.96), (0.8, 0.04)]}
+    gs = goals(runs, wall_s=16 * 60, cold_start_values=values)
+    met = {g.what: g.met for g in gs}
+    # scaffold: chance 10.82% + 0.5 x (80 - 10.82) = 45.41% <= 46%: met; FI-8 and EmoSet-8 at 60%: met
+    assert gs[0].what.endswith("= 45.4%)") and gs[0].met
+    assert [g.met for g in gs[1:3]] == [True, True]
+    # parse (200 + 90 + 102.6) / 414 = 0.948 < 0.95: missed; ID VER AUC 0.66 >= 0.65, ID VSA 0.59 < 0.60
+    assert [g.met for g in gs[3:6]] == [False, True, False]
+    # values on >= 5% of answers: ID VER 4 (0.05 counts), ID VSA 2, OOD VER 1
+    assert [g.met for g in gs[6:9]] == [True, False, False]
+    assert gs[8].measured == "0.90 (96%)"
+    # accuracy 46% -> 43%: exactly 3 points, met
+    assert gs[9].met
     # ECE worse in OOD VER (0.1 -> 0.2): missed; Brier equal or better everywhere: met; 16 min: missed
-    assert met == [True, True, False, True, False]
-    assert "2.31 x chance" in goals(runs, 0)[0].measured
-    assert got  # every goal has a description
-    runs["scaffold"] = _scores(0.2)  # 0.2 / 0.1082 = 1.85 x chance
-    assert goals(runs, 0)[0].met is False
+    assert [g.met for g in gs[10:]] == [False, True, False]
+    assert len(met) == len(gs)  # every goal has its own description
+    runs["scaffold"] = _scores(0.45, task_acc=0.59)
+    assert [g.met for g in goals(runs, 0)[:3]] == [False, False, False]
+
+
+def test_confidence_values_share_of_the_group():
+    rows = ([{"group": "ID VER", "conf_verb": 0.9}] * 6 + [{"group": "ID VER", "conf_verb": 0.404}] * 3
+            + [{"group": "ID VER", "conf_verb": None}] + [{"group": "ID VSA", "conf_verb": 0.1}])
+    got = confidence_values(rows)
+    assert got == {"ID VER": [(0.9, 0.6), (0.4, 0.3)], "ID VSA": [(0.1, 1.0)]}
 
 
 def test_effects_table_has_a_row_per_run_and_group():
     rows = effects_table({"oracle": _scores(0.875), "scaffold": _scores(0.25)})
     assert len(rows) == 2 + 2 * 3
-    assert rows[2].startswith("| oracle | ID VER | 87.5 | 10.8 | 100.0 | 0.100 | 0.200 | 0.500 | 200 |")
+    assert rows[2].startswith("| oracle | ID VER | 87.5 | 10.8 | 100.0 | 0.100 | 0.200 | 0.500 | 0.500 | 200 |")
     assert not math.isnan(parse_rate(_scores(0.1)))
 
 
