@@ -16,6 +16,19 @@ exactly one of the row's candidate labels, aliases and a short sentence allowed)
 of the response's tokens and ``d`` the normalised distance on the subtask's emotion loop
 (:func:`emocaliber_rl.loops.distance`). ``c*`` is rounded half-up to two decimals. The result is a
 veRL SFT parquet in the stage-1 schema (``emocaliber_rl.data.exports.sft_schema``).
+
+Where ``p`` comes from is an option, ``p_source`` (``stage2 label --p-source``):
+
+* ``"mean"`` (the default): **the paper's Eq. 2**, ``p`` = the mean probability of every token of
+  the response (:func:`~emocaliber_rl.inference.probs.mean_token_prob`, the evaluation's Avg).
+* ``"answer"``: **this project's named alternative, not the paper's Eq. 2**: ``p`` = the
+  probability of the first decisive answer token, the token that writes the first character inside
+  the last ``<answer>`` (:func:`~emocaliber_rl.inference.probs.answer_token_prob`, the evaluation's
+  Ans). Why: on data whose reasoning tokens are forced (the CPU demo's), the mean is ~0.98 for every
+  image and the targets say nothing about the model's own uncertainty; the answer token's
+  probability is that uncertainty. It needs the model's tokenizer (``stage2 label --tokenizer``) and
+  each row's ``token_ids``; a row whose answer token cannot be located (its ``token_ids`` do not
+  decode to its response, e.g. another model's tokenizer) is a ``no_answer_token`` reject.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 from emocaliber_rl.data.lengths import SFT_MAX_LENGTH
-from emocaliber_rl.inference.probs import mean_token_prob
+from emocaliber_rl.inference.probs import answer_token_prob, mean_token_prob
 from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
 from reward_fns.emocaliber import answer_label, extract_answer, label_set, parse_response
 
@@ -42,6 +55,9 @@ if TYPE_CHECKING:
 
 # ----------------------------------------------------------------------------------------------
 # Eq. 2
+
+# Where Eq. 2's p comes from (module docstring): "mean" is the paper's, "answer" this project's.
+P_SOURCES = ("mean", "answer")
 
 
 def confidence_target(correct: bool, p: float, d: float) -> float:
@@ -259,13 +275,27 @@ class LabelResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def label_row(row: dict[str, Any], *, require_format: bool = False) -> tuple[dict[str, Any] | None, str, str]:
+def check_p_source(p_source: str, tokenizer: Any) -> None:
+    """ValueError for an unknown ``p_source``, or ``"answer"`` without a tokenizer."""
+    if p_source not in P_SOURCES:
+        raise ValueError(f"p_source must be one of {P_SOURCES}, got {p_source!r}")
+    if p_source == "answer" and tokenizer is None:
+        raise ValueError("p_source 'answer' needs the model's tokenizer (--tokenizer MODEL_DIR) to find the "
+                         "answer token among the token ids")
+
+
+def label_row(row: dict[str, Any], *, require_format: bool = False, p_source: str = "mean",
+              tokenizer: Any = None) -> tuple[dict[str, Any] | None, str, str]:
     """Eq. 2 for one generation line: ``(target, "", "")`` or ``(None, reason, detail)``.
 
     ``target`` holds ``pred, correct, p, d, confidence`` (rounded) and ``assistant`` (response +
-    confidence tag).
+    confidence tag). ``p_source`` (module docstring): ``"mean"``, the paper's mean token probability,
+    or ``"answer"``, the probability of the first decisive answer token, located with
+    ``tokenizer`` (a loaded tokenizer object, required then) in the row's ``token_ids``.
     """
-    for key in ("id", "subtask", "label", "response", "logprobs"):
+    check_p_source(p_source, tokenizer)
+    required = ("id", "subtask", "label", "response", "logprobs") + (("token_ids",) if p_source == "answer" else ())
+    for key in required:
         if row.get(key) is None:
             return None, "missing_field", f"no {key!r}"
     subtask, response = row["subtask"], row["response"]
@@ -296,8 +326,18 @@ def label_row(row: dict[str, Any], *, require_format: bool = False) -> tuple[dic
         return None, "bad_logprobs", "log-probabilities must be finite and <= 0"
     from emocaliber_rl.loops import loop_for_subtask
 
-    p = mean_token_prob(logprobs)
-    assert p is not None
+    if p_source == "answer":
+        # the answer token is found by prefix decodes, valid only if the ids decode to this very
+        # response (what both engines wrote); anything else would read some other token's probability
+        decoded = tokenizer.decode(list(token_ids), skip_special_tokens=True)
+        p = answer_token_prob(response, token_ids, logprobs, tokenizer) if decoded == response else None
+        if p is None:
+            return None, "no_answer_token", (
+                "token_ids do not decode to the response with this tokenizer (another model's?)"
+                if decoded != response else "no token writes the first character of the answer")
+    else:
+        p = mean_token_prob(logprobs)
+        assert p is not None
     p = min(max(p, 0.0), 1.0)  # fsum of exp(<=0) / n can overshoot 1 by an ulp
     correct = pred == label
     d = 0.0 if correct else loop_for_subtask(subtask).distance(pred, label)
@@ -361,16 +401,20 @@ def label_generations(
     pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
     max_length: int | None = SFT_MAX_LENGTH,
     tokenizer: str | None = None,
+    p_source: str = "mean",
 ) -> LabelResult:
     """Eq. 2 targets for every generation in ``gen_path`` -> veRL SFT parquet at ``out_path``.
 
     Beside the parquet: ``OUT.rejects.jsonl`` (id, reason, detail of every row left out),
-    ``OUT.targets.jsonl`` (id, pred, label, correct, p, d, confidence per kept row) and, in
+    ``OUT.targets.jsonl`` (id, pred, label, correct, p, d, confidence, p_source per kept row) and, in
     ``summary_dir`` (default: the parquet's folder), ``OUT_STEM.summary.json`` / ``.png`` (the
     target distribution per 0.1 bin, correct vs wrong).
     ``pixel_bounds`` (default the official release's; ``None``: the processor's own) travel with
     every image, as in the stage-1 export; a row over ``max_length`` tokens (image tokens, plus text
     tokens with the model's ``tokenizer``) is rejected as ``overlong`` (``None``: no check).
+    ``p_source`` is Eq. 2's p (module docstring): ``"mean"``, the paper's, or ``"answer"``, which
+    needs ``tokenizer`` (ValueError before any row is read without one); it is recorded in every
+    targets row and in the summary.
 
     A repeated id is a ``duplicate_id`` reject (``duplicates="first"``, the first line is kept)
     or, with ``duplicates="error"``, an InputFileError naming both lines. A file mixing run ids
@@ -381,6 +425,7 @@ def label_generations(
 
     if duplicates not in ("first", "error"):
         raise ValueError(f"duplicates must be 'first' or 'error', got {duplicates!r}")
+    check_p_source(p_source, tokenizer)
     from emocaliber_rl.data.exports import _ParquetSink, check_pixel_bounds, sft_schema
     from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
     from emocaliber_rl.data.lengths import LengthCheck
@@ -396,6 +441,11 @@ def label_generations(
                          sdir / f"{stem}.summary.png" if plot else None)
     pixel_bounds = check_pixel_bounds(pixel_bounds)
     check = None if max_length is None else LengthCheck(max_length, tokenizer)
+    answer_tok = None
+    if p_source == "answer":
+        from transformers import AutoTokenizer
+
+        answer_tok = AutoTokenizer.from_pretrained(tokenizer)
     sink = _ParquetSink(out, sft_schema(pixel_bounds), batch_rows)
     seen: dict[str, int] = {}
     hist_in: list[tuple[float, bool]] = []
@@ -422,7 +472,8 @@ def label_generations(
                                 "detail": f"line {seen[rid]} has this id"})
                 continue
             seen[rid] = n
-            target, reason, detail = label_row(row, require_format=require_format)
+            target, reason, detail = label_row(row, require_format=require_format, p_source=p_source,
+                                               tokenizer=answer_tok)
             if target is None:
                 rejects.append({"line": n, "id": rid, "reason": reason, "detail": detail})
                 continue
@@ -452,7 +503,8 @@ def label_generations(
             n_format_ok += parse_response(target["assistant"]).format_ok
             hist_in.append((target["confidence"], target["correct"]))
             targets.append({"id": rid, **{k: target[k] for k in
-                                          ("pred", "label", "correct", "p", "d", "confidence")}})
+                                          ("pred", "label", "correct", "p", "d", "confidence")},
+                            "p_source": p_source})
     except BaseException:
         sink.abort()
         raise
@@ -470,6 +522,7 @@ def label_generations(
     result.summary = {
         "generations": str(Path(gen_path)),
         "parquet": str(out),
+        "p_source": p_source,
         "kept": result.kept,
         "rejected": result.rejected,
         "reject_reasons": dict(sorted(result.reasons.items())),
@@ -484,7 +537,7 @@ def label_generations(
     result.summary_json.write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
     if result.summary_png is not None:
         _plot_histogram(bins, result.summary_png,
-                        f"stage-2 targets: {result.kept} kept, {result.rejected} rejected")
+                        f"stage-2 targets (p: {p_source}): {result.kept} kept, {result.rejected} rejected")
     return result
 
 

@@ -18,6 +18,8 @@ defaults to false):
   data.confidence_mask.include_end_of_turn=true|false train the end-of-turn token after it too
   data.confidence_mask.include_response=false|true    also train the response before <confidence> (not Eq. 3;
                                                       default false; the CPU demo's anchor, docs/stage2.md)
+  data.confidence_mask.exclude_answer=false|true      with include_response: but not the <answer> content's tokens
+                                                      (the label text; paper 4.7; default false)
   data.confidence_mask.locate=auto|token_ids|char_offsets   how the span is found (default auto)"
 STAGE_EXTRA_OVERRIDES=()
 # shellcheck source=lib/sft_launch.sh

@@ -253,6 +253,69 @@ def test_include_response_trains_the_whole_content_and_not_the_role_header(cases
         assert int(ref["loss_mask"][ref_keep].sum()) >= len(body) - 1
 
 
+# exclude_answer: (id, assistant turn, the body's tokens that carry no loss, and the trained text as
+# hand-made replacements of the turn), located by hand on Qwen's vocabulary. A token sharing any character
+# with an <answer> content is out, tag characters merged into it included: "< answer >s ad ness" loses ">s"
+# (the tag's ">" goes with it), "> Sad .</ answer" loses ".</" (the close tag keeps only "answer>").
+EXCLUDE_CASES = [
+    ("amuse", RESPONSE + "<confidence>0.83</confidence>", ["am", "usement"],
+     [("<answer>amusement</answer>", "<answer></answer>")]),
+    ("sad", RESPONSE.replace(">amusement<", ">sadness<") + "<confidence>0.22</confidence>", [">s", "ad", "ness"],
+     [("<answer>sadness</answer>", "<answer</answer>")]),
+    ("spaced", RESPONSE.replace(">amusement<", "> Sad.<") + "<confidence>0.22</confidence>", [" Sad", ".</"],
+     [("<answer> Sad.</answer>", "<answer>answer>")]),
+    # every answer block of the response is left out, not only the last (the one the label is read from)
+    ("two", RESPONSE.replace("playful feeling", "playful feeling, so not <answer>awe</answer> yet")
+     + "<confidence>0.83</confidence>", ["awe", "am", "usement"],
+     [("<answer>awe</answer>", "<answer></answer>"), ("<answer>amusement</answer>", "<answer></answer>")]),
+]
+
+
+def test_exclude_answer_keeps_the_answer_content_out_of_the_anchor(tmp_path, tiny):
+    # The anchor without the tokens that decide the emotion (paper 4.7): response and confidence in,
+    # <answer> content out.
+    tok, _ = tiny
+    rows = [_row(i, text, rid=rid) for i, (rid, text, _, _) in enumerate(EXCLUDE_CASES)]
+    path = _write(tmp_path / "answers.parquet", rows)
+    anchor = {"include_open_tag": True, "include_close_tag": True, "include_end_of_turn": True,
+              "include_response": True}
+    for pad_mode in ("no_padding", "right"):
+        ds = _ours(path, tiny, pad_mode=pad_mode, confidence_mask={**anchor, "exclude_answer": True})
+        full = _ours(path, tiny, pad_mode=pad_mode, confidence_mask=anchor)
+        for i, (rid, text, out, replacements) in enumerate(EXCLUDE_CASES):
+            sample, ref = ds[i], full[i]
+            keep = (sample["attention_mask"].bool() if "attention_mask" in sample
+                    else torch.ones_like(sample["loss_mask"]).bool())
+            pieces = [(tok.decode([t]), f) for t, f in zip(sample["input_ids"][keep].tolist(),
+                                                          sample["loss_mask"][keep].tolist(), strict=True)]
+            # after "<|im_start|>assistant\n": the turn's content, <|im_end|> and the template's "\n"
+            start = max(k for k, (t, _) in enumerate(pieces) if t == "<|im_start|>") + 3
+            body = pieces[start:-1]
+            assert not any(f for _, f in pieces[:start]) and pieces[-1] == ("\n", 0), (rid, pad_mode)
+            assert "".join(t for t, _ in body) == text + "<|im_end|>", rid
+            # the answer content's tokens, and only they, carry no loss
+            assert [t for t, f in body if not f] == out, (rid, pad_mode)
+            # decoded, the trained tokens are the whole turn with each answer content cut out
+            expected = text + "<|im_end|>"
+            for old, new in replacements:
+                assert expected.count(old) == 1
+                expected = expected.replace(old, new)
+            assert "".join(t for t, f in body if f) == expected, (rid, pad_mode)
+            # otherwise the plain anchor's sample: same ids, its mask minus the answer tokens
+            assert torch.equal(sample["input_ids"], ref["input_ids"])
+            assert int(ref["loss_mask"].sum()) - int(sample["loss_mask"].sum()) == len(out), rid
+            assert bool((sample["loss_mask"] <= ref["loss_mask"]).all()), rid
+
+
+def test_exclude_answer_changes_nothing_without_include_response(cases_parquet, tiny):
+    tags = {"include_open_tag": True, "include_close_tag": True, "include_end_of_turn": True}
+    ours = _ours(cases_parquet, tiny, confidence_mask={**tags, "exclude_answer": True})
+    plain = _ours(cases_parquet, tiny, confidence_mask=tags)
+    assert ours.exclude_answer is True
+    for i in range(len(CASES)):
+        assert torch.equal(ours[i]["loss_mask"], plain[i]["loss_mask"])
+
+
 def test_include_response_refuses_token_ids(tmp_path, tok_with_tag_tokens):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -240,3 +240,136 @@ def test_read_prompt_set_jsonl_and_parquet(tmp_path: Path) -> None:
     (sub / "bad.jsonl").write_text(json.dumps({"id": 1, "subtask": "FI-8"}) + "\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:1: missing image, label, messages"):
         read_prompt_set(sub / "bad.jsonl")
+
+
+# ----------------------------------------------------------------------------------------------
+# p_source: "mean" (the paper's Eq. 2) and "answer" (the first decisive answer token's probability)
+
+
+@pytest.fixture(scope="module")
+def qwen_tok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Qwen2.5-VL's real tokenizer (the tiny model's, built offline), saved as a model folder."""
+    from emocaliber_rl.tiny_model import build_tokenizer
+
+    out = tmp_path_factory.mktemp("qwen-tok")
+    build_tokenizer().save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def qwen_tok(qwen_tok_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen_tok_dir)
+
+
+SAD = taught_response().replace("<answer>amusement</answer>", "<answer>sadness</answer>")
+
+
+def _p_rows(tok, image: Path) -> list[dict]:
+    """Generation lines with real token ids: every token has probability 0.9 except the answer's
+    first token, 0.6; the ids end with <|im_end|>, as a finished generation's do (the decode skips it)."""
+    def line(rid: str, response: str, ids: list[int] | None, answer_at: int | None) -> dict:
+        n = len(ids) if ids is not None else 47
+        probs = [0.6 if i == answer_at else 0.9 for i in range(n)]
+        row = _gen_line(rid, response, probs, image)
+        if ids is None:
+            del row["token_ids"]
+        else:
+            row["token_ids"] = ids
+        return row
+
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    ok_ids = tok.encode(taught_response(), add_special_tokens=False) + [eot]
+    sad_ids = tok.encode(SAD, add_special_tokens=False) + [eot]
+    # the answer tokens, located by hand on Qwen's vocabulary (46 text tokens + <|im_end|>):
+    # "...></ think >< answer > am usement </ answer > <|im_end|>": "am" (index 41) writes the 'a';
+    # "...>< answer >s ad ness </ answer > <|im_end|>": BPE merges the tag's '>' with the 's' (index 40)
+    ok_pieces = [tok.decode([i]) for i in ok_ids]
+    sad_pieces = [tok.decode([i]) for i in sad_ids]
+    assert len(ok_ids) == len(sad_ids) == 47
+    assert ok_pieces[38:44] == ["><", "answer", ">", "am", "usement", "</"]
+    assert sad_pieces[38:43] == ["><", "answer", ">s", "ad", "ness"]
+    # the ids of the reasoning alone (the answer cut off): they do not decode to the response
+    cut_ids = tok.encode(taught_response()[: taught_response().index("<answer>")], add_special_tokens=False)
+    return [
+        line("ok", taught_response(), ok_ids, 41),
+        line("sad", SAD, sad_ids, 40),
+        line("cut", taught_response(), cut_ids, None),
+        line("noids", taught_response(), None, None),
+    ]
+
+
+def test_p_source_hand_computed(tmp_path: Path, qwen_tok) -> None:
+    img = tmp_path / "a.png"
+    draw_image(4).save(img)
+    ok, sad, cut, noids = _p_rows(qwen_tok, img)
+    # mean (the paper's Eq. 2): p = (46 * 0.9 + 0.6) / 47 = 42 / 47 = 0.8936170...
+    #   correct: 0.5 * (1 + 42/47) = 44.5 / 47 = 0.9468085... -> 0.95
+    #   sadness for amusement, d = 0.469742: 0.5 - 0.469742 * 42/47 = 0.5 - 0.4197694... = 0.0802305... -> 0.08
+    # the cut row and the one without token_ids: 0.9 everywhere (39 and 47 tokens), 0.5 * 1.9 = 0.95
+    for row, p, c in ((ok, 42 / 47, 0.95), (sad, 42 / 47, 0.08), (cut, 0.9, 0.95), (noids, 0.9, 0.95)):
+        target, reason, _ = label_row(row)
+        assert reason == "" and target["p"] == pytest.approx(p) and target["confidence"] == c, row["id"]
+        assert label_row(row, p_source="mean") == (target, "", "")
+    # answer: p = exp(log 0.6) = 0.6, the probability of "am" / ">s"
+    #   correct: 0.5 * (1 + 0.6) = 0.80
+    #   sadness: 0.5 - 0.469742 * 0.6 = 0.5 - 0.2818452 = 0.2181548 -> 0.22
+    for row, c in ((ok, 0.80), (sad, 0.22)):
+        target, reason, _ = label_row(row, p_source="answer", tokenizer=qwen_tok)
+        assert reason == "" and target["p"] == pytest.approx(0.6) and target["confidence"] == c, row["id"]
+        assert target["assistant"].endswith(f"</answer><confidence>{c:.2f}</confidence>")
+    assert label_row(sad, p_source="answer", tokenizer=qwen_tok)[0]["d"] == pytest.approx(0.469742)
+    assert label_row(cut, p_source="answer", tokenizer=qwen_tok)[:2] == (None, "no_answer_token")
+    assert label_row(noids, p_source="answer", tokenizer=qwen_tok)[:2] == (None, "missing_field")
+    with pytest.raises(ValueError, match="needs the model's tokenizer"):
+        label_row(ok, p_source="answer")
+    with pytest.raises(ValueError, match="p_source must be one of"):
+        label_row(ok, p_source="verb")
+
+
+def test_stage2_label_p_source_cli(tmp_path: Path, qwen_tok, qwen_tok_dir: Path,
+                                   capsys: pytest.CaptureFixture) -> None:
+    from emocaliber_rl.cli import main
+
+    img = tmp_path / "a.png"
+    draw_image(5).save(img)
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text("".join(json.dumps(r) + "\n" for r in _p_rows(qwen_tok, img)))
+
+    def run(name: str, *extra: str) -> tuple[int, dict, dict, list, str]:
+        out = tmp_path / f"{name}.parquet"
+        rc = main(["stage2", "label", str(gen), "--out", str(out), "--processor-pixels", "--no-plot",
+                   "--max-length", "0", *extra])
+        err = capsys.readouterr().err
+        if rc == 2:
+            return rc, {}, {}, [], err
+        targets = {t["id"]: t for t in map(json.loads, Path(f"{out}.targets.jsonl").read_text().splitlines())}
+        rejects = [json.loads(x) for x in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
+        summary = json.loads((tmp_path / f"{name}.summary.json").read_text())
+        return rc, targets, summary, rejects, err
+
+    # default: the paper's mean (values as in test_p_source_hand_computed)
+    rc, targets, summary, rejects, _ = run("mean")
+    assert rc == 0 and summary["p_source"] == "mean" and rejects == []
+    assert {k: t["confidence"] for k, t in targets.items()} == {"ok": 0.95, "sad": 0.08, "cut": 0.95, "noids": 0.95}
+    assert {t["p_source"] for t in targets.values()} == {"mean"}
+    assert targets["ok"]["p"] == pytest.approx(42 / 47)
+
+    rc, targets, summary, rejects, err = run("answer", "--p-source", "answer", "--tokenizer", str(qwen_tok_dir))
+    assert rc == 0 and summary["p_source"] == "answer"
+    assert {k: t["confidence"] for k, t in targets.items()} == {"ok": 0.80, "sad": 0.22}
+    assert {k: t["p"] for k, t in targets.items()} == pytest.approx({"ok": 0.6, "sad": 0.6})
+    assert {t["p_source"] for t in targets.values()} == {"answer"}
+    # the row whose answer token cannot be located is a counted reject, not dropped
+    assert {r["id"]: r["reason"] for r in rejects} == {"cut": "no_answer_token", "noids": "missing_field"}
+    assert summary["kept"] == 2 and summary["rejected"] == 2
+    assert summary["reject_reasons"] == {"missing_field": 1, "no_answer_token": 1}
+    assert "kept 2 of 4, rejected 2" in err and "  no_answer_token: 1" in err
+
+    # answer without a tokenizer: one line, exit 2, nothing written
+    rc, _, _, _, err = run("notok", "--p-source", "answer")
+    assert rc == 2 and err.count("\n") == 1 and "--p-source answer needs --tokenizer" in err
+    assert not (tmp_path / "notok.parquet").exists()
+    with pytest.raises(ValueError, match="needs the model's tokenizer"):
+        label_generations(gen, tmp_path / "api.parquet", p_source="answer", max_length=None, plot=False)

@@ -72,15 +72,21 @@ def _run_label(args: argparse.Namespace) -> int:
     if not Path(args.generations).is_file():
         print(f"error: {args.generations}: no such file", file=sys.stderr)
         return 2
+    if args.p_source == "answer" and args.tokenizer is None:
+        print("error: --p-source answer needs --tokenizer MODEL_DIR (the model that wrote the generations: "
+              "its tokenizer finds the answer token among the token ids)", file=sys.stderr)
+        return 2
     from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 
     res = label_generations(args.generations, args.out, summary_dir=args.summary_dir,
                             require_format=args.require_format, plot=not args.no_plot,
                             duplicates=args.duplicates,
                             pixel_bounds=None if args.processor_pixels else OFFICIAL_PIXEL_BOUNDS,
-                            max_length=args.max_length or None, tokenizer=args.tokenizer)
+                            max_length=args.max_length or None, tokenizer=args.tokenizer,
+                            p_source=args.p_source)
     print_reject_counts(res)
-    print(json.dumps({"parquet": str(res.out_path), "kept": res.kept, "rejected": res.rejected,
+    print(json.dumps({"parquet": str(res.out_path), "p_source": args.p_source, "kept": res.kept,
+                      "rejected": res.rejected,
                       "rejects": str(res.rejects_path), "targets": str(res.targets_path),
                       "summary": str(res.summary_json),
                       "histogram": str(res.summary_png) if res.summary_png else None}))
@@ -125,7 +131,15 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
                    help="rows longer than this many tokens are rejected as overlong (default 2048, the "
                         "stage-2 recipe's data.max_length; 0: no check)")
     p.add_argument("--tokenizer", default=None,
-                   help="the model whose tokenizer counts the text tokens (without it only image tokens count)")
+                   help="the model whose tokenizer counts the text tokens (without it only image tokens count); "
+                        "required by --p-source answer")
+    p.add_argument("--p-source", choices=("mean", "answer"), default="mean",
+                   help="Eq. 2's p. mean (default): the paper's Eq. 2, the mean probability of all the "
+                        "response's tokens. answer: this project's named alternative, not the paper's: the "
+                        "probability of the first decisive token inside <answer> (the evaluation's Ans); "
+                        "where the reasoning tokens are forced the mean is ~constant, the answer token's "
+                        "probability is the model's own answer uncertainty. answer needs --tokenizer; a row "
+                        "whose answer token cannot be located is a no_answer_token reject")
     p.set_defaults(func=_run_label)
 
 
@@ -153,8 +167,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         _STAGE2_SUBPARSERS, "label",
         help="generations jsonl -> stage-2 SFT parquet with Eq. 2 confidences",
         description="Eq. 2: c = 0.5*(1+p) if the <answer> names the label, else 0.5 - d*p (p: "
-                    "mean token probability of the response, d: emotion-loop distance in "
-                    "[0, 0.5]); rounded to two decimals and appended as "
+                    "mean token probability of the response, the paper's, or with --p-source answer "
+                    "the probability of the first answer token, this project's alternative; d: "
+                    "emotion-loop distance in [0, 0.5]); rounded to two decimals and appended as "
                     "<confidence>c</confidence>. Unparseable answers are left out and counted "
                     "per reason on stderr. Exit 1 when no row is kept.",
         example="emocaliber stage2 label runs/stage2/gen.jsonl --out runs/stage2/stage2.parquet "

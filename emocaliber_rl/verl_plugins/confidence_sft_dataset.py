@@ -19,6 +19,7 @@ after it; the Hydra keys choose the pieces (all default false)::
       data.confidence_mask.include_close_tag=true   # the characters of </confidence>
       data.confidence_mask.include_end_of_turn=true # the end-of-turn token (eos, <|im_end|>) right after </confidence>
       data.confidence_mask.include_response=true    # the response before <confidence> too: NOT Eq. 3
+      data.confidence_mask.exclude_answer=true      # with include_response: but not the <answer> content
 
 * **value only** (all three false, the class default): exactly the tokens that lie entirely inside the
   value, e.g. ``0 . 8 3``. Nothing else: not the reasoning, not the answer, not earlier assistant
@@ -42,6 +43,17 @@ after it; the Hydra keys choose the pieces (all default false)::
   rate, where confidence-only SFT has nothing anchoring the other positions and the model starts
   writing confidence tokens everywhere (docs/demo-world.md measures it: the tiny cold-start model's
   answers became confidence fragments); SFT on the scaffold's own samples holds them in place.
+
+* **the response without the answer** (``exclude_answer``, with ``include_response``; default false):
+  the anchor as above, but the tokens of the content of every ``<answer>..</answer>`` block of the
+  response (the label text, e.g. ``am usement``) carry no loss, so the tokens that decide the emotion
+  stay out of stage 2's loss (paper section 4.7) while the rest of the response and the confidence
+  are trained. A token that shares any character with the content is left out, tag characters merged
+  into it included: on Qwen's vocabulary ``<answer>sadness`` is ``< answer >s ad ness``, and ``>s``
+  (the decisive first answer token) carries no loss. The tags' other tokens (``<``, ``answer``,
+  ``</``...) stay trained. ``exclude_answer`` changes nothing without ``include_response`` (the answer
+  is context then anyway). A response with no complete answer block before ``<confidence>`` has
+  nothing to leave out; a warning reports it once.
 
 How the span is mapped to tokens (``data.confidence_mask.locate``, default ``auto``):
 
@@ -78,6 +90,8 @@ logger = logging.getLogger(__name__)
 
 OPEN_TAG = "<confidence>"
 CLOSE_TAG = "</confidence>"
+ANSWER_OPEN = "<answer>"
+ANSWER_CLOSE = "</answer>"
 LOCATE_MODES = ("auto", "token_ids", "char_offsets")
 # A confidence the reward and the metrics can parse: 0.83, 1.00, .5, 1, 0. (surrounding spaces ok).
 _NUMBER = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)\s*")
@@ -119,6 +133,21 @@ def last_confidence_span(text: str) -> tuple[int, int, int, int] | None:
     return open_start, value_start, value_end, value_end + len(CLOSE_TAG)
 
 
+def answer_content_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Character ranges ``(content_start, content_end)`` of the ``<answer>..</answer>`` blocks in
+    ``text[start:end]``, in order: each ``</answer>`` closes the nearest ``<answer>`` before it (as
+    ``reward_fns.emocaliber.extract_answer`` pairs the last block, which is the one it reads)."""
+    end = len(text) if end is None else end
+    spans = []
+    pos = start
+    while (close := text.find(ANSWER_CLOSE, pos, end)) >= 0:
+        open_start = text.rfind(ANSWER_OPEN, pos, close)
+        if open_start >= 0:
+            spans.append((open_start + len(ANSWER_OPEN), close))
+        pos = close + len(ANSWER_CLOSE)
+    return spans
+
+
 def row_problem(messages: Sequence[dict[str, Any]]) -> str | None:
     """Why a conversation cannot be trained on its confidence, or ``None`` when it can."""
     assistant = [m for m in messages if m.get("role") == "assistant"]
@@ -151,6 +180,9 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
         self.include_end_of_turn = bool(cfg.get("include_end_of_turn", False))
         self._eot_reported = False
         self.include_response = bool(cfg.get("include_response", False))
+        # with include_response: the <answer> content (the tokens that decide the emotion) stays out
+        self.exclude_answer = bool(cfg.get("exclude_answer", False))
+        self._no_answer_reported = False
         self.locate = str(cfg.get("locate", "auto"))
         if self.locate not in LOCATE_MODES:
             raise ValueError(f"data.confidence_mask.locate must be one of {LOCATE_MODES}, got {self.locate!r}")
@@ -362,4 +394,15 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
             return positions
         # Any token that shares a character with a trained piece, so that a merge such as "><"
         # (the "<" opening <confidence>) is trained rather than dropped.
-        return [i for i, (s, e) in enumerate(offsets) if e > s and any(s < hi and lo < e for lo, hi in pieces)]
+        positions = [i for i, (s, e) in enumerate(offsets) if e > s and any(s < hi and lo < e for lo, hi in pieces)]
+        if self.include_response and self.exclude_answer:
+            # ...but never a token that shares a character with the answer's content (a token would
+            # have to span all of "</answer>" to reach from the content into <confidence>)
+            answers = [(lo, hi) for lo, hi in answer_content_spans(text, content_start, span[0]) if hi > lo]
+            if not answers and not self._no_answer_reported:
+                self._no_answer_reported = True
+                logger.warning("%s: no %s..%s before %s; exclude_answer leaves nothing out",
+                               self._row(), ANSWER_OPEN, ANSWER_CLOSE, OPEN_TAG)
+            positions = [i for i in positions
+                         if not any(offsets[i][0] < hi and lo < offsets[i][1] for lo, hi in answers)]
+        return positions
