@@ -60,6 +60,14 @@ class DemoSizes:
     # stage 2 also trains the scaffold's own response (include_response, not Eq. 3): without it the
     # tiny model's confidence-only SFT turns every answer into confidence fragments
     stage2_anchor: bool = True
+    # Eq. 2's p: the paper's mean over the response ("mean") or the first answer token's
+    # probability ("answer", the evaluation's Ans): the teacher's evidence CoT leaves the decision
+    # to the answer token, so its probability is the scaffold's own uncertainty, where the mean
+    # over ~60 mostly forced tokens is ~constant (docs/demo-world.md, "Stage 2's p")
+    stage2_p_source: str = "answer"
+    # keep the <answer> content out of the anchor (paper 4.7: stage 2 leaves the tokens that decide
+    # the emotion alone); the anchor then trains the format and the evidence, not sampled answers
+    stage2_exclude_answer: bool = True
     # at the recipe's lr 1e-6: the weights move (weight sync checked), no answer does. Higher rates
     # gave no calibration gain within the budget: 5e-5 moves nothing in 3 steps, 3e-4 breaks the
     # answers by step 6, 1e-4 x 6 steps leaves EmoCaliber's own setting worse than its start
@@ -206,12 +214,13 @@ class Demo:
         scaffold = self.ckpt / "stage1" / "final_hf"
         gen = self.data / "stage2_generations.jsonl"
         ctx.python("stage2", "generate", "--model", str(scaffold), "--prompts", str(self.data / "stage2_prompts.jsonl"),
-                   "--out", str(gen), "--backend", "vllm", "--max-new-tokens", "64", "--temperature", str(self.sizes.stage2_temperature),
+                   "--out", str(gen), "--backend", "vllm", "--max-new-tokens", "128", "--temperature", str(self.sizes.stage2_temperature),
                    # a stage that runs again follows a retrained checkpoint at the same path (the
                    # run manifest does not hash weights): its old generations must not be reused
                    "--seed", str(self.seed), "--no-progress", "--force-new", *TINY_PIXELS)
         labelled = self.data / "stage2.parquet"
-        ctx.python("stage2", "label", str(gen), "--out", str(labelled), *TINY_PIXELS)
+        ctx.python("stage2", "label", str(gen), "--out", str(labelled), "--p-source", self.sizes.stage2_p_source,
+                   "--tokenizer", str(scaffold), *TINY_PIXELS)
         import pyarrow.parquet as pq
 
         kept = pq.ParquetFile(labelled).metadata.num_rows
@@ -225,7 +234,8 @@ class Demo:
         self._recipe(ctx, "stage2_sft.sh", "--model", str(scaffold), "--train", str(labelled), "--out", str(out),
                      "--steps", str(z.stage2_steps), f"data.train_batch_size={batch}",
                      f"data.micro_batch_size_per_gpu={batch}", f"optim.lr={z.stage2_lr}", "trainer.total_epochs=100",
-                     "data.max_length=512", f"data.confidence_mask.include_response={str(z.stage2_anchor).lower()}")
+                     "data.max_length=512", f"data.confidence_mask.include_response={str(z.stage2_anchor).lower()}",
+                     f"data.confidence_mask.exclude_answer={str(z.stage2_exclude_answer).lower()}")
         ctx.outputs["labelled_rows"] = str(kept)
         ctx.outputs.update(generations=str(gen), labelled=str(labelled), model=str(out / "final_hf"))
 
@@ -268,7 +278,7 @@ class Demo:
             # whole vocabulary, and greedy decoding skips it (docs/demo-world.md)
             ctx.python("eval", "run", "--manifest", str(self.data / "test.eval.jsonl"), "--out", str(preds),
                        "--model", str(self.ckpt / model / "final_hf"), "--backend", self.eval_backend,
-                       "--max-new-tokens", "64", "--greedy", "--seed", str(self.seed), "--no-progress", "--force-new",
+                       "--max-new-tokens", "128", "--greedy", "--seed", str(self.seed), "--no-progress", "--force-new",
                        *TINY_PIXELS)
             ctx.python("eval", "score", str(preds), "--json", str(run_dir / "scores.json"),
                        "--samples", str(run_dir / "samples.jsonl"))

@@ -1,4 +1,5 @@
-"""`emocaliber study table9`: paper Table 9 / Figure 6 through veRL's real trainer."""
+"""`emocaliber study table9 | calibration`: paper Table 9 / Figure 6, and whether stage 3
+calibrates the demo's cold-start model, through veRL's real trainer."""
 
 from __future__ import annotations
 
@@ -41,6 +42,38 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_calibration(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from emocaliber_rl.study.calibration import Settings, recipe_command, run_study
+
+    s = replace(Settings(), steps=args.steps, lr=args.lr, temperature=args.temperature,
+                prompts_per_step=args.prompts, rollouts=args.rollouts, val_every=args.val_every, go_step=args.go_step)
+    if s.go_step > s.steps or s.go_step % s.val_every:
+        print(f"error: --go-step {s.go_step} must be a multiple of --val-every {s.val_every} and at most --steps "
+              f"{s.steps} (the go/no-go reads that step's validation)", file=sys.stderr)
+        return 2
+    demo, out = Path(args.demo).resolve(), Path(args.out).resolve()
+    extra = list(args.overrides or [])
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    if args.dry_run:
+        for steps in (s.go_step, s.steps):
+            print(shlex.join(recipe_command(model=str(demo / "checkpoints" / "stage2" / "final_hf"),
+                                            train=out / "data" / "train.parquet",
+                                            val=demo / "data" / "stage3_parity.parquet", out=out / "ckpt",
+                                            steps=steps, s=s, seed=args.seed, extra=extra,
+                                            validate_first=steps == s.go_step)))
+        return 0
+    try:
+        code = run_study(demo, out, settings=s, seed=args.seed, extra=extra)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"[calibration] table and goals: {out / 'calibration.md'}; curves: {out / 'curves.png'}")
+    return code
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from emocaliber_rl.study import table9  # standard library only at import: --help stays instant
 
@@ -78,3 +111,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--dry-run", action="store_true", help="print the four recipe commands and stop")
     t.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: Hydra overrides for every run")
     t.set_defaults(func=_run)
+
+    from emocaliber_rl.study import calibration
+
+    c = add_command(
+        ssub, "calibration", help="stage 3 alone from the demo's cold-start model on fresh prompts: does it calibrate?",
+        description=calibration.__doc__,
+        example="emocaliber study calibration --demo runs/demo --out runs/calibration --steps 80")
+    c.add_argument("--demo", required=True, help="a finished `emocaliber demo --out` folder (its cold-start model, "
+                                                 "parity and test data, oracle)")
+    c.add_argument("--out", required=True, help="study folder: world draw, checkpoints, calibration.md, curves.png")
+    c.add_argument("--steps", type=int, default=80, help="GRPO steps in all (default 80)")
+    c.add_argument("--lr", type=float, default=1e-4, help="actor learning rate (default 1e-4; the paper's 1e-6 moves "
+                                                         "the tiny model by ~4e-6)")
+    c.add_argument("--temperature", type=float, default=0.7, help="rollout temperature (default 0.7)")
+    c.add_argument("--prompts", type=int, default=8, help="prompts a step (default 8)")
+    c.add_argument("--rollouts", type=int, default=4, help="rollouts a prompt (default 4)")
+    c.add_argument("--val-every", type=int, default=20, help="validate and checkpoint every N steps (default 20)")
+    c.add_argument("--go-step", type=int, default=20, help="the go/no-go step (default 20); exit code 4 on no-go")
+    c.add_argument("--seed", type=int, default=1, help="seed of the second world draw and the data order (default 1)")
+    c.add_argument("--dry-run", action="store_true", help="print the two recipe commands (go/no-go phase, rest) and stop")
+    c.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: Hydra overrides for the run")
+    c.set_defaults(func=_run_calibration)
