@@ -66,8 +66,10 @@ class DemoSizes:
     # over ~60 mostly forced tokens is ~constant (docs/demo-world.md, "Stage 2's p")
     stage2_p_source: str = "answer"
     # keep the <answer> content out of the anchor (paper 4.7: stage 2 leaves the tokens that decide
-    # the emotion alone); the anchor then trains the format and the evidence, not sampled answers
-    stage2_exclude_answer: bool = True
+    # the emotion alone)? Measured on the tiny model: the answers are forgotten (ID VER accuracy
+    # 29.5% -> 0.5%, the answer tag filled with CoT words), so the anchor keeps them
+    # (docs/demo-world.md, "Stage 2's p and anchor")
+    stage2_exclude_answer: bool = False
     # at the recipe's lr 1e-6: the weights move (weight sync checked), no answer does. Higher rates
     # gave no calibration gain within the budget: 5e-5 moves nothing in 3 steps, 3e-4 breaks the
     # answers by step 6, 1e-4 x 6 steps leaves EmoCaliber's own setting worse than its start
