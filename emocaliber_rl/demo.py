@@ -70,10 +70,10 @@ class DemoSizes:
     # 29.5% -> 0.5%, the answer tag filled with CoT words), so the anchor keeps them
     # (docs/demo-world.md, "Stage 2's p and anchor")
     stage2_exclude_answer: bool = False
-    # at the recipe's lr 1e-6: the weights move (weight sync checked), no answer does. Higher rates
-    # gave no calibration gain within the budget: 5e-5 moves nothing in 3 steps, 3e-4 breaks the
-    # answers by step 6, 1e-4 x 6 steps leaves EmoCaliber's own setting worse than its start
-    # (docs/demo-world.md, "Stage 3's learning rate, probed"; docs/table9.md)
+    # the calibration study's settings (emocaliber_rl/study/calibration.py: lr 1e-4, rollout
+    # temperature 0.7, 8 prompts x 4 rollouts, KL 0.01): at the recipe's lr 1e-6 the weights
+    # moved by ~4e-6 and no answer changed. Only 2 steps fit the demo's minutes: the study runs
+    # the same settings for 80 (docs/demo-world.md, "Stage 3 calibrating")
     stage3_steps: int = 2
     # veRL's validation rollouts before stage 3 (the rollout-parity section) answer this many test
     # images per subtask: ~0.2 s an image, ~80 s for all 414 of the split, which `eval run` scores
@@ -242,6 +242,8 @@ class Demo:
         ctx.outputs.update(generations=str(gen), labelled=str(labelled), model=str(out / "final_hf"))
 
     def stage3(self, ctx: StageContext) -> None:
+        from emocaliber_rl.study.calibration import Settings, grpo_overrides
+
         out = self.ckpt / "stage3"
         metrics = out / "metrics.jsonl"
         metrics.unlink(missing_ok=True)  # veRL's file logger appends; a rerun must not mix runs
@@ -251,7 +253,7 @@ class Demo:
                      "--out", str(out), "--steps", str(self.sizes.stage3_steps), "--experiment", "demo", "trainer.logger=[console,file]",
                      # validation before training only (the rollout-parity figures): the final
                      # model is scored by `eval run` below, a final validation would repeat it (109 s)
-                     "trainer.test_freq=-1",
+                     "trainer.test_freq=-1", *grpo_overrides(Settings()),
                      env={"VERL_FILE_LOGGER_PATH": str(metrics)})
         parity = rollout_parity(metrics)
         print(f"  stage3 rollouts: validation accuracy before training {parity['rollout_accuracy']:.3f} "

@@ -65,20 +65,24 @@ class Settings:
     per_label: tuple[tuple[str, int], ...] = (("FI", 30), ("EmoSet", 20), ("WebEmo", 6))
 
 
+def grpo_overrides(s: Settings) -> list[str]:
+    """The stage-3 settings of ``s`` as Hydra overrides of ``recipes/stage3_grpo.sh`` (also the demo's)."""
+    return ["algorithm.adv_estimator=grpo_no_std", "algorithm.norm_adv_by_std_in_grpo=False",
+            "++reward.custom_reward_function.reward_kwargs.conf_reward=loglik",
+            f"actor_rollout_ref.actor.optim.lr={s.lr}", f"actor_rollout_ref.rollout.temperature={s.temperature}",
+            f"data.train_batch_size={s.prompts_per_step}", f"actor_rollout_ref.rollout.n={s.rollouts}",
+            # two policy updates a step, as the CPU profile's 4-prompt batch with mini-batches of 2
+            f"actor_rollout_ref.actor.ppo_mini_batch_size={max(1, s.prompts_per_step // 2)}",
+            f"actor_rollout_ref.actor.kl_loss_coef={s.kl}"]
+
+
 def recipe_command(*, model: str, train: Path, val: Path, out: Path, steps: int, s: Settings, seed: int,
                    extra: list[str], validate_first: bool = True) -> list[str]:
     """``recipes/stage3_grpo.sh`` with the study's overrides (everything else the recipe's CPU profile).
     ``validate_first=False`` for the resumed phase: its first step's model was validated already."""
     return ["bash", str(REPO_ROOT / "recipes" / "stage3_grpo.sh"), "--profile", "cpu", "--model", model,
             "--train", str(train), "--val", str(val), "--out", str(out), "--steps", str(steps),
-            "--experiment", "calibration", "--",
-            "algorithm.adv_estimator=grpo_no_std", "algorithm.norm_adv_by_std_in_grpo=False",
-            "++reward.custom_reward_function.reward_kwargs.conf_reward=loglik",
-            f"actor_rollout_ref.actor.optim.lr={s.lr}", f"actor_rollout_ref.rollout.temperature={s.temperature}",
-            f"data.train_batch_size={s.prompts_per_step}", f"actor_rollout_ref.rollout.n={s.rollouts}",
-            # two policy updates a step, as the CPU profile's 4-prompt batch with mini-batches of 2
-            f"actor_rollout_ref.actor.ppo_mini_batch_size={max(1, s.prompts_per_step // 2)}",
-            f"actor_rollout_ref.actor.kl_loss_coef={s.kl}", f"data.seed={seed}",
+            "--experiment", "calibration", "--", *grpo_overrides(s), f"data.seed={seed}",
             f"trainer.test_freq={s.val_every}", f"trainer.save_freq={s.val_every}", f"trainer.val_before_train={validate_first}",
             "trainer.max_actor_ckpt_to_keep=1", "trainer.resume_mode=auto", "trainer.logger=[console,file]", *extra]
 
