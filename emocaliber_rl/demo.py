@@ -73,7 +73,7 @@ class DemoSizes:
     # the calibration study's settings (emocaliber_rl/study/calibration.py: lr 1e-4, rollout
     # temperature 0.7, 8 prompts x 4 rollouts, KL 0.01): at the recipe's lr 1e-6 the weights
     # moved by ~4e-6 and no answer changed. Only 2 steps fit the demo's minutes: the study runs
-    # the same settings for 80 (docs/demo-world.md, "Stage 3 calibrating")
+    # the same settings for 40 (docs/calibration-study.md)
     stage3_steps: int = 2
     # veRL's validation rollouts before stage 3 (the rollout-parity section) answer this many test
     # images per subtask: ~0.2 s an image, ~80 s for all 414 of the split, which `eval run` scores

@@ -52,7 +52,7 @@ MAX_ACC_DROP = 0.05
 class Settings:
     """The run's sizes and rates (module docstring)."""
 
-    steps: int = 80
+    steps: int = 40
     lr: float = 1e-4
     temperature: float = 0.7
     prompts_per_step: int = 8
