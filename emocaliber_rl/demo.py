@@ -62,13 +62,14 @@ class DemoSizes:
     stage2_anchor: bool = True
     # Eq. 2's p: the paper's mean over the response ("mean") or the first answer token's
     # probability ("answer", the evaluation's Ans): the teacher's evidence CoT leaves the decision
-    # to the answer token, so its probability is the scaffold's own uncertainty, where the mean
-    # over ~60 mostly forced tokens is ~constant (docs/demo-world.md, "Stage 2's p")
+    # to the answer token, so its probability is the scaffold's own uncertainty. Measured on one
+    # scaffold, the cold-start's ID VER / VSA ECE: 0.231 / 0.050 with it, 0.641 / 0.327 with the
+    # mean (docs/demo-world.md, "Evidence CoTs, stage 2's p and anchor")
     stage2_p_source: str = "answer"
     # keep the <answer> content out of the anchor (paper 4.7: stage 2 leaves the tokens that decide
     # the emotion alone)? Measured on the tiny model: the answers are forgotten (ID VER accuracy
     # 29.5% -> 0.5%, the answer tag filled with CoT words), so the anchor keeps them
-    # (docs/demo-world.md, "Stage 2's p and anchor")
+    # (docs/demo-world.md, "Evidence CoTs, stage 2's p and anchor")
     stage2_exclude_answer: bool = False
     # the calibration study's settings (emocaliber_rl/study/calibration.py: lr 1e-4, rollout
     # temperature 0.7, 8 prompts x 4 rollouts, KL 0.01): at the recipe's lr 1e-6 the weights
