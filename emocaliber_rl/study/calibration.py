@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from emocaliber_rl.jsonl import read_jsonl
+from emocaliber_rl.study.table9 import run_logged
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUPS = ("ID VER", "ID VSA")
@@ -87,16 +87,6 @@ def recipe_command(*, model: str, train: Path, val: Path, out: Path, steps: int,
             "trainer.max_actor_ckpt_to_keep=1", "trainer.resume_mode=auto", "trainer.logger=[console,file]", *extra]
 
 
-def _run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> None:
-    with log.open("a", encoding="utf-8") as f:
-        f.write("\n$ " + " ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:])
-        raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd[:4])} ... (log {log})\n{tail}")
-
-
 def draw_fresh_prompts(out: Path, s: Settings, seed: int, log: Path, env: dict[str, str]) -> tuple[Path, int]:
     """A second draw of the world under ``out/world`` and its stage-3 parquet; returns (parquet, rows)."""
     import pyarrow.parquet as pq
@@ -116,9 +106,9 @@ def draw_fresh_prompts(out: Path, s: Settings, seed: int, log: Path, env: dict[s
         write_layout(name, world / "raw" / name, n, scenes, seed=seed)
         args += [flags[name], str(world / "raw" / name)]
     cli = [sys.executable, "-m", "emocaliber_rl.cli"]
-    _run_logged([*cli, "bench", "build", *args, "-o", str(world / "bench"), "--seed", str(seed), "--test-size", "0",
+    run_logged([*cli, "bench", "build", *args, "-o", str(world / "bench"), "--seed", str(seed), "--test-size", "0",
                  "--no-progress"], log, env)
-    _run_logged([*cli, "export", "rl3", str(world / "bench" / "train.jsonl"), "-o", str(parquet), "--no-confidence",
+    run_logged([*cli, "export", "rl3", str(world / "bench" / "train.jsonl"), "-o", str(parquet), "--no-confidence",
                  "--processor-pixels"], log, env)
     return parquet, pq.ParquetFile(parquet).metadata.num_rows
 
@@ -262,7 +252,7 @@ def run_study(demo: Path, out: Path, *, settings: Settings | None = None, seed: 
             echo(f"[calibration] {phase} (to step {steps}): done earlier, skipped")
         else:
             echo(f"[calibration] {phase}: GRPO to step {steps} (log {log})")
-            _run_logged(recipe_command(model=str(model), train=train, val=val, out=ckpt, steps=steps, s=s, seed=seed,
+            run_logged(recipe_command(model=str(model), train=train, val=val, out=ckpt, steps=steps, s=s, seed=seed,
                                        extra=list(extra or []), validate_first=phase == "phase1"), log, run_env)
             done.write_text(json.dumps({"seconds": time.monotonic() - t0}), encoding="utf-8")
         if phase == "phase1":
@@ -276,11 +266,11 @@ def run_study(demo: Path, out: Path, *, settings: Settings | None = None, seed: 
     if not (final_dir / "scores.json").exists():
         echo("[calibration] evaluating the final model on the demo's test split")
         cli = [sys.executable, "-m", "emocaliber_rl.cli"]
-        _run_logged([*cli, "eval", "run", "--model", str(ckpt / "final_hf"), "--manifest", str(manifest),
+        run_logged([*cli, "eval", "run", "--model", str(ckpt / "final_hf"), "--manifest", str(manifest),
                      "--out", str(final_dir / "predictions.jsonl"), "--backend", "vllm", "--greedy",
                      "--max-new-tokens", "128", "--seed", str(seed), "--no-progress", "--force-new", "--processor-pixels"],
                     log, env)
-        _run_logged([*cli, "eval", "score", str(final_dir / "predictions.jsonl"), "--json", str(final_dir / "scores.json"),
+        run_logged([*cli, "eval", "score", str(final_dir / "predictions.jsonl"), "--json", str(final_dir / "scores.json"),
                      "--samples", str(final_dir / "samples.jsonl")], log, env)
     wall = time.monotonic() - t0
     write_outputs(demo, out, wall)

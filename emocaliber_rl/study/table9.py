@@ -72,7 +72,8 @@ def recipe_command(run: RunConfig, *, model: str, train: str, val: str, out: Pat
             "trainer.logger=[console,file]", f"trainer.save_freq={steps}", *extra]
 
 
-def _run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> None:
+def run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> None:
+    """Run ``cmd`` with its output appended to ``log``; RuntimeError with the log's tail on failure."""
     with log.open("a", encoding="utf-8") as f:
         f.write("\n$ " + " ".join(cmd) + "\n")
         f.flush()
@@ -178,7 +179,7 @@ def run_study(*, model: str, train: str, val: str, manifest: str, out: Path, ste
              + (f" (about {eta / 60:.0f} min left)" if eta else ""))
         t0 = time.monotonic()
         log = rdir / "run.log"
-        _run_logged(recipe_command(run, model=model, train=train, val=val, out=rdir, steps=steps, lr=lr,
+        run_logged(recipe_command(run, model=model, train=train, val=val, out=rdir, steps=steps, lr=lr,
                                    profile=profile, seed=seed, extra=list(extra or [])),
                     log, {**env, "VERL_FILE_LOGGER_PATH": str(rdir / "metrics.jsonl")})
         _evaluate(cli, str(rdir / "ckpt" / "final_hf"), manifest, rdir, seed, eval_args, env)
@@ -188,7 +189,7 @@ def run_study(*, model: str, train: str, val: str, manifest: str, out: Path, ste
     finished = [out / r.name for r in runs if (out / r.name / "scores.json").exists()]
     # a run named "oracle" is the report's dashed reference in every histogram and diagram
     first, first_names = ([str(oracle)], ["oracle"]) if oracle is not None else ([], [])
-    _run_logged([*cli, "eval", "report", *first, str(baseline), *map(str, finished), "--out", str(out / "report"),
+    run_logged([*cli, "eval", "report", *first, str(baseline), *map(str, finished), "--out", str(out / "report"),
                  "--names", *first_names, "cold-start", *[r.label for r in runs if out / r.name in finished]],
                 out / "report.log", env)
     summary = write_outputs(out, runs, baseline=baseline, oracle=oracle)
@@ -199,9 +200,9 @@ def run_study(*, model: str, train: str, val: str, manifest: str, out: Path, ste
 def _evaluate(cli: list[str], model: str, manifest: str, rdir: Path, seed: int, eval_args: list[str],
               env: dict[str, str]) -> None:
     log = rdir / "run.log"
-    _run_logged([*cli, "eval", "run", "--model", model, "--manifest", manifest, "--out", str(rdir / "predictions.jsonl"),
+    run_logged([*cli, "eval", "run", "--model", model, "--manifest", manifest, "--out", str(rdir / "predictions.jsonl"),
                  "--seed", str(seed), "--no-progress", "--force-new", *eval_args], log, env)
-    _run_logged([*cli, "eval", "score", str(rdir / "predictions.jsonl"), "--json", str(rdir / "scores.json"),
+    run_logged([*cli, "eval", "score", str(rdir / "predictions.jsonl"), "--json", str(rdir / "scores.json"),
                  "--samples", str(rdir / "samples.jsonl")], log, env)
 
 
