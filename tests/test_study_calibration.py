@@ -9,7 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from emocaliber_rl.study.calibration import Settings, go_no_go, goals, recipe_command, val_series
+from emocaliber_rl.study.calibration import (
+    PHASES,
+    Settings,
+    go_no_go,
+    goals,
+    metrics_path,
+    recipe_command,
+    val_series,
+)
 
 
 def _log(path: Path, points: dict[int, dict[str, float]]) -> Path:
@@ -32,6 +40,15 @@ def test_val_series_keeps_the_last_of_a_repeated_step(tmp_path: Path) -> None:
     series = val_series(path, "ID VER")
     assert series["ece"] == [(0, 0.5), (20, 0.31)]
     assert series["brier"] == [(0, 0.2), (20, 0.2)] and series["auc"] == []
+
+
+def test_val_series_reads_both_phases(tmp_path: Path) -> None:
+    """veRL's FileLogger truncates its file on open: each phase logs to its own, read in order."""
+    assert [metrics_path(tmp_path, p).name for p in PHASES] == ["metrics.phase1.jsonl", "metrics.phase2.jsonl"]
+    _log(metrics_path(tmp_path, "phase1"), {0: _val(0.5, 0.4, 0.4), 20: _val(0.3, 0.4, 0.4)})
+    _log(metrics_path(tmp_path, "phase2"), {40: _val(0.2, 0.4, 0.4)})
+    series = val_series([metrics_path(tmp_path, p) for p in PHASES], "ID VER")
+    assert series["ece"] == [(0, 0.5), (20, 0.3), (40, 0.2)]
 
 
 def test_go_no_go(tmp_path: Path) -> None:
@@ -59,6 +76,10 @@ def test_goals_by_hand() -> None:
     # VSA ECE: need <= min(0.12, 0.15) = 0.12, 0.13 missed; VSA Brier 0.25 -> 0.26 missed;
     # accuracy 40 -> 36: 4 points, met; VER curve falls, VSA curve rises
     assert [m for _, m in got] == [True, True, False, False, True, True, False]
+    # float rounding is not a miss: 0.6 x 0.05 in floats against a measured 0.03 (the study of 2026-12-06)
+    cold["groups"]["ID VSA"]["verb"]["ece"] = 0.04999999999999982
+    final["groups"]["ID VSA"]["verb"]["ece"] = 0.03000000000000015
+    assert goals(cold, final, curves)[2][2] is True
 
 
 def test_recipe_command_and_dry_run(tmp_path: Path) -> None:
