@@ -142,13 +142,20 @@ def structural_check(subtask: str, label: str, response: str) -> StructuralCheck
         except UnknownLabelError:
             reasons.append(f"answer {answers[0].strip()!r} is not a label of {subtask}")
     think = first_block(response, "think")
-    body = think[1] if think else ""
-    if body:
-        words = "|".join(re.escape(w) for w in label_words(subtask, label))
-        leak = re.search(rf"\b(?:{words})(?:s|es|ed|ful|fully|ing|ly)?\b", body, re.IGNORECASE)
-        if leak:
-            reasons.append(f"label leakage: {leak.group(0)!r} inside the reasoning")
+    leak = label_leak(subtask, label, think[1] if think else "")
+    if leak:
+        reasons.append(f"label leakage: {leak!r} inside the reasoning")
     return StructuralCheck(not reasons, reasons, steps)
+
+
+def label_leak(subtask: str, label: str, text: str) -> str | None:
+    """The first label word in ``text`` (the label, an alias, or their plural/adjective/adverb
+    forms), or None: the leakage rule of the structural check and of the world's judge."""
+    if not text:
+        return None
+    words = "|".join(re.escape(w) for w in label_words(subtask, label))
+    leak = re.search(rf"\b(?:{words})(?:s|es|ed|ful|fully|ing|ly)?\b", text, re.IGNORECASE)
+    return leak.group(0) if leak else None
 
 
 def parse_verdict(content: str) -> dict[str, Any]:

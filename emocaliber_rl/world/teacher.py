@@ -127,13 +127,6 @@ def teacher_response(image: Any, subtask: str, label: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # The judge
 
-def _coarse_of(subtask: str, fine: str) -> str:
-    """The subtask's reading of a fine label (its polarity for FI-2, its parent for WebEmo-7)."""
-    from emocaliber_rl.world.scenes import _coarse
-
-    return _coarse(subtask)(fine)
-
-
 _COUNT = re.compile(r"(\d+) ([a-z]+)")
 
 
@@ -141,7 +134,8 @@ def judge_verdict(image: Any, subtask: str, label: str, response: str) -> dict[s
     """The world judge's verdict on ``response`` for ``image`` labelled ``label`` (the JSON object
     the judge prompt asks for: ``hallucination``, ``label_leakage``, ``logical_inconsistency``,
     ``pass``, ``reason``)."""
-    from emocaliber_rl.data.cot_prompts import label_words, parse_steps
+    from emocaliber_rl.data.cot_prompts import label_leak, parse_steps
+    from emocaliber_rl.world.scenes import _coarse
     from reward_fns.emocaliber import extract_answer
 
     ev = read_evidence(image, subtask)
@@ -174,12 +168,11 @@ def judge_verdict(image: Any, subtask: str, label: str, response: str) -> dict[s
         if rows != ev.row_counts(by_name[m.group(1)]):
             hallucination = True
             reasons.append(f"<element> rows {rows} but the image shows {ev.row_counts(by_name[m.group(1)])}")
-    # label leakage: a label word (or alias) inside the steps
-    words = "|".join(re.escape(w) for w in label_words(subtask, label))
-    body = " ".join(steps.values())
-    if re.search(rf"\b(?:{words})\b", body, re.IGNORECASE):
+    # label leakage: a label word (or alias) inside the steps, by the structural check's rule
+    leak = label_leak(subtask, label, " ".join(steps.values()))
+    if leak:
         leakage = True
-        reasons.append("a label word inside the steps")
+        reasons.append(f"label word {leak!r} inside the steps")
     # logical inconsistency: the interaction against the counts, the answer against the analysis
     mi = re.match(r"([a-z]+) outweighs ([a-z]+)", steps["interaction"].lower().strip())
     if mi and mi.group(1) in by_name and mi.group(2) in by_name and \
@@ -191,7 +184,8 @@ def judge_verdict(image: Any, subtask: str, label: str, response: str) -> dict[s
     if answer != label.lower():
         inconsistent = True
         reasons.append(f"the answer {answer!r} is not the label {label!r}")
-    if not named or all(_coarse_of(subtask, lab) != label for lab in named):
+    to_coarse = _coarse(subtask)  # the subtask's reading of a fine label (polarity, WebEmo-7 parent)
+    if not named or all(to_coarse(lab) != label for lab in named):
         inconsistent = True
         reasons.append(f"the label {label!r} is the mood of no colour the <analysis> names")
     ok = not (hallucination or leakage or inconsistent)
