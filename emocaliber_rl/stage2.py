@@ -29,6 +29,20 @@ Where ``p`` comes from is an option, ``p_source`` (``stage2 label --p-source``):
   probability is that uncertainty. It needs the model's tokenizer (``stage2 label --tokenizer``) and
   each row's ``token_ids``; a row whose answer token cannot be located (its ``token_ids`` do not
   decode to its response, e.g. another model's tokenizer) is a ``no_answer_token`` reject.
+
+What the target is, is a second option, ``target`` (``stage2 label --target``):
+
+* ``"eq2"`` (the default): Eq. 2 above, per row.
+* ``"binned"``: **this project's named alternative, not the paper's**: ``c*`` = the accuracy of the
+  labelled rows of the same group (ID VER, ID VSA, ...) whose p falls in the same bin, the bins
+  holding ``bin_rows`` rows each in order of p (histogram binning, Zadrozny & Elkan 2001), pooled
+  where a higher-p bin is less accurate until the map rises with p (pool-adjacent-violators, so
+  the map is isotonic). ``c*`` estimates P(correct | p): every row of a bin gets the same value.
+  Why: Eq. 2 splits the targets by the sampled answer's correctness (``>= 0.5`` right, ``< 0.5``
+  wrong), a coin the model cannot see, so a model that can only estimate its odds learns a mixture
+  of two target clusters, and greedy decoding writes the digits of the larger cluster, one value
+  for every image (docs/demo-world.md, "Stage 2's target"). A target that is a function of what
+  the model has (its own answer probability) can be said back.
 """
 
 from __future__ import annotations
@@ -58,6 +72,8 @@ if TYPE_CHECKING:
 
 # Where Eq. 2's p comes from (module docstring): "mean" is the paper's, "answer" this project's.
 P_SOURCES = ("mean", "answer")
+# What the target is (module docstring): "eq2" is the paper's, "binned" this project's.
+TARGETS = ("eq2", "binned")
 
 
 def confidence_target(correct: bool, p: float, d: float) -> float:
@@ -71,6 +87,36 @@ def confidence_target(correct: bool, p: float, d: float) -> float:
     if not (0.0 <= d <= 0.5) or math.isnan(d):
         raise ValueError(f"loop distance must lie in [0, 0.5], got {d}")
     return 0.5 * (1.0 + p) if correct else 0.5 - d * p
+
+
+def binned_accuracy(points: Sequence[tuple[float, bool]], bin_rows: int) -> list[float]:
+    """The ``"binned"`` target of each of ``points`` (``(p, correct)``, one group's rows), in input
+    order: the accuracy of its bin, bins of ``len // bin_rows`` near-equal counts in order of p
+    (at least one), adjacent bins pooled while a higher-p bin is less accurate (isotonic).
+
+    >>> binned_accuracy([(0.1, False), (0.2, False), (0.8, True), (0.9, False)], 2)
+    [0.0, 0.0, 0.5, 0.5]
+    """
+    if bin_rows < 1:
+        raise ValueError(f"bin_rows must be >= 1, got {bin_rows}")
+    n = len(points)
+    if n == 0:
+        return []
+    order = sorted(range(n), key=lambda i: points[i][0])
+    n_bins = max(1, n // bin_rows)
+    # [rows, correct, member indices] per bin, then pool adjacent violators
+    blocks: list[list[Any]] = []
+    for b in range(n_bins):
+        members = order[b * n // n_bins:(b + 1) * n // n_bins]
+        blocks.append([len(members), sum(bool(points[i][1]) for i in members), members])
+        while len(blocks) > 1 and blocks[-2][1] * blocks[-1][0] > blocks[-1][1] * blocks[-2][0]:
+            last = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + last[0], blocks[-1][1] + last[1], blocks[-1][2] + last[2]]
+    out = [0.0] * n
+    for rows, right, members in blocks:
+        for i in members:
+            out[i] = right / rows
+    return out
 
 
 def round_confidence(c: float) -> float:
@@ -364,7 +410,8 @@ def histogram(targets: Sequence[tuple[float, bool]]) -> list[dict[str, Any]]:
     return bins
 
 
-def _plot_histogram(bins: list[dict[str, Any]], path: Path, title: str) -> None:
+def _plot_histogram(bins: list[dict[str, Any]], path: Path, title: str,
+                    xlabel: str = "confidence target c* (Eq. 2)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,7 +426,7 @@ def _plot_histogram(bins: list[dict[str, Any]], path: Path, title: str) -> None:
            label="wrong prediction", color="#e76f51")
     ax.set_xlim(0, 1)
     ax.set_xticks([k / 10 for k in range(11)])
-    ax.set_xlabel("confidence target c* (Eq. 2)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("responses")
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # counts, not fractions
     ax.set_title(title)
@@ -402,6 +449,8 @@ def label_generations(
     max_length: int | None = SFT_MAX_LENGTH,
     tokenizer: str | None = None,
     p_source: str = "mean",
+    target: str = "eq2",
+    bin_rows: int = 25,
 ) -> LabelResult:
     """Eq. 2 targets for every generation in ``gen_path`` -> veRL SFT parquet at ``out_path``.
 
@@ -414,7 +463,9 @@ def label_generations(
     tokens with the model's ``tokenizer``) is rejected as ``overlong`` (``None``: no check).
     ``p_source`` is Eq. 2's p (module docstring): ``"mean"``, the paper's, or ``"answer"``, which
     needs ``tokenizer`` (ValueError before any row is read without one); it is recorded in every
-    targets row and in the summary.
+    targets row and in the summary. ``target`` is ``"eq2"`` (the paper's) or ``"binned"`` (module
+    docstring; bins of ``bin_rows`` rows per group, found in a first pass over the file); every
+    targets row holds the written ``confidence`` and the row's Eq. 2 value ``eq2``.
 
     A repeated id is a ``duplicate_id`` reject (``duplicates="first"``, the first line is kept)
     or, with ``duplicates="error"``, an InputFileError naming both lines. A file mixing run ids
@@ -426,6 +477,10 @@ def label_generations(
     if duplicates not in ("first", "error"):
         raise ValueError(f"duplicates must be 'first' or 'error', got {duplicates!r}")
     check_p_source(p_source, tokenizer)
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if bin_rows < 1:
+        raise ValueError(f"bin_rows must be >= 1, got {bin_rows}")
     from emocaliber_rl.data.exports import _ParquetSink, check_pixel_bounds, sft_schema
     from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
     from emocaliber_rl.data.lengths import LengthCheck
@@ -446,21 +501,18 @@ def label_generations(
         from transformers import AutoTokenizer
 
         answer_tok = AutoTokenizer.from_pretrained(tokenizer)
-    sink = _ParquetSink(out, sft_schema(pixel_bounds), batch_rows)
-    seen: dict[str, int] = {}
-    hist_in: list[tuple[float, bool]] = []
-    rejects: list[dict[str, Any]] = []
-    targets: list[dict[str, Any]] = []
-    n_format_ok = 0
-    run_state: dict[str, Any] = {}
-    try:
+    def rows_kept(on_reject: Any) -> Any:
+        """(line, id, row, target, messages, image cell) of every row that is kept; each row left
+        out goes to ``on_reject`` (a dict of line, id, reason, detail)."""
+        seen: dict[str, int] = {}
+        run_state: dict[str, Any] = {}
         for n, row, err in iter_jsonl(gen_path):
             if err is not None:
-                rejects.append({"line": n, "id": None, "reason": "bad_json", "detail": err})
+                on_reject({"line": n, "id": None, "reason": "bad_json", "detail": err})
                 continue
             if not isinstance(row, dict):
-                rejects.append({"line": n, "id": None, "reason": "bad_json",
-                                "detail": f"expected a JSON object, got {type(row).__name__}"})
+                on_reject({"line": n, "id": None, "reason": "bad_json",
+                           "detail": f"expected a JSON object, got {type(row).__name__}"})
                 continue
             next(check_single_run([(n, row)], str(gen_path), state=run_state))
             rid = str(row.get("id"))
@@ -468,43 +520,65 @@ def label_generations(
                 if duplicates == "error":
                     raise InputFileError(f"{gen_path}:{n}: field 'id': {rid!r} already at line "
                                          f"{seen[rid]} (--duplicates first keeps the first)")
-                rejects.append({"line": n, "id": rid, "reason": "duplicate_id",
-                                "detail": f"line {seen[rid]} has this id"})
+                on_reject({"line": n, "id": rid, "reason": "duplicate_id", "detail": f"line {seen[rid]} has this id"})
                 continue
             seen[rid] = n
             target, reason, detail = label_row(row, require_format=require_format, p_source=p_source,
                                                tokenizer=answer_tok)
             if target is None:
-                rejects.append({"line": n, "id": rid, "reason": reason, "detail": detail})
+                on_reject({"line": n, "id": rid, "reason": reason, "detail": detail})
                 continue
             messages = row.get("messages")
             if not messages or not isinstance(messages, list):
-                rejects.append({"line": n, "id": rid, "reason": "missing_field",
-                                "detail": "no 'messages'"})
+                on_reject({"line": n, "id": rid, "reason": "missing_field", "detail": "no 'messages'"})
                 continue
             try:
                 data, _ = image_bytes_for_parquet(row["image"])
             except (ImageProblem, KeyError, TypeError) as e:
-                rejects.append({"line": n, "id": rid, "reason": "image", "detail": str(e)})
+                on_reject({"line": n, "id": rid, "reason": "image", "detail": str(e)})
                 continue
             msgs = [{"role": m["role"], "content": m["content"]} for m in messages
                     if m["role"] in ("system", "user")]
             msgs.append({"role": "assistant", "content": target["assistant"]})
+            if check is not None:
+                # the length does not depend on which target is written: both are "0.xx"
+                detail = check.problem(check.tokens(msgs, data, pixel_bounds, add_generation_prompt=False))
+                if detail is not None:
+                    on_reject({"line": n, "id": rid, "reason": "overlong", "detail": detail})
+                    continue
+            yield n, rid, row, target, msgs, data
+
+    binned: dict[str, float] = {}
+    if target == "binned":
+        # a first pass finds every row that will be kept, so the bins hold exactly those rows
+        by_group: dict[str, list[tuple[str, float, bool]]] = {}
+        for _, rid, row, t, _, _ in rows_kept(lambda _r: None):
+            by_group.setdefault(get_subtask(row["subtask"]).group, []).append((rid, t["p"], t["correct"]))
+        for members in by_group.values():
+            accs = binned_accuracy([(p, ok) for _, p, ok in members], bin_rows)
+            binned.update((rid, round_confidence(a)) for (rid, _, _), a in zip(members, accs))
+
+    sink = _ParquetSink(out, sft_schema(pixel_bounds), batch_rows)
+    hist_in: list[tuple[float, bool]] = []
+    rejects: list[dict[str, Any]] = []
+    targets: list[dict[str, Any]] = []
+    n_format_ok = 0
+    try:
+        for _n, rid, row, t, msgs, data in rows_kept(rejects.append):
+            eq2 = t["confidence"]
+            if target == "binned":
+                t["confidence"] = binned[rid]
+                t["assistant"] = row["response"].rstrip() + confidence_tag(t["confidence"])
+                msgs[-1] = {"role": "assistant", "content": t["assistant"]}
             cell: dict[str, Any] = {"bytes": data, "path": None}
             if pixel_bounds is not None:
                 cell["min_pixels"], cell["max_pixels"] = pixel_bounds
-            if check is not None:
-                detail = check.problem(check.tokens(msgs, data, pixel_bounds, add_generation_prompt=False))
-                if detail is not None:
-                    rejects.append({"line": n, "id": rid, "reason": "overlong", "detail": detail})
-                    continue
             sink.add({"messages": msgs, "images": [cell], "id": rid,
-                      "subtask": get_subtask(row["subtask"]).name, "label": target["label"]})
-            n_format_ok += parse_response(target["assistant"]).format_ok
-            hist_in.append((target["confidence"], target["correct"]))
-            targets.append({"id": rid, **{k: target[k] for k in
-                                          ("pred", "label", "correct", "p", "d", "confidence")},
-                            "p_source": p_source})
+                      "subtask": get_subtask(row["subtask"]).name, "label": t["label"]})
+            n_format_ok += parse_response(t["assistant"]).format_ok
+            hist_in.append((t["confidence"], t["correct"]))
+            targets.append({"id": rid, **{k: t[k] for k in ("pred", "label", "correct", "p", "d", "confidence")},
+                            "eq2": eq2, "p_source": p_source, "target": target})
     except BaseException:
         sink.abort()
         raise
@@ -523,6 +597,7 @@ def label_generations(
         "generations": str(Path(gen_path)),
         "parquet": str(out),
         "p_source": p_source,
+        "target": target,
         "kept": result.kept,
         "rejected": result.rejected,
         "reject_reasons": dict(sorted(result.reasons.items())),
@@ -537,7 +612,8 @@ def label_generations(
     result.summary_json.write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
     if result.summary_png is not None:
         _plot_histogram(bins, result.summary_png,
-                        f"stage-2 targets (p: {p_source}): {result.kept} kept, {result.rejected} rejected")
+                        f"stage-2 targets ({target}, p: {p_source}): {result.kept} kept, {result.rejected} rejected",
+                        "confidence target c* (Eq. 2)" if target == "eq2" else "confidence target c* (binned accuracy)")
     return result
 
 

@@ -373,3 +373,70 @@ def test_stage2_label_p_source_cli(tmp_path: Path, qwen_tok, qwen_tok_dir: Path,
     assert not (tmp_path / "notok.parquet").exists()
     with pytest.raises(ValueError, match="needs the model's tokenizer"):
         label_generations(gen, tmp_path / "api.parquet", p_source="answer", max_length=None, plot=False)
+
+
+def test_binned_accuracy_hand_computed() -> None:
+    from emocaliber_rl.stage2 import binned_accuracy
+
+    # nine rows, bins of three in order of p: {.1 .2 .3} 0 of 3 right, {.4 .5 .6} 3 of 3,
+    # {.7 .8 .9} 1 of 3. The last bin is less accurate than the one before it: pooled, 4 of 6.
+    pts = {0.1: False, 0.2: False, 0.3: False, 0.4: True, 0.5: True, 0.6: True, 0.7: True, 0.8: False, 0.9: False}
+    order = [0.5, 0.9, 0.1, 0.7, 0.3, 0.6, 0.2, 0.8, 0.4]  # input order is kept in the output
+    got = binned_accuracy([(p, pts[p]) for p in order], 3)
+    want = {0.1: 0.0, 0.2: 0.0, 0.3: 0.0, 0.4: 4 / 6, 0.5: 4 / 6, 0.6: 4 / 6, 0.7: 4 / 6, 0.8: 4 / 6, 0.9: 4 / 6}
+    assert got == pytest.approx([want[p] for p in order])
+    # seven rows, bins of three: 7 // 3 = 2 bins of 3 and 4 rows ({.1 .2 .3}: 1 right; {.4 .. .7}: 3 right)
+    pts7 = [(0.1, True), (0.2, False), (0.3, False), (0.4, True), (0.5, False), (0.6, True), (0.7, True)]
+    assert binned_accuracy(pts7, 3) == pytest.approx([1 / 3] * 3 + [3 / 4] * 4)
+    # a pool that must cascade: bins 1/1, 0/1, 0/1 -> all three pooled to 1/3
+    assert binned_accuracy([(0.1, True), (0.2, False), (0.3, False)], 1) == pytest.approx([1 / 3] * 3)
+    # fewer rows than a bin: one bin
+    assert binned_accuracy([(0.2, True), (0.1, False)], 25) == [0.5, 0.5]
+    assert binned_accuracy([], 3) == []
+    with pytest.raises(ValueError, match="bin_rows"):
+        binned_accuracy([(0.1, True)], 0)
+
+
+def test_stage2_label_binned_target_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--target binned writes, per group, each bin's accuracy; Eq. 2's value stays in the targets file."""
+    from emocaliber_rl.cli import main
+
+    img = tmp_path / "a.png"
+    draw_image(6).save(img)
+    sad = taught_response().replace("<answer>amusement</answer>", "<answer>sadness</answer>")
+    pos = taught_response().replace("<answer>amusement</answer>", "<answer>positive</answer>")
+    neg = taught_response().replace("<answer>amusement</answer>", "<answer>negative</answer>")
+    lines = [
+        # ID VER (FI-8), p = the mean of one token's probability; in order of p: .2 wrong, .3 wrong,
+        # .6 right, .8 wrong -> bins of 2: {.2 .3} 0/2, {.6 .8} 1/2
+        _gen_line("v1", sad, [0.3], img), _gen_line("v2", taught_response(), [0.6], img),
+        _gen_line("v3", sad, [0.8], img), _gen_line("v4", sad, [0.2], img),
+        # ID VSA (FI-2, label positive): {.1 right, .4 wrong} 1/2, {.5 right, .9 right} 2/2
+        _gen_line("s1", pos, [0.5], img, "positive", "FI-2"), _gen_line("s2", neg, [0.4], img, "positive", "FI-2"),
+        _gen_line("s3", pos, [0.9], img, "positive", "FI-2"), _gen_line("s4", pos, [0.1], img, "positive", "FI-2"),
+    ]
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = tmp_path / "b.parquet"
+    rc = main(["stage2", "label", str(gen), "--out", str(out), "--processor-pixels", "--no-plot",
+               "--max-length", "0", "--target", "binned", "--bin-rows", "2"])
+    assert rc == 0, capsys.readouterr().err
+    targets = {t["id"]: t for t in map(json.loads, Path(f"{out}.targets.jsonl").read_text().splitlines())}
+    assert {k: t["confidence"] for k, t in targets.items()} == {
+        "v1": 0.0, "v4": 0.0, "v2": 0.5, "v3": 0.5, "s2": 0.5, "s4": 0.5, "s1": 1.0, "s3": 1.0}
+    # Eq. 2 by hand: v2 right, p .6 -> 0.80; v3 sadness for amusement, p .8 -> 0.5 - 0.469742 * 0.8 -> 0.12
+    assert targets["v2"]["eq2"] == 0.80 and targets["v3"]["eq2"] == 0.12
+    assert {t["target"] for t in targets.values()} == {"binned"}
+    import pyarrow.parquet as pq
+
+    written = {r["id"]: r["messages"][-1]["content"] for r in pq.read_table(out).to_pylist()}
+    assert written["v3"].endswith("</answer><confidence>0.50</confidence>")
+    assert written["s1"].endswith("</answer><confidence>1.00</confidence>")
+    summary = json.loads((tmp_path / "b.summary.json").read_text())
+    assert summary["target"] == "binned" and summary["kept"] == 8
+    # a bad bin size: one line, exit 2, nothing written
+    capsys.readouterr()
+    rc = main(["stage2", "label", str(gen), "--out", str(tmp_path / "z.parquet"), "--target", "binned",
+               "--bin-rows", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--bin-rows" in err and not (tmp_path / "z.parquet").exists()

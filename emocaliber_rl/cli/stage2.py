@@ -76,6 +76,9 @@ def _run_label(args: argparse.Namespace) -> int:
         print("error: --p-source answer needs --tokenizer MODEL_DIR (the model that wrote the generations: "
               "its tokenizer finds the answer token among the token ids)", file=sys.stderr)
         return 2
+    if args.bin_rows < 1:
+        print(f"error: --bin-rows must be >= 1, got {args.bin_rows}", file=sys.stderr)
+        return 2
     from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 
     res = label_generations(args.generations, args.out, summary_dir=args.summary_dir,
@@ -83,9 +86,10 @@ def _run_label(args: argparse.Namespace) -> int:
                             duplicates=args.duplicates,
                             pixel_bounds=None if args.processor_pixels else OFFICIAL_PIXEL_BOUNDS,
                             max_length=args.max_length or None, tokenizer=args.tokenizer,
-                            p_source=args.p_source)
+                            p_source=args.p_source, target=args.target, bin_rows=args.bin_rows)
     print_reject_counts(res)
-    print(json.dumps({"parquet": str(res.out_path), "p_source": args.p_source, "kept": res.kept,
+    print(json.dumps({"parquet": str(res.out_path), "p_source": args.p_source, "target": args.target,
+                      "kept": res.kept,
                       "rejected": res.rejected,
                       "rejects": str(res.rejects_path), "targets": str(res.targets_path),
                       "summary": str(res.summary_json),
@@ -140,6 +144,14 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
                         "where the reasoning tokens are forced the mean is ~constant, the answer token's "
                         "probability is the model's own answer uncertainty. answer needs --tokenizer; a row "
                         "whose answer token cannot be located is a no_answer_token reject")
+    p.add_argument("--target", choices=("eq2", "binned"), default="eq2",
+                   help="the confidence target. eq2 (default): the paper's Eq. 2 per row (>= 0.5 when the "
+                        "sampled answer is right, < 0.5 when wrong). binned: this project's named alternative, "
+                        "not the paper's: the accuracy of the rows of the same group whose p is in the same "
+                        "bin of --bin-rows rows (histogram binning, made isotonic in p), an estimate of "
+                        "P(correct | p) that a model can say back; Eq. 2 splits on a coin it cannot see")
+    p.add_argument("--bin-rows", type=int, default=25, metavar="N",
+                   help="rows per bin of --target binned, per group (default 25)")
     p.set_defaults(func=_run_label)
 
 
