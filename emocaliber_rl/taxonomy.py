@@ -148,6 +148,8 @@ SUBTASK_ALIASES: dict[str, str] = {
     "unbiasedemo-8": "UnbiasedEmo-6",
 }
 TRAIN_SUBTASKS: tuple[str, ...] = ("FI-8", "EmoSet-8", "WebEmo-7", "WebEmo-25", "FI-2", "WebEmo-2")
+# The OOD subtasks are evaluation only (paper Sec. 4.1): no split of them may reach training.
+TEST_ONLY_SUBTASKS: tuple[str, ...] = tuple(n for n in SUBTASKS if n not in TRAIN_SUBTASKS)
 
 # Which emotion loop (see loops/) measures distances for each subtask.
 LOOP_OF_SUBTASK: dict[str, str] = {

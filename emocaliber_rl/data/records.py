@@ -10,14 +10,14 @@ A manifest is a jsonl file of :class:`Record` rows. Field names are stable becau
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from emocaliber_rl.jsonl import InputFileError, input_error, iter_jsonl, write_jsonl
 from emocaliber_rl.taxonomy import canonical_label, get_subtask
 
-__all__ = ["Record", "iter_jsonl", "read_manifest", "write_jsonl", "write_manifest"]
+__all__ = ["Record", "iter_jsonl", "iter_manifest", "read_manifest", "write_jsonl", "write_manifest"]
 
 
 @dataclass
@@ -105,19 +105,24 @@ class Record:
         return rec
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
-    """Read a manifest written by this package; :class:`InputFileError` names the bad line."""
-    out = []
+def iter_manifest(path: str | os.PathLike[str]) -> Iterator[tuple[int, Record]]:
+    """``(line number, record)`` of each row of a manifest written by this package;
+    :class:`InputFileError` names the bad line."""
     for n, obj, err in iter_jsonl(path):
         if err is not None:
             raise input_error(path, n, None, err)
         if not isinstance(obj, dict):
             raise input_error(path, n, None, f"expected a JSON object, got {type(obj).__name__}")
         try:
-            out.append(Record.from_dict(obj))
+            rec = Record.from_dict(obj)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise InputFileError(f"{path}:{n}: {e}") from e
-    return out
+        yield n, rec
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
+    """Read a manifest written by this package; :class:`InputFileError` names the bad line."""
+    return [rec for _, rec in iter_manifest(path)]
 
 
 def write_manifest(path: str | os.PathLike[str], records: Iterable[Record]) -> int:
