@@ -155,8 +155,6 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 def _run_judge(args: argparse.Namespace) -> int:
     from emocaliber_rl.data import cot_run
     from emocaliber_rl.data.cot_client import run_async
-    from emocaliber_rl.data.cot_store import ResultLog
-
     opts = _resolve(args)
     log, holder = _make_logger(args.log)
     try:
@@ -164,12 +162,9 @@ def _run_judge(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = []
-    for path in args.inputs:
-        src = ResultLog(path)
-        rows.extend(src.load(repair=False).values())
-        for note in src.notes:
-            log(note)
+    rows, notes = cot_run.read_synthesized(args.inputs)
+    for note in notes:
+        log(note)
     if args.limit is not None:
         rows = rows[: args.limit]
     if not rows:

@@ -4,7 +4,8 @@ Reading and writing go through :mod:`emocaliber_rl.jsonl` (``iter_jsonl`` and ``
 re-exported here).
 
 A manifest is a jsonl file of :class:`Record` rows. Field names are stable because other stages
-(stage 2, evaluation) read the manifests directly.
+(stage 2, evaluation) read the manifests directly. Image paths in a manifest are absolute or
+relative to the manifest's folder (:mod:`emocaliber_rl.data.image_paths`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.data.image_paths import resolve_image, stored_image
 from emocaliber_rl.jsonl import InputFileError, input_error, iter_jsonl, write_jsonl
 from emocaliber_rl.taxonomy import canonical_label, get_subtask
 
@@ -107,7 +110,9 @@ class Record:
 
 def iter_manifest(path: str | os.PathLike[str]) -> Iterator[tuple[int, Record]]:
     """``(line number, record)`` of each row of a manifest written by this package;
-    :class:`InputFileError` names the bad line."""
+    :class:`InputFileError` names the bad line. Relative image paths resolve against the
+    manifest's folder (:mod:`~emocaliber_rl.data.image_paths`)."""
+    folder = Path(path).parent
     for n, obj, err in iter_jsonl(path):
         if err is not None:
             raise input_error(path, n, None, err)
@@ -117,6 +122,7 @@ def iter_manifest(path: str | os.PathLike[str]) -> Iterator[tuple[int, Record]]:
             rec = Record.from_dict(obj)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise InputFileError(f"{path}:{n}: {e}") from e
+        rec.image = resolve_image(rec.image, folder)
         yield n, rec
 
 
@@ -126,4 +132,12 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
 
 
 def write_manifest(path: str | os.PathLike[str], records: Iterable[Record]) -> int:
-    return write_jsonl(path, (r.to_dict() for r in records))
+    """Write ``records`` to ``path``; image paths are stored by the one path rule (absolute, or
+    relative to ``path``'s folder when inside it)."""
+
+    def row(r: Record) -> dict[str, Any]:
+        d = r.to_dict()
+        d["image"] = stored_image(r.image, path)
+        return d
+
+    return write_jsonl(path, (row(r) for r in records))
