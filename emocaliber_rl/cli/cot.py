@@ -191,9 +191,10 @@ def _run_judge(args: argparse.Namespace) -> int:
 def _run_cot_split(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.cot_split import split_cot, table, write_split
     from emocaliber_rl.data.leak_guard import Located, hashes_of_manifests, refuse_test_data
-    from emocaliber_rl.data.records import iter_manifest
+    from emocaliber_rl.data.records import iter_manifest, refuse_duplicate_ids
 
     located = [Located(r, f"{path}:{n}") for path in args.inputs for n, r in iter_manifest(path)]
+    refuse_duplicate_ids((it.where, it.record) for it in located)
     if not args.allow_test:
         refuse_test_data(located, hashes_of_manifests(args.test_manifest), "cot split")
     records = [it.record for it in located]
@@ -297,7 +298,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "record's split becomes its subset (vec-cot-N); the split it had is kept in "
             "extra.origin_split. Test data (split test, a test-only OOD subtask, or an image of a "
             "--test-manifest) is refused, naming the records, before anything is written "
-            "(exit 2), unless --allow-test."
+            "(exit 2), unless --allow-test. So is an id used twice across the inputs (exit 2, "
+            "naming both lines)."
         ),
         example="emocaliber cot split cot/kept.jsonl -o cot/split --seed 0",
     )

@@ -68,9 +68,12 @@ def load_rows(
 
     Relative image paths resolve against ``image_root``, else against each file's own folder.
     ``path_map`` rewrites path prefixes (first match wins): published files name images by
-    absolute paths on their authors' machines.
+    absolute paths on their authors' machines. Ids are unique across all ``paths`` (the one id
+    rule): a row whose id an earlier row has is reported as ``duplicate_id``, naming where the id
+    was first used, and left out; the first is kept.
     """
     out: list[ParsedRow] = []
+    seen: dict[str, str] = {}
     for path in paths:
         path = Path(path)
         root = Path(image_root) if image_root is not None else path.parent
@@ -81,6 +84,12 @@ def load_rows(
             try:
                 row = parse_row(obj, lineno=n, source=str(path), image_root=root,
                                 default_subtask=default_subtask)
+                rid = row.record.id
+                if rid in seen:
+                    report.add(str(path), "duplicate_id", f"id {rid!r} already used at {seen[rid]}",
+                               line=n, item=rid)
+                    continue
+                seen[rid] = f"{path}:{n}"
                 for old, new in path_map or ():
                     if row.record.image.startswith(old):
                         row.record.image = new + row.record.image[len(old):]

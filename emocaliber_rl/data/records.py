@@ -20,7 +20,8 @@ from emocaliber_rl.data.image_paths import resolve_image, stored_image
 from emocaliber_rl.jsonl import InputFileError, input_error, iter_jsonl, write_jsonl
 from emocaliber_rl.taxonomy import canonical_label, get_subtask
 
-__all__ = ["Record", "iter_jsonl", "iter_manifest", "read_manifest", "write_jsonl", "write_manifest"]
+__all__ = ["Record", "iter_jsonl", "iter_manifest", "read_manifest", "refuse_duplicate_ids", "write_jsonl",
+           "write_manifest"]
 
 
 @dataclass
@@ -129,6 +130,20 @@ def iter_manifest(path: str | os.PathLike[str]) -> Iterator[tuple[int, Record]]:
 def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
     """Read a manifest written by this package; :class:`InputFileError` names the bad line."""
     return [rec for _, rec in iter_manifest(path)]
+
+
+def refuse_duplicate_ids(items: Iterable[tuple[str, Record]]) -> None:
+    """The one id rule for a command without a problem report: a repeated id stops it.
+
+    ``items`` are ``(where, record)`` pairs, ``where`` being ``file:line``; raises
+    :class:`InputFileError` naming the repeat, its id and where the id was first used.
+    """
+    seen: dict[str, str] = {}
+    for where, rec in items:
+        if rec.id in seen:
+            raise InputFileError(f"{where}: field 'id': {rec.id!r} already used at {seen[rec.id]} "
+                                 "(duplicate_id: an id names one sample; remove or rename the repeat)")
+        seen[rec.id] = where
 
 
 def write_manifest(path: str | os.PathLike[str], records: Iterable[Record]) -> int:
