@@ -79,6 +79,8 @@ WEBEMO_7_POLARITY: dict[str, str] = {
 UNBIASED_6: tuple[str, ...] = ("anger", "fear", "joy", "love", "sadness", "surprise")
 
 # Spellings found in the datasets' own files and in model outputs, mapped to canonical words.
+# reward_fns/emocaliber.py ships a copy (LABEL_ALIASES; it loads without this package);
+# tests/test_reward_aliases.py fails when the two differ.
 ALIASES: dict[str, str] = {
     # WebEmo category.txt misspellings
     "cheerfullness": "cheerfulness",
