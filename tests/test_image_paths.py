@@ -88,3 +88,41 @@ def test_manifest_inside_its_images_folder_stays_relative_and_cot_split_moves_it
     exp = _cli(root, "export", "prompts2", "cot split/vec_cot_1.jsonl", "-o", "p2.jsonl")
     assert exp.returncode == 0, exp.stderr
     assert [r["image"] for r in _rows(root / "p2.jsonl")] == ["bench/img x/a.png"] * 3
+
+
+def test_stage2_label_reads_generation_images_relative_to_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`stage2 generate` stores images by the rule; `stage2 label` resolves them against the
+    generations file's folder, not the working directory."""
+    from emocaliber_rl.cli import main
+    from emocaliber_rl.stage2 import label_generations
+
+    run = tmp_path / "lauf ü"
+    _img(run / "imgs" / "a.png", (5, 6, 7))
+    resp = ("<think><element>e</element><human>h</human><context>c</context><interaction>i</interaction>"
+            "<analysis>a</analysis></think><answer>awe</answer>")
+    row = {"id": "g1", "subtask": "FI-8", "label": "awe", "image": "imgs/a.png",
+           "messages": [{"role": "user", "content": "<image>Which emotion?"}], "response": resp,
+           "logprobs": [-0.1, -0.2], "token_ids": [1, 2]}
+    (run / "gen.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    res = label_generations(Path("lauf ü/gen.jsonl"), Path("out/s2.parquet"), plot=False, pixel_bounds=None)
+    assert res.kept == 1, res.reasons
+    main(["stage2", "label", "lauf ü/gen.jsonl", "--out", "out/s3.parquet", "--processor-pixels", "--no-plot"])
+    assert "kept 1 of 1" in capsys.readouterr().err
+
+
+def test_cot_judge_kept_manifest_resolves_the_verdicts_images(tmp_path: Path, monkeypatch) -> None:
+    """`cot judge --kept` in another folder: the kept manifest names the images the verdicts
+    file named (relative to its folder), by the rule."""
+    from emocaliber_rl.data.cot_run import write_kept
+    from emocaliber_rl.data.records import read_manifest
+
+    cot = tmp_path / "cot ç"
+    _img(cot / "imgs" / "a.png", (9, 8, 7))
+    verdict = {"id": "v1", "subtask": "FI-8", "image": "imgs/a.png", "label": "awe", "passed": True,
+               "response": "r", "steps": {"element": "e"}}
+    (cot / "verdicts.jsonl").write_text(json.dumps(verdict) + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert write_kept(Path("cot ç/verdicts.jsonl"), Path("kept dir/kept.jsonl")) == (1, 1)
+    kept = read_manifest(tmp_path / "kept dir" / "kept.jsonl")
+    assert Path(kept[0].image).resolve() == (cot / "imgs" / "a.png").resolve()
