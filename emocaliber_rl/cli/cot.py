@@ -155,6 +155,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 def _run_judge(args: argparse.Namespace) -> int:
     from emocaliber_rl.data import cot_run
     from emocaliber_rl.data.cot_client import run_async
+
     opts = _resolve(args)
     log, holder = _make_logger(args.log)
     try:

@@ -300,7 +300,8 @@ async def judge(
 
     async def work(row: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in row.items() if k not in ("usage", "attempts")}
-        out["image"] = stored_image(row["image"], out_path)  # the one path rule
+        if isinstance(row.get("image"), str):
+            out["image"] = stored_image(row["image"], out_path)  # the one path rule
         out["synth_usage"] = row.get("usage")
         check = structural_check(row["subtask"], row["label"], row.get("response") or "")
         if not check.ok:
