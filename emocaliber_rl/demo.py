@@ -174,24 +174,30 @@ class Demo:
               f"(hallucination {judged['hallucination']}, leakage {judged['label_leakage']}, "
               f"inconsistency {judged['logical_inconsistency']}, local {judged['local_rejects']}); "
               f"{judged['distinct_elements']} distinct <element> texts", flush=True)
-        ctx.python("cot", "split", str(kept), "-o", str(self.cot), "--seed", str(self.seed))
+        # The train/test guard checks the training files' images against the test manifest's too
+        # (bench build already keeps them disjoint); the validation exports below are test data
+        # on purpose, hence --allow-test.
+        guard = ("--test-manifest", str(self.bench / "test.jsonl"))
+        ctx.python("cot", "split", str(kept), "-o", str(self.cot), "--seed", str(self.seed), *guard)
         d = self.data
-        ctx.python("export", "sft1", str(self.cot / "vec_cot_1.jsonl"), "-o", str(d / "stage1.parquet"), *TINY_PIXELS)
-        ctx.python("export", "prompts2", str(self.cot / "vec_cot_2.jsonl"), "-o", str(d / "stage2_prompts.jsonl"))
+        ctx.python("export", "sft1", str(self.cot / "vec_cot_1.jsonl"), "-o", str(d / "stage1.parquet"), *guard,
+                   *TINY_PIXELS)
+        ctx.python("export", "prompts2", str(self.cot / "vec_cot_2.jsonl"), "-o", str(d / "stage2_prompts.jsonl"),
+                   *guard)
         # Every prompt is stage 1's, without the confidence request that stage-3 and evaluation
         # exports add by default: stages 1 and 2 train on prompts that do not ask, and the tiny
         # model, unlike a 7B one, does not carry its format over to a prompt it never saw (its
         # greedy answers parse on 95% of test images with the training prompt, ~20% with the ask).
         ctx.python("export", "rl3", str(self.cot / "vec_cot_3.jsonl"), "-o", str(d / "stage3_train.parquet"),
-                   "--no-confidence", *TINY_PIXELS)
+                   "--no-confidence", *guard, *TINY_PIXELS)
         ctx.python("export", "rl3", str(self.bench / "test.jsonl"), "-o", str(d / "stage3_val.parquet"),
-                   "--split", "test", "--no-confidence", *TINY_PIXELS)
+                   "--split", "test", "--allow-test", "--no-confidence", *TINY_PIXELS)
         n = _write_parity_manifest(self.bench / "test.jsonl", self.parity_manifest, self.sizes.parity_per_task)
         with ctx.log_path.open("a", encoding="utf-8") as log:
             log.write(f"{n} test records ({self.sizes.parity_per_task} per subtask) for stage 3's validation "
                       f"rollouts -> {self.parity_manifest}\n")
         ctx.python("export", "rl3", str(self.parity_manifest), "-o", str(d / "stage3_parity.parquet"),
-                   "--split", "test", "--no-confidence", *TINY_PIXELS)
+                   "--split", "test", "--allow-test", "--no-confidence", *TINY_PIXELS)
         ctx.python("export", "eval", str(self.bench / "test.jsonl"), "-o", str(d / "test.eval.jsonl"), "--no-confidence")
         ctx.outputs.update(cot=str(synth), verdicts=str(verdicts), kept=str(kept), split_table=str(self.cot / "table.md"),
                            data=str(d), judged=str(judged["judged"]), rejected=str(judged["rejected"]),

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
+from emocaliber_rl.data.image_paths import resolve_image, stored_image
 from emocaliber_rl.data.lengths import SFT_MAX_LENGTH
 from emocaliber_rl.inference.probs import answer_token_prob, mean_token_prob
 from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
@@ -192,14 +193,9 @@ def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if not isinstance(row["messages"], list):
             raise input_error(p, n, "messages", f"expected a list, got {type(row['messages']).__name__}")
         row["id"] = str(row["id"])
-        row["image"] = _resolve_image(str(row["image"]), p.parent)
+        row["image"] = resolve_image(str(row["image"]), p.parent)
         out.append(row)
     return out
-
-
-def _resolve_image(image: str, base: Path) -> str:
-    """A relative image path resolves against the file's own folder (the data exports' rule)."""
-    return image if Path(image).is_absolute() else str(base / image)
 
 
 def _plain(value: Any) -> Any:
@@ -278,7 +274,7 @@ def generate_stage2(
                     "subtask": r["subtask"],
                     "label": r["label"],
                     "candidates": r.get("candidates"),
-                    "image": r["image"],
+                    "image": stored_image(r["image"], out_path),
                     "messages": r["messages"],
                     "response": g.text,
                     "token_ids": g.token_ids,
@@ -533,7 +529,7 @@ def label_generations(
                 on_reject({"line": n, "id": rid, "reason": "missing_field", "detail": "no 'messages'"})
                 continue
             try:
-                data, _ = image_bytes_for_parquet(row["image"])
+                data, _ = image_bytes_for_parquet(resolve_image(str(row["image"]), Path(gen_path).parent))
             except (ImageProblem, KeyError, TypeError) as e:
                 on_reject({"line": n, "id": rid, "reason": "image", "detail": str(e)})
                 continue

@@ -79,6 +79,8 @@ WEBEMO_7_POLARITY: dict[str, str] = {
 UNBIASED_6: tuple[str, ...] = ("anger", "fear", "joy", "love", "sadness", "surprise")
 
 # Spellings found in the datasets' own files and in model outputs, mapped to canonical words.
+# reward_fns/emocaliber.py ships a copy (LABEL_ALIASES; it loads without this package);
+# tests/test_reward_aliases.py fails when the two differ.
 ALIASES: dict[str, str] = {
     # WebEmo category.txt misspellings
     "cheerfullness": "cheerfulness",
@@ -148,6 +150,8 @@ SUBTASK_ALIASES: dict[str, str] = {
     "unbiasedemo-8": "UnbiasedEmo-6",
 }
 TRAIN_SUBTASKS: tuple[str, ...] = ("FI-8", "EmoSet-8", "WebEmo-7", "WebEmo-25", "FI-2", "WebEmo-2")
+# The OOD subtasks are evaluation only (paper Sec. 4.1): no split of them may reach training.
+TEST_ONLY_SUBTASKS: tuple[str, ...] = tuple(n for n in SUBTASKS if n not in TRAIN_SUBTASKS)
 
 # Which emotion loop (see loops/) measures distances for each subtask.
 LOOP_OF_SUBTASK: dict[str, str] = {

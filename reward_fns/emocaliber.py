@@ -32,7 +32,12 @@ w_conf*R_conf`` with all weights 1 (paper: ``R = R_conf + R_correct + R_format``
 * ``R_format``: 1 if the strict format above holds, else 0.
 * ``R_correct``: the paper's indicator I(e), 1 if the answer names the ground truth and no
   other candidate label, else 0 (:func:`is_correct`, ``match="label"``; the same function labels
-  stage 2 and scores evaluation). The answer is the strict parse's, or when the format fails the
+  stage 2 and scores evaluation). Label spellings: the candidates, the taxonomy's aliases
+  (:data:`LABEL_ALIASES`, always on, so ``sad`` names sadness without any ``extra_info``), and
+  any ``aliases`` given in ``extra_info`` or ``reward_kwargs``. Inside a sentence an alias that is
+  also an everyday word with another sense (:data:`WEAK_SPELLINGS`: ``content`` as in "the
+  content of", ``afraid`` as in "I'm afraid that") names its label only when no other spelling
+  names one (:func:`answer_label`). The answer is the strict parse's, or when the format fails the
   content of the last ``<answer>..</answer>`` (:func:`extract_answer`): each term is scored on its
   own, as a sum.
 * ``R_conf`` (``conf_reward="loglik"``, Eq. 4): ``i*log(c') + (1-i)*log(1-c')`` with
@@ -75,11 +80,13 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = [
+    "LABEL_ALIASES",
     "MATCH_MODES",
     "PRESETS",
     "STEP_TAGS",
     "TAGS",
     "TAG_PAIRS",
+    "WEAK_SPELLINGS",
     "LabelSet",
     "ParsedResponse",
     "all_blocks",
@@ -130,6 +137,32 @@ _SEQUENCE: tuple[tuple[str, str], ...] = (
 _WORDS = re.compile(r"[^\W_]+")
 _PUNCT_DELETE = str.maketrans("", "", string.punctuation)
 _DIGITS = frozenset("0123456789")
+
+# The taxonomy's label aliases (emocaliber_rl.taxonomy.ALIASES: dataset spellings, adjective
+# forms, polarity abbreviations), shipped here so that the reward, loaded by path without
+# emocaliber_rl, reads answers as stage 2 and evaluation do. A copy, not an import:
+# tests/test_reward_aliases.py checks that it equals the taxonomy's.
+LABEL_ALIASES: dict[str, str] = {
+    "cheerfullness": "cheerfulness",
+    "irritabilty": "irritability",
+    "enthralled": "enthrallment",
+    "amused": "amusement",
+    "angry": "anger",
+    "content": "contentment",
+    "contented": "contentment",
+    "disgusted": "disgust",
+    "excited": "excitement",
+    "fearful": "fear",
+    "afraid": "fear",
+    "sad": "sadness",
+    "awed": "awe",
+    "pos": "positive",
+    "neg": "negative",
+}
+# Aliases that are also everyday words with another sense ("the content of this image", "I'm
+# afraid it is awe"): inside a longer answer they name their label only when no other spelling
+# names one, so they never make an answer name two labels.
+WEAK_SPELLINGS: frozenset[str] = frozenset({"content", "afraid"})
 
 # veRL's reward managers add these when a reward router is configured; they mean nothing here.
 _VERL_PASSTHROUGH_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
@@ -333,7 +366,8 @@ def _cached_tables(global_aliases: Any, sample_aliases: Any, candidates: Any) ->
 
 
 def _build_tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> LabelSet:
-    aliases = _alias_map(global_aliases)
+    aliases = _alias_map(LABEL_ALIASES)  # the taxonomy's, always: the same reading as evaluation
+    aliases.update(_alias_map(global_aliases))
     aliases.update(_alias_map(sample_aliases))  # per-sample aliases win over global ones
     if candidates is None:
         return LabelSet(aliases, None, frozenset())
@@ -358,23 +392,27 @@ def _tables(global_aliases: Any, sample_aliases: Any, candidates: Any) -> LabelS
 
 
 def label_set(candidates: Sequence[str] | None, aliases: Any = None) -> LabelSet:
-    """The spellings I(e) accepts for a subtask: its ``candidates`` and their ``aliases``.
+    """The spellings I(e) accepts for a subtask: its ``candidates`` and their aliases.
 
-    ``aliases`` maps alias -> canonical label (a mapping, (alias, canonical) pairs or their JSON,
-    as ``extra_info["aliases"]`` stores them; ``emocaliber_rl.taxonomy.aliases_for`` builds it).
+    The aliases are :data:`LABEL_ALIASES` plus ``aliases``, which maps alias -> canonical label
+    (a mapping, (alias, canonical) pairs or their JSON, as ``extra_info["aliases"]`` stores them;
+    ``emocaliber_rl.taxonomy.aliases_for`` builds it) and wins where both name a spelling.
     Cached: every row of a subtask shares one set.
     """
     return _tables(None, aliases, candidates)
 
 
 def _named_labels(answer_norm: str, tables: LabelSet) -> set[str]:
-    """Canonical labels whose spelling (or an alias) occurs in the answer as whole words."""
+    """Canonical labels whose spelling (or an alias) occurs in the answer as whole words; a weak
+    spelling (:data:`WEAK_SPELLINGS`) counts only when no other spelling names a label."""
     assert tables.labels is not None
     words = answer_norm.split()
     grams: set[str] = set()
     for n in tables.spans:
         grams.update(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-    return {tables.labels[g] for g in grams if g in tables.labels}
+    found = [g for g in grams if g in tables.labels]
+    strong = {tables.labels[g] for g in found if g not in WEAK_SPELLINGS}
+    return strong or {tables.labels[g] for g in found}
 
 
 MATCH_MODES: tuple[str, ...] = ("label", "exact")
@@ -390,9 +428,12 @@ def answer_label(answer: str | None, labels: LabelSet, match: str = "label") -> 
     * ``match="label"`` (default): the answer must name exactly one candidate label, each
       spelling (the label or one of its aliases) counted where it occurs as whole words:
       ``"Awe"``, ``"It is awe."``, ``"the emotion is awe"``, ``"awe, I think"`` name awe;
-      ``"sad"`` names sadness where ``sad -> sadness`` is an alias; ``"awe or fear"`` names two
-      labels; ``"awesome"`` names none (``awe`` is not a whole word there). Negation is not read:
-      ``"not fear"`` names fear.
+      ``"sad"`` names sadness (``sad -> sadness`` is one of :data:`LABEL_ALIASES`); ``"awe or
+      fear"`` names two labels; ``"awesome"`` names none (``awe`` is not a whole word there).
+      A weak spelling (:data:`WEAK_SPELLINGS`, an alias that is an everyday word) names its
+      label only when nothing else does: ``"The content of this image evokes awe"`` names awe,
+      ``"It is content"`` contentment, ``"I'm afraid it is sadness"`` sadness. Negation is not
+      read: ``"not fear"`` names fear.
     * ``match="exact"``: the whole answer must be one spelling (``"Sadness."`` yes,
       ``"It is sadness"`` no).
 
@@ -564,7 +605,7 @@ def compute_score(
     Options come from ``reward_kwargs`` (``preset``, ``conf_reward``, ``w_format``,
     ``w_correct``, ``w_conf``, ``eps``, ``format_fail_score``, ``match``, ``aliases``,
     ``candidates``); ``extra_info["aliases"]`` and ``extra_info["candidates"]`` give per-sample
-    label spellings. Unknown options raise TypeError.
+    label spellings, on top of :data:`LABEL_ALIASES`. Unknown options raise TypeError.
     """
     opts = _options(extra_info, kwargs)
     text = solution_str if isinstance(solution_str, str) else str(solution_str)

@@ -339,7 +339,8 @@ def test_bench_import_no_hash_still_reports_a_missing_image(tmp_path: Path,
     assert main(["bench", "import", str(src), "-o", str(out), "--no-hash", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert f"{src}:2" in err and "image_missing" in err and "no problems" not in err
-    assert [json.loads(x)["image"] for x in out.read_text().splitlines()] == [str(tmp_path / "a.jpg")]
+    # stored relative to the manifest's folder, where the image is (the one path rule)
+    assert [json.loads(x)["image"] for x in out.read_text().splitlines()] == ["a.jpg"]
 
 
 @pytest.mark.parametrize("kind", ["eval", "prompts2", "rl3", "sft1"])

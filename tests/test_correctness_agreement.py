@@ -35,6 +35,8 @@ PHRASINGS: list[tuple[str, str, str, bool]] = [
     ("FI-8", "awe", "awe, I think", True),
     ("FI-8", "awe", "\u201cAwe\u201d\u3002", True),             # curly quotes, CJK full stop
     ("FI-8", "awe", "The image evokes a sense of awe.", True),
+    ("FI-8", "awe", "The content of this image evokes awe", True),  # 'content' the noun, not the alias
+    ("FI-8", "awe", "I'm afraid the answer is awe", True),      # 'afraid' the idiom
     ("FI-8", "awe", "awe or fear", False),                      # two candidate labels
     ("FI-8", "awe", "awe and amusement", False),
     ("FI-8", "awe", "fear", False),

@@ -91,6 +91,17 @@ def path_map_from_args(args: argparse.Namespace) -> list[tuple[str, str]]:
     return out
 
 
+def add_test_guard(p: argparse.ArgumentParser) -> None:
+    """``--test-manifest`` and ``--allow-test``: the train/test guard's options
+    (:mod:`emocaliber_rl.data.leak_guard`)."""
+    p.add_argument("--test-manifest", action="append", default=[], metavar="PATH",
+                   help="test manifest (e.g. data/vecbench/test.jsonl; repeatable): an input record "
+                        "whose image has the sha256 of one of its images is test data and refused")
+    p.add_argument("--allow-test", action="store_true",
+                   help="let test data through (split test, a test-only OOD subtask, an image of a "
+                        "--test-manifest); without it such records stop the command, nothing written")
+
+
 def nothing_usable(report: Any, what: str, out: Path) -> int:
     """Say why nothing usable was written and what to try; the exit code (1) for it."""
     print(f"error: {what} written to {out}: every input row has a problem (listed above and in "

@@ -7,7 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from emocaliber_rl.cli.common import add_command, add_group_command, add_path_map, path_map_from_args
+from emocaliber_rl.cli.common import (
+    add_command,
+    add_group_command,
+    add_path_map,
+    add_test_guard,
+    path_map_from_args,
+)
 
 # Client options that a --config JSON file may set (flags win); builtin defaults when neither does.
 CLIENT_DEFAULTS = {
@@ -149,7 +155,6 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 def _run_judge(args: argparse.Namespace) -> int:
     from emocaliber_rl.data import cot_run
     from emocaliber_rl.data.cot_client import run_async
-    from emocaliber_rl.data.cot_store import ResultLog
 
     opts = _resolve(args)
     log, holder = _make_logger(args.log)
@@ -158,12 +163,9 @@ def _run_judge(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = []
-    for path in args.inputs:
-        src = ResultLog(path)
-        rows.extend(src.load(repair=False).values())
-        for note in src.notes:
-            log(note)
+    rows, notes = cot_run.read_synthesized(args.inputs)
+    for note in notes:
+        log(note)
     if args.limit is not None:
         rows = rows[: args.limit]
     if not rows:
@@ -189,9 +191,14 @@ def _run_judge(args: argparse.Namespace) -> int:
 
 def _run_cot_split(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.cot_split import split_cot, table, write_split
-    from emocaliber_rl.data.records import read_manifest
+    from emocaliber_rl.data.leak_guard import Located, hashes_of_manifests, refuse_test_data
+    from emocaliber_rl.data.records import iter_manifest, refuse_duplicate_ids
 
-    records = [r for path in args.inputs for r in read_manifest(path)]
+    located = [Located(r, f"{path}:{n}") for path in args.inputs for n, r in iter_manifest(path)]
+    refuse_duplicate_ids((it.where, it.record) for it in located)
+    if not args.allow_test:
+        refuse_test_data(located, hashes_of_manifests(args.test_manifest), "cot split")
+    records = [it.record for it in located]
     ratios = tuple(int(x) for x in args.ratios.split(":"))
     parts = split_cot(records, seed=args.seed, ratios=ratios)
     paths = write_split(parts, args.output)
@@ -287,11 +294,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp = add_command(
         csub, "split",
         help="split kept CoTs into VEC-CoT-1/2/3 (6:3:1, stratified by subtask)",
-        description="Writes OUTPUT/vec_cot_{1,2,3}.jsonl and OUTPUT/table.md (paper Table 1 layout).",
+        description=(
+            "Writes OUTPUT/vec_cot_{1,2,3}.jsonl and OUTPUT/table.md (paper Table 1 layout). Each "
+            "record's split becomes its subset (vec-cot-N); the split it had is kept in "
+            "extra.origin_split. Test data (split test, a test-only OOD subtask, or an image of a "
+            "--test-manifest) is refused, naming the records, before anything is written "
+            "(exit 2), unless --allow-test. So is an id used twice across the inputs (exit 2, "
+            "naming both lines)."
+        ),
         example="emocaliber cot split cot/kept.jsonl -o cot/split --seed 0",
     )
     sp.add_argument("inputs", nargs="+", help="kept-CoT manifest(s)")
     sp.add_argument("-o", "--output", required=True, help="output folder")
     sp.add_argument("--seed", type=int, default=0, help="shuffle seed")
     sp.add_argument("--ratios", default="6:3:1", help="subset ratios")
+    add_test_guard(sp)
     sp.set_defaults(func=_run_cot_split)

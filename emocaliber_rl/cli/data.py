@@ -156,7 +156,9 @@ def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
             "validates every label against the taxonomy and reports bad rows by line number. "
             "Image parts in every form qwen-vl-utils reads ({'image': ...} with or without "
             "type, image_url parts, file:// paths, data URIs: saved under OUTPUT.images/); "
-            "http(s) images are reported (map them to local copies with --path-map)."
+            "http(s) images are reported (map them to local copies with --path-map). A repeated id "
+            "is reported (duplicate_id) and the first row kept. The manifest stores image paths "
+            "absolute, or relative to its own folder when inside it, as every command reads them."
         ),
         example="emocaliber bench import test_8k.jsonl -o data/vecbench/test_release.jsonl "
                 "--image-root /data/images",

@@ -10,6 +10,7 @@ from pathlib import Path
 from emocaliber_rl.cli.common import (
     add_command,
     add_path_map,
+    add_test_guard,
     nothing_usable,
     path_map_from_args,
     pixel_bounds_from_args,
@@ -22,6 +23,8 @@ EXPORT_KINDS = {
     "rl3": "stage-3 RL parquet for veRL RLHFDataset (prompt asks for a confidence)",
     "eval": "evaluation manifest (jsonl: id, task, group, image, label, candidates, prompt)",
 }
+# The kinds that feed training: the train/test guard refuses test data in them.
+TRAINING_KINDS = ("sft1", "prompts2", "rl3")
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -36,6 +39,11 @@ def _run_export(args: argparse.Namespace) -> int:
         if args.only_subtask:
             keep = set(args.only_subtask)
             rows = [r for r in rows if r.record.subtask in keep]
+        if args.kind in TRAINING_KINDS and not args.allow_test:
+            from emocaliber_rl.data.leak_guard import Located, hashes_of_manifests, refuse_test_data
+
+            located = [Located(r.record, f"{r.source}:{r.line}" if r.line else r.source) for r in rows]
+            refuse_test_data(located, hashes_of_manifests(args.test_manifest), f"export {args.kind}")
         bounds = pixel_bounds_from_args(args)
         lengths = {"tokenizer": args.tokenizer}
         if args.max_length is not None:
@@ -74,11 +82,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Convert manifests (from `bench build`/`bench import`/`cot split`) or published "
             "VEC-CoT / VECBench jsonl files (ms-swift `messages`+`images`, ShareGPT "
             "`conversations`+`image(s)`) into the files each stage reads. Records that cannot be "
-            "converted are listed, with file and line, in a report file and summarised on stderr."
+            "converted are listed, with file and line, in a report file and summarised on stderr "
+            "(a repeated id too: duplicate_id, the first row kept). Relative image paths resolve "
+            "against each input file's folder; prompts2 and eval store them absolute, or relative "
+            "to OUTPUT's folder when inside it. "
+            "sft1, prompts2 and rl3 feed training: test data among their inputs (split test, a "
+            "test-only OOD subtask, an image of a --test-manifest) stops the export before anything "
+            "is written (exit 2), unless --allow-test (a stage-3 validation parquet)."
         ),
         parents=[pixel_options("sft1 and rl3 only: stored with each image; veRL hands them to "
                                "qwen-vl-utils, which resizes the image into them.")],
-        example="emocaliber export sft1 cot/split/vec_cot_1.jsonl -o data/stage1_sft.parquet\n"
+        example="emocaliber export sft1 cot/split/vec_cot_1.jsonl -o data/stage1_sft.parquet "
+                "--test-manifest data/vecbench/test.jsonl\n"
+                "emocaliber export rl3 data/vecbench/test.jsonl -o data/stage3_val.parquet --split test "
+                "--allow-test\n"
                 "emocaliber export eval data/vecbench/test.jsonl -o data/vecbench/test.eval.jsonl",
     )
     p.add_argument("kind", choices=sorted(EXPORT_KINDS),
@@ -93,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_path_map(p)
     p.add_argument("--only-subtask", action="append", default=[], metavar="NAME",
                    help="keep only records of this subtask (repeatable)")
+    add_test_guard(p)
     p.add_argument("--user-prompt", choices=("ours", "original"), default="ours",
                    help="sft1 only: user turn from prompts.task_question (ours) or the published "
                         "row's own user turn (original)")

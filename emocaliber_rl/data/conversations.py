@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.data.image_paths import resolve_image
 from emocaliber_rl.data.records import Record
 from emocaliber_rl.taxonomy import (
     SUBTASKS,
@@ -77,10 +78,6 @@ def extract_answer_text(response: str) -> str | None:
 def image_ref(src: str) -> str:
     """A path, URL or data URI as qwen-vl-utils' ``fetch_image`` reads it: ``file://`` dropped."""
     return src.removeprefix("file://")
-
-
-def is_remote_or_inline(src: str) -> bool:
-    return src.startswith(("http://", "https://", "data:"))
 
 
 def _part_source(part: dict[str, Any]) -> Any:
@@ -173,15 +170,6 @@ def infer_subtask(candidates: list[str] | None, user_text: str | None) -> str | 
             if set(labels) <= words:
                 return name
     return None
-
-
-def resolve_image(path: str, image_root: Path | None) -> str:
-    if is_remote_or_inline(path):
-        return path
-    p = Path(path)
-    if p.is_absolute() or image_root is None:
-        return str(p)
-    return str(image_root / p)
 
 
 def parse_row(

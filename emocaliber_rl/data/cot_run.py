@@ -33,6 +33,7 @@ from emocaliber_rl.data.cot_prompts import (
     verdict_passes,
 )
 from emocaliber_rl.data.cot_store import ResultLog
+from emocaliber_rl.data.image_paths import resolve_image, stored_image
 from emocaliber_rl.data.records import Record, write_manifest
 from emocaliber_rl.jsonl import append_rows
 
@@ -258,6 +259,7 @@ async def synthesize(
         res = await client.chat(synth_messages(rec.subtask, rec.label, url), record_id=rec.id,
                                 max_tokens=max_tokens, temperature=temperature)
         row = _record_row(rec)
+        row["image"] = stored_image(rec.image, out_path)  # the one path rule
         row.update(response=res.content.strip(), steps=parse_steps(res.content), model=res.model or client.model,
                    usage={"prompt_tokens": res.usage.prompt_tokens,
                           "completion_tokens": res.usage.completion_tokens},
@@ -266,6 +268,21 @@ async def synthesize(
 
     return await _run(records, Path(out_path), client, work, item_id=lambda r: r.id,
                       progress=progress, log=log, desc="synthesize")
+
+
+def read_synthesized(paths: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of `cot synthesize` output files, images resolved against each file's folder
+    (the one path rule), and the notes reading them produced."""
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for path in paths:
+        src = ResultLog(path)
+        for row in src.load(repair=False).values():
+            if isinstance(row.get("image"), str):
+                row["image"] = resolve_image(row["image"], Path(path).parent)
+            rows.append(row)
+        notes.extend(src.notes)
+    return rows, notes
 
 
 async def judge(
@@ -278,10 +295,13 @@ async def judge(
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> RunStats:
-    """Judge synthesized rows (local structural check first, then the judge model)."""
+    """Judge synthesized rows (local structural check first, then the judge model). Each row's
+    ``image`` must open from the working directory (:func:`read_synthesized` resolves them)."""
 
     async def work(row: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in row.items() if k not in ("usage", "attempts")}
+        if isinstance(row.get("image"), str):
+            out["image"] = stored_image(row["image"], out_path)  # the one path rule
         out["synth_usage"] = row.get("usage")
         check = structural_check(row["subtask"], row["label"], row.get("response") or "")
         if not check.ok:
@@ -325,6 +345,7 @@ def write_kept(verdicts_path: str | Path, kept_path: str | Path) -> tuple[int, i
     for row in rows.values():
         if row.get("passed"):
             rec = Record.from_dict(row)
+            rec.image = resolve_image(rec.image, Path(verdicts_path).parent)
             rec.response = row.get("response")
             rec.steps = row.get("steps")
             kept.append(rec)

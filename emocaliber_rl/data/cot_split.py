@@ -2,7 +2,9 @@
 
 Within each subtask the records are sorted by id, shuffled with ``random.Random(f"{seed}/{subtask}")``
 and cut by largest remainder, so each subset gets its exact share per subtask and the same seed
-gives the same files whatever the input order.
+gives the same files whatever the input order. Each record's ``split`` becomes its subset
+(``vec-cot-N``); the split it came with is kept in ``extra["origin_split"]`` so the train/test guard
+(:mod:`emocaliber_rl.data.leak_guard`) still knows a test record downstream.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+from emocaliber_rl.data.leak_guard import ORIGIN_SPLIT
 from emocaliber_rl.data.records import Record, write_manifest
 
 # Table 1's column order (VER then VSA); other subtasks follow in name order.
@@ -40,6 +43,8 @@ def split_cot(records: list[Record], *, seed: int = 0, ratios: tuple[int, ...] =
         start = 0
         for i, k in enumerate(shares(len(items), ratios)):
             for r in items[start:start + k]:
+                if r.split and ORIGIN_SPLIT not in r.extra:
+                    r.extra[ORIGIN_SPLIT] = r.split  # never lose where a record came from
                 r.split = f"vec-cot-{i + 1}"
                 out[i].append(r)
             start += k

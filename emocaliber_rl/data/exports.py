@@ -28,6 +28,7 @@ from emocaliber_rl.data.conversations import (
     extract_answer_text,
     parse_row,
 )
+from emocaliber_rl.data.image_paths import stored_image
 from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
 from emocaliber_rl.data.lengths import RL_MAX_PROMPT_LENGTH, SFT_MAX_LENGTH, LengthCheck
 from emocaliber_rl.data.records import Record, iter_jsonl, write_jsonl
@@ -67,9 +68,12 @@ def load_rows(
 
     Relative image paths resolve against ``image_root``, else against each file's own folder.
     ``path_map`` rewrites path prefixes (first match wins): published files name images by
-    absolute paths on their authors' machines.
+    absolute paths on their authors' machines. Ids are unique across all ``paths`` (the one id
+    rule): a row whose id an earlier row has is reported as ``duplicate_id``, naming where the id
+    was first used, and left out; the first is kept.
     """
     out: list[ParsedRow] = []
+    seen: dict[str, str] = {}
     for path in paths:
         path = Path(path)
         root = Path(image_root) if image_root is not None else path.parent
@@ -80,6 +84,12 @@ def load_rows(
             try:
                 row = parse_row(obj, lineno=n, source=str(path), image_root=root,
                                 default_subtask=default_subtask)
+                rid = row.record.id
+                if rid in seen:
+                    report.add(str(path), "duplicate_id", f"id {rid!r} already used at {seen[rid]}",
+                               line=n, item=rid)
+                    continue
+                seen[rid] = f"{path}:{n}"
                 for old, new in path_map or ():
                     if row.record.image.startswith(old):
                         row.record.image = new + row.record.image[len(old):]
@@ -440,11 +450,12 @@ def _records_with_images(items: Iterable[Record | ParsedRow], report: ProblemRep
             yield row.record
 
 
-def _sample_fields(rec: Record, task_key: str) -> dict[str, Any]:
+def _sample_fields(rec: Record, task_key: str, out: str | os.PathLike[str]) -> dict[str, Any]:
     """The per-sample fields the prompt set and the evaluation manifest share (``task_key``: the
-    column name each consumer reads the subtask from)."""
-    return {"id": rec.id, task_key: rec.subtask, "group": rec.group, "image": rec.image, "label": rec.label,
-            "candidates": list(rec.candidates), "sha256": rec.sha256}
+    column name each consumer reads the subtask from; the image path stored for the file ``out``
+    by the one path rule)."""
+    return {"id": rec.id, task_key: rec.subtask, "group": rec.group, "image": stored_image(rec.image, out),
+            "label": rec.label, "candidates": list(rec.candidates), "sha256": rec.sha256}
 
 
 def export_prompts_stage2(
@@ -460,7 +471,7 @@ def export_prompts_stage2(
     """
     report = report if report is not None else ProblemReport()
     rows = [
-        {**_sample_fields(rec, "subtask"), "messages": prompt_messages(rec.subtask, ask_confidence=False)}
+        {**_sample_fields(rec, "subtask", out_path), "messages": prompt_messages(rec.subtask, ask_confidence=False)}
         for rec in _records_with_images(items, report)
     ]
     out = Path(out_path)
@@ -488,7 +499,7 @@ def export_eval_manifest(
 
     report = report if report is not None else ProblemReport()
     rows = [
-        {**_sample_fields(rec, "task"), "system": SYSTEM_PROMPT,
+        {**_sample_fields(rec, "task", out_path), "system": SYSTEM_PROMPT,
          "prompt": task_question(rec.subtask, ask_confidence=ask_confidence)}
         for rec in _records_with_images(items, report)
     ]

@@ -4,20 +4,24 @@ Reading and writing go through :mod:`emocaliber_rl.jsonl` (``iter_jsonl`` and ``
 re-exported here).
 
 A manifest is a jsonl file of :class:`Record` rows. Field names are stable because other stages
-(stage 2, evaluation) read the manifests directly.
+(stage 2, evaluation) read the manifests directly. Image paths in a manifest are absolute or
+relative to the manifest's folder (:mod:`emocaliber_rl.data.image_paths`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.data.image_paths import resolve_image, stored_image
 from emocaliber_rl.jsonl import InputFileError, input_error, iter_jsonl, write_jsonl
 from emocaliber_rl.taxonomy import canonical_label, get_subtask
 
-__all__ = ["Record", "iter_jsonl", "read_manifest", "write_jsonl", "write_manifest"]
+__all__ = ["Record", "iter_jsonl", "iter_manifest", "read_manifest", "refuse_duplicate_ids", "write_jsonl",
+           "write_manifest"]
 
 
 @dataclass
@@ -105,20 +109,50 @@ class Record:
         return rec
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
-    """Read a manifest written by this package; :class:`InputFileError` names the bad line."""
-    out = []
+def iter_manifest(path: str | os.PathLike[str]) -> Iterator[tuple[int, Record]]:
+    """``(line number, record)`` of each row of a manifest written by this package;
+    :class:`InputFileError` names the bad line. Relative image paths resolve against the
+    manifest's folder (:mod:`~emocaliber_rl.data.image_paths`)."""
+    folder = Path(path).parent
     for n, obj, err in iter_jsonl(path):
         if err is not None:
             raise input_error(path, n, None, err)
         if not isinstance(obj, dict):
             raise input_error(path, n, None, f"expected a JSON object, got {type(obj).__name__}")
         try:
-            out.append(Record.from_dict(obj))
+            rec = Record.from_dict(obj)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise InputFileError(f"{path}:{n}: {e}") from e
-    return out
+        rec.image = resolve_image(rec.image, folder)
+        yield n, rec
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
+    """Read a manifest written by this package; :class:`InputFileError` names the bad line."""
+    return [rec for _, rec in iter_manifest(path)]
+
+
+def refuse_duplicate_ids(items: Iterable[tuple[str, Record]]) -> None:
+    """The one id rule for a command without a problem report: a repeated id stops it.
+
+    ``items`` are ``(where, record)`` pairs, ``where`` being ``file:line``; raises
+    :class:`InputFileError` naming the repeat, its id and where the id was first used.
+    """
+    seen: dict[str, str] = {}
+    for where, rec in items:
+        if rec.id in seen:
+            raise InputFileError(f"{where}: field 'id': {rec.id!r} already used at {seen[rec.id]} "
+                                 "(duplicate_id: an id names one sample; remove or rename the repeat)")
+        seen[rec.id] = where
 
 
 def write_manifest(path: str | os.PathLike[str], records: Iterable[Record]) -> int:
-    return write_jsonl(path, (r.to_dict() for r in records))
+    """Write ``records`` to ``path``; image paths are stored by the one path rule (absolute, or
+    relative to ``path``'s folder when inside it)."""
+
+    def row(r: Record) -> dict[str, Any]:
+        d = r.to_dict()
+        d["image"] = stored_image(r.image, path)
+        return d
+
+    return write_jsonl(path, (row(r) for r in records))

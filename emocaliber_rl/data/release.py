@@ -90,16 +90,10 @@ def import_release(
     report = ProblemReport(strict=strict)
     rows = load_rows(paths, report, image_root=image_root, default_subtask=default_subtask,
                      path_map=path_map)
-    seen: dict[str, str] = {}
     records = []
-    for row in rows:
+    for row in rows:  # load_rows already reported and left out repeated ids (the one id rule)
         rec = row.record
         where = f"{row.source}:{row.line}"
-        if rec.id in seen:
-            report.add(row.source, "duplicate_id", f"id {rec.id!r} already used at {seen[rec.id]}",
-                       line=row.line, item=rec.id)
-            continue
-        seen[rec.id] = where
         if rec.image.startswith("data:"):
             if image_dir is None:
                 report.add(row.source, "inline_image_not_saved", "the image is a data URI and no "

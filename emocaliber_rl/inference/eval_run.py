@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.data.image_paths import resolve_image
 from emocaliber_rl.inference.engine import Engine, GenerationRequest, SamplingConfig, request_seed
 from emocaliber_rl.inference.probs import confidences
 from emocaliber_rl.inference.resumable import (
@@ -61,8 +62,7 @@ def read_eval_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise input_error(path, n, "label", str(e)) from None
         obj["id"] = str(obj["id"])
         obj["task"] = task
-        if not Path(obj["image"]).is_absolute():  # relative to the manifest (the exports' rule)
-            obj["image"] = str(Path(path).parent / obj["image"])
+        obj["image"] = resolve_image(str(obj["image"]), Path(path).parent)  # the one path rule
         out.append(obj)
     return out
 
