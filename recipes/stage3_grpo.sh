@@ -70,7 +70,9 @@ RAY_AUTH_TOKEN_PATH, RAY_AUTH_MODE; see the README).
 Environment the script sets (and, outside a Ray job, forwards to every Ray worker through
 ray_kwargs.ray_init.runtime_env): VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins,
 EMOCALIBER_FREEZE_MODULES= (empty: the vision tower trains), with --profile cpu VERL_PLATFORM=cpu
-(and EMOCALIBER_LOSS_ROWS when set: 0 runs the output layer over every token, veRL's own path).
+(and EMOCALIBER_LOSS_ROWS when set: 0 runs the output layer over every token, veRL's own path),
+with --profile gpu/gpu-sdpa EMOCALIBER_HF_DTYPE=bfloat16 (the checkpoints' HF copy in bf16; set it
+empty to keep veRL's fp32 copy).
 USAGE
 }
 
@@ -126,6 +128,10 @@ if [[ "$profile" == cpu ]]; then
   fi
 else
   gpu_preflight "$profile" stage3_grpo.sh "$dry_run" || exit 2
+  # the checkpoints' HF copy in bf16, the published checkpoint's dtype, not veRL's fp32 master
+  # weights (emocaliber_rl/verl_plugins/hf_dtype.py): 16.6 instead of 33 GB each
+  export EMOCALIBER_HF_DTYPE="${EMOCALIBER_HF_DTYPE-bfloat16}"
+  env_names+=(EMOCALIBER_HF_DTYPE)
   if [[ "$profile" == gpu-sdpa ]]; then
     profile_overrides=(+actor_rollout_ref.model.override_config.attn_implementation=sdpa
                        actor_rollout_ref.model.use_remove_padding=False)

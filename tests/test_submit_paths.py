@@ -80,7 +80,7 @@ def test_env_reaches_the_runtime_env_and_tensorboard_goes_under_out(repo: Path, 
     assert env_vars["NCCL_SOCKET_IFNAME"] == "eth0" and env_vars["GLOO_SOCKET_IFNAME"] == "eth0"
     assert env_vars["NCCL_DEBUG"] == "INFO=x"  # the value is everything after the first '='
     assert env_vars["TENSORBOARD_DIR"] == "/shared/run1/tensorboard_log"
-    assert env_vars["EMOCALIBER_FREEZE_MODULES"] == ""
+    assert env_vars["EMOCALIBER_FREEZE_MODULES"] == "" and env_vars["EMOCALIBER_HF_DTYPE"] == "bfloat16"
 
 
 @pytest.mark.parametrize(("item", "message"), [

@@ -41,7 +41,8 @@ Options:
   --env NAME=VALUE     add a variable to the job's runtime_env env_vars (repeatable), e.g. the
                        network interfaces of a multi-node run: --env NCCL_SOCKET_IFNAME=eth0
                        --env GLOO_SOCKET_IFNAME=eth0. The variables this script sets itself
-                       (VERL_USE_EXTERNAL_MODULES, PYTHON, EMOCALIBER_FREEZE_MODULES, VERL_PLATFORM)
+                       (VERL_USE_EXTERNAL_MODULES, PYTHON, EMOCALIBER_FREEZE_MODULES, VERL_PLATFORM,
+                       EMOCALIBER_HF_DTYPE)
                        are refused: use --python and --profile.
   --check              instead of the recipe, submit a short job that imports emocaliber_rl and veRL
                        in the driver and in a Ray task on the cluster and prints the plug-in state
@@ -56,7 +57,8 @@ refused before upload, naming its biggest folders (\`emocaliber ray-package\` sh
 env_vars = VERL_USE_EXTERNAL_MODULES=
 emocaliber_rl.verl_plugins, PYTHON, EMOCALIBER_FREEZE_MODULES (stage 1/2: visual; stage 3: empty),
 TENSORBOARD_DIR=OUT/tensorboard_log, WANDB_MODE and EMOCALIBER_LOSS_ROWS when set here,
-VERL_PLATFORM=cpu with --profile cpu, and every --env.
+VERL_PLATFORM=cpu with --profile cpu, EMOCALIBER_HF_DTYPE=bfloat16 with the GPU profiles (the
+checkpoints' HF copy in bf16), and every --env.
 
 Authentication: Ray 2.60 clusters started with \`ray start\` require a token (token auth is on by
 default; never turn it off with RAY_AUTH_MODE=disabled on a reachable cluster). \`ray job submit\`
@@ -161,7 +163,7 @@ submit_main() {
     [[ "$item" == *=* && "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || {
       echo "submit_${STAGE_NAME}.sh: --env wants NAME=VALUE, got '${item}'" >&2; return 2; }
     case "$name" in
-      VERL_USE_EXTERNAL_MODULES|PYTHON|EMOCALIBER_FREEZE_MODULES|VERL_PLATFORM)
+      VERL_USE_EXTERNAL_MODULES|PYTHON|EMOCALIBER_FREEZE_MODULES|VERL_PLATFORM|EMOCALIBER_HF_DTYPE)
         echo "submit_${STAGE_NAME}.sh: --env ${name}: set by this script (use --python / --profile)" >&2; return 2 ;;
     esac
   done
@@ -183,6 +185,8 @@ submit_main() {
   local -a env_args=(--env VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins --env "PYTHON=$python"
                      --env "EMOCALIBER_FREEZE_MODULES=${STAGE_FREEZE_MODULES-}")
   [[ "$profile" != cpu ]] || env_args+=(--env VERL_PLATFORM=cpu)
+  # the GPU profiles' HF copy in bf16 (the recipe sets it too, but inside a job it cannot forward it)
+  [[ "$profile" == cpu ]] || env_args+=(--env "EMOCALIBER_HF_DTYPE=${EMOCALIBER_HF_DTYPE-bfloat16}")
   [[ -z "${WANDB_MODE:-}" ]] || env_args+=(--env "WANDB_MODE=$WANDB_MODE")
   # the loss-rows plug-in's off switch (verl_plugins/loss_rows.py): set here, it must reach the
   # job's workers, which the recipe run as the entrypoint cannot forward to (it runs inside the job)

@@ -52,7 +52,9 @@ Multi-node: set the usual torchrun variables NNODES, NODE_RANK, MASTER_ADDR, MAS
 every node (single node runs --standalone).
 Environment read: PYTHON (interpreter; default the repository's .venv, else python3).
 Environment the script sets: EMOCALIBER_FREEZE_MODULES (modules kept frozen, see the README),
-VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins, and with --profile cpu VERL_PLATFORM=cpu.
+VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins, with --profile cpu VERL_PLATFORM=cpu, with
+--profile gpu/gpu-sdpa EMOCALIBER_HF_DTYPE=bfloat16 (the checkpoints' HF copy in bf16; set it
+empty to keep veRL's fp32 copy).
 USAGE
 }
 
@@ -91,6 +93,8 @@ sft_main() {
     profile_overrides=(+sft_profile=cpu)
   else
     gpu_preflight "$profile" "${STAGE_NAME}.sh" "$dry_run" || return 2
+    # the checkpoints' HF copy in bf16, not veRL's fp32 master weights (verl_plugins/hf_dtype.py)
+    export EMOCALIBER_HF_DTYPE="${EMOCALIBER_HF_DTYPE-bfloat16}"
     if [[ "$profile" == gpu-sdpa ]]; then
       profile_overrides=(+model.override_config.attn_implementation=sdpa model.use_remove_padding=False)
     fi
