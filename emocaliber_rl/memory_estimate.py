@@ -23,7 +23,9 @@ layer (a few GB together), so a run needs head room above the estimate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import sys
+from dataclasses import dataclass, replace
 
 GIB = 1024**3
 
@@ -96,6 +98,7 @@ class RunShape:
     # FSDP's CPU offload: parameters (and with them gradients) or optimizer states live in host memory
     param_offload: bool = False
     optimizer_offload: bool = False
+    ref_offload: bool = False  # the reference model's parameters in host memory
 
 
 def estimate(config: dict, run: RunShape) -> dict[str, float]:
@@ -112,7 +115,7 @@ def estimate(config: dict, run: RunShape) -> dict[str, float]:
         "gradients": 0.0 if run.param_offload else trainable * 4 / w,
         # Adam: exp_avg and exp_avg_sq in fp32
         "optimizer": 0.0 if run.optimizer_offload else trainable * 8 / w,
-        "reference": total * DTYPE_BYTES[run.ref_dtype] / w if run.ref_dtype else 0.0,
+        "reference": total * DTYPE_BYTES[run.ref_dtype] / w if run.ref_dtype and not run.ref_offload else 0.0,
         # checkpointed bf16 layer inputs + the micro-batch's logits in bf16 and fp32
         "activations": t["num_hidden_layers"] * tokens * t["hidden_size"] * 2 + tokens * t["vocab_size"] * (2 + 4),
         "vllm": run.vllm_fraction * run.gpu_memory_gib * GIB,
@@ -135,7 +138,7 @@ def report(config: dict, run: RunShape) -> list[str]:
               "optimizer": f"Adam moments (fp32, trainable{offloaded if run.optimizer_offload else ''})",
               "activations": f"activations ({run.tokens_per_micro_batch} tokens per micro-batch)"}
     if run.ref_dtype:
-        labels["reference"] = f"reference model ({run.ref_dtype})"
+        labels["reference"] = f"reference model ({run.ref_dtype}{offloaded if run.ref_offload else ''})"
     if run.vllm_fraction:
         labels["vllm"] = f"vLLM share (gpu_memory_utilization {run.vllm_fraction:g})"
     for key, label in labels.items():
@@ -147,3 +150,56 @@ def report(config: dict, run: RunShape) -> list[str]:
         verdict = "fits" if gib <= run.gpu_memory_gib else "DOES NOT FIT: offload or more GPUs"
         lines.append(f"  {label + ' peak':<52} {gib:7.1f} GiB  ({verdict})")
     return lines
+
+
+def host_bytes(config: dict, run: RunShape) -> float:
+    """Host memory one GPU's offloaded state takes (what ``estimate`` leaves off the GPU)."""
+    on_gpu = estimate(config, run)
+    kept = estimate(config, replace(run, param_offload=False, optimizer_offload=False, ref_offload=False))
+    return sum(kept[k] - on_gpu[k] for k in ("weights", "gradients", "optimizer", "reference"))
+
+
+def smoke_plan(config: dict, run: RunShape, gpus_per_node: int, host_memory_gib: float) -> tuple[str, list[str]]:
+    """How recipes/gpu_smoke.sh runs its 7B step on the GPUs it found: ``full`` (no offload) when
+    both phases fit the card, else ``offload`` (actor parameters and optimizer, reference model)
+    when they fit that way and the node's host memory holds what is offloaded, else ``skip``.
+    Returns the plan and the lines saying why."""
+    full = estimate(config, run)
+    peak = max(full["training_peak"], full["rollout_peak"]) / GIB
+    lines = [f"without offload: {peak:.1f} GiB per GPU of {run.gpu_memory_gib:.1f}"]
+    if peak <= run.gpu_memory_gib:
+        return "full", lines
+    off = replace(run, param_offload=True, optimizer_offload=True, ref_offload=bool(run.ref_dtype))
+    parts = estimate(config, off)
+    peak = max(parts["training_peak"], parts["rollout_peak"]) / GIB
+    host = host_bytes(config, off) * gpus_per_node / GIB
+    lines.append(f"with parameter, optimizer and reference offload: {peak:.1f} GiB per GPU, "
+                 f"{host:.1f} GiB of host memory for {gpus_per_node} GPU(s) of {host_memory_gib:.1f} GiB available")
+    if peak <= run.gpu_memory_gib and host <= host_memory_gib:
+        return "offload", lines
+    return "skip", lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emocaliber_rl.memory_estimate smoke ...``: the 7B step's plan for gpu_smoke.sh;
+    its last line is ``plan: full|offload|skip``."""
+    parser = argparse.ArgumentParser(prog="python -m emocaliber_rl.memory_estimate")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("smoke", help="plan the smoke test's stage-3 step with Qwen2.5-VL-7B-Instruct's shapes")
+    p.add_argument("--gpus", type=int, required=True, help="GPUs of the node (the run's world size)")
+    p.add_argument("--gpu-memory-mib", type=float, required=True, help="the smallest card's memory")
+    p.add_argument("--host-memory-kib", type=float, required=True, help="MemAvailable of /proc/meminfo")
+    p.add_argument("--tokens", type=int, default=16384, help="tokens per micro-batch per GPU")
+    p.add_argument("--vllm", type=float, default=0.6, help="vLLM's gpu_memory_utilization")
+    args = parser.parse_args(argv)
+    run = RunShape(world_size=args.gpus, tokens_per_micro_batch=args.tokens, train_vision=True, ref_dtype="fp32",
+                   vllm_fraction=args.vllm, gpu_memory_gib=args.gpu_memory_mib / 1024)
+    plan, lines = smoke_plan(QWEN2_5_VL_7B_INSTRUCT, run, args.gpus, args.host_memory_kib / 1024**2)
+    for line in lines:
+        print(line)
+    print(f"plan: {plan}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -175,7 +175,8 @@ def run_shape(cfg, kind: str, gib: float) -> RunShape:
                         vllm_fraction=float(sel("actor_rollout_ref.rollout.gpu_memory_utilization", 0.0)),
                         gpu_memory_gib=gib,
                         param_offload=bool(sel(f"{actor}.fsdp_config.param_offload", False)),
-                        optimizer_offload=bool(sel(f"{actor}.fsdp_config.optimizer_offload", False)))
+                        optimizer_offload=bool(sel(f"{actor}.fsdp_config.optimizer_offload", False)),
+                        ref_offload=bool(sel("actor_rollout_ref.ref.fsdp_config.param_offload", False)))
     if sel("data.use_dynamic_bsz"):
         tokens = int(sel("data.max_token_len_per_gpu"))
     else:

@@ -120,3 +120,30 @@ def test_dry_run_refuses_a_missing_file_and_a_batch_that_does_not_split(tmp_path
     # 128 sequences per step over 3 GPUs: veRL's SFT trainer would give each 128 // 3 = 42
     assert main(["--kind", "sft", "--", *base, "trainer.n_gpus_per_node=3",
                  f"data.train_files={tmp_path / 't.parquet'}"]) == 2
+
+
+def test_smoke_plan_by_hand() -> None:
+    """gpu_smoke.sh's 7B step: full when it fits, offloaded when only that fits and the host holds it,
+    else skipped. TINY over 2 GPUs (test_estimate_by_hand): 20956 B per GPU without offload;
+    offloaded, 276 B (activations) on the GPU and 4136+4136+8272+4136 = 20680 B per GPU on the host."""
+    from emocaliber_rl.memory_estimate import smoke_plan
+
+    def run(card_bytes: float) -> RunShape:
+        return RunShape(world_size=2, tokens_per_micro_batch=3, train_vision=True, ref_dtype="fp32",
+                        gpu_memory_gib=card_bytes / GIB)
+
+    assert smoke_plan(TINY, run(21000), 2, 1.0)[0] == "full"
+    assert smoke_plan(TINY, run(20000), 2, 41360 / GIB)[0] == "offload"  # 2 GPUs x 20680 B on the host
+    plan, lines = smoke_plan(TINY, run(20000), 2, 41359 / GIB)
+    assert plan == "skip" and "of host memory for 2 GPU(s)" in lines[-1]
+
+
+@pytest.mark.parametrize(("gpus", "plan"), [(8, "full"), (4, "full"), (2, "skip"), (1, "skip")])
+def test_smoke_plan_of_the_7b_on_80gb_cards(gpus: int, plan: str) -> None:
+    """8.29e9 parameters x 16 B (fp32 weights, gradients, Adam) + 4 B (fp32 reference) = 165.8 GB of
+    model state: on 2 GPUs 82.9 GB each before activations, over an 80 GiB card; offloaded, all of
+    it (154.5 GiB) would sit in a 128 GiB host. On 4 GPUs: 41.5 GB + 17.0 GiB of activations fits."""
+    proc = subprocess.run([sys.executable, "-m", "emocaliber_rl.memory_estimate", "smoke", "--gpus", str(gpus),
+                           "--gpu-memory-mib", str(80 * 1024), "--host-memory-kib", str(128 * 1024**2)],
+                          env=_env(), capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == f"plan: {plan}"
