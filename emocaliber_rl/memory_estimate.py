@@ -152,6 +152,19 @@ def report(config: dict, run: RunShape) -> list[str]:
     return lines
 
 
+def checkpoint_bytes(config: dict, run: RunShape, hf_dtype: str | None) -> dict[str, float]:
+    """Disk of one veRL checkpoint, by part: the model shards in ``model_dtype`` (every parameter),
+    Adam's two fp32 moments of the trainable parameters, and the HF copy in ``hf_dtype`` (None: no
+    ``hf_model`` in save_contents). veRL's small ``extra`` state (RNG, scheduler) is left out."""
+    lm, vision = parameter_counts(config)
+    total = lm + vision
+    trainable = total if run.train_vision else lm
+    parts = {"model": total * DTYPE_BYTES[run.model_dtype], "optimizer": trainable * 8.0,
+             "hf_model": total * DTYPE_BYTES[hf_dtype] if hf_dtype else 0.0}
+    parts["total"] = sum(parts.values())
+    return parts
+
+
 def host_bytes(config: dict, run: RunShape) -> float:
     """Host memory one GPU's offloaded state takes (what ``estimate`` leaves off the GPU)."""
     on_gpu = estimate(config, run)

@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from emocaliber_rl.memory_estimate import KNOWN_CONFIGS, RunShape, report
+from emocaliber_rl.memory_estimate import KNOWN_CONFIGS, RunShape, checkpoint_bytes, report
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -237,7 +237,28 @@ def main(argv: list[str] | None = None) -> int:
           "assumptions in emocaliber_rl/memory_estimate.py):")
     for line in report(config, shape):
         print(f"{tag} {line}")
+    print(f"{tag} {disk_line(cfg, args.kind, config, shape)}")
     return 0
+
+
+def disk_line(cfg, kind: str, config: dict, shape: RunShape) -> str:
+    """One checkpoint's disk and how many the config keeps (veRL keeps every one when the limit is null)."""
+    from omegaconf import OmegaConf
+
+    sel = (lambda key: OmegaConf.select(cfg, key))
+    contents = sel("actor_rollout_ref.actor.checkpoint.save_contents" if kind == "grpo" else "checkpoint.save_contents")
+    hf_dtype = None
+    if "hf_model" in (contents or []):
+        # the HF copy's dtype: EMOCALIBER_HF_DTYPE (emocaliber_rl/verl_plugins/hf_dtype.py), else veRL's fp32
+        hf_dtype = os.environ.get("EMOCALIBER_HF_DTYPE") or shape.model_dtype
+    disk = checkpoint_bytes(config, shape, hf_dtype)
+    keep_key = "trainer.max_actor_ckpt_to_keep" if kind == "grpo" else "trainer.max_ckpt_to_keep"
+    keep = sel(keep_key)
+    gb = 1e9
+    return (f"disk per checkpoint: {disk['total'] / gb:.1f} GB (model shards {disk['model'] / gb:.1f}, optimizer "
+            f"{disk['optimizer'] / gb:.1f}, HF copy {disk['hf_model'] / gb:.1f}{' ' + hf_dtype if hf_dtype else ''}); "
+            f"trainer.save_freq={sel('trainer.save_freq')} (and the last step), {keep_key}={keep}"
+            f"{' (every checkpoint kept)' if keep is None else ''}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from emocaliber_rl.memory_estimate import GIB, QWEN2_5_VL_7B_INSTRUCT, RunShape, estimate, parameter_counts
+from emocaliber_rl.memory_estimate import (
+    GIB,
+    QWEN2_5_VL_7B_INSTRUCT,
+    RunShape,
+    checkpoint_bytes,
+    estimate,
+    parameter_counts,
+)
 
 from .conftest import REPO_ROOT
 
@@ -46,6 +53,9 @@ def test_estimate_by_hand() -> None:
     assert parts["rollout_peak"] == 4136 + 8272 + 0.5 * GIB
     # stages 1-2: the vision tower is frozen: gradients and moments of the 1384 LM parameters only;
     # optimizer offload leaves the moments in host memory
+    # one checkpoint: fp32 shards 4*2068=8272 B, Adam 8*2068=16544 B, a bf16 HF copy 2*2068=4136 B
+    assert checkpoint_bytes(TINY, run, "bf16") == {"model": 8272, "optimizer": 16544, "hf_model": 4136,
+                                                   "total": 8272 + 16544 + 4136}
     frozen = estimate(TINY, RunShape(world_size=2, tokens_per_micro_batch=3, train_vision=False, optimizer_offload=True))
     assert (frozen["gradients"], frozen["optimizer"], frozen["reference"], frozen["vllm"]) == (2768, 0, 0, 0)
 
@@ -54,6 +64,7 @@ def _env() -> dict[str, str]:
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT)}
     env.pop("RAY_JOB_CONFIG_JSON_ENV_VAR", None)
     env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.pop("EMOCALIBER_HF_DTYPE", None)
     return env
 
 
@@ -87,8 +98,13 @@ def test_dry_run_of_the_7b_on_8_gpus(script: str, extra: list[str], checks: str,
     if script == "stage3_grpo.sh":
         assert "vLLM share (gpu_memory_utilization 0.6)" in out and "rollout phase peak" in out
         assert "reference model (fp32)" in out
+        # 8,292,166,656 parameters: fp32 shards 33.2 GB, Adam 66.3 GB, bf16 HF copy 16.6 GB (GPU profile)
+        assert ("disk per checkpoint: 116.1 GB (model shards 33.2, optimizer 66.3, HF copy 16.6 bfloat16); "
+                "trainer.save_freq=50") in out
     else:
         assert "--nproc_per_node=8" in command and "vLLM share" not in out
+        # the vision tower frozen: Adam for the 7,615,616,512 LM parameters only, 60.9 GB
+        assert "disk per checkpoint: 110.7 GB (model shards 33.2, optimizer 60.9, HF copy 16.6 bfloat16)" in out
 
 
 def test_dry_run_refuses_relative_paths_for_several_nodes(data, tmp_path: Path) -> None:
