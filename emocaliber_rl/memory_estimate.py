@@ -23,8 +23,6 @@ layer (a few GB together), so a run needs head room above the estimate.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, replace
 
 GIB = 1024**3
@@ -193,26 +191,12 @@ def smoke_plan(config: dict, run: RunShape, gpus_per_node: int, host_memory_gib:
     return "skip", lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m emocaliber_rl.memory_estimate smoke ...``: the 7B step's plan for gpu_smoke.sh;
-    its last line is ``plan: full|offload|skip``."""
-    parser = argparse.ArgumentParser(prog="python -m emocaliber_rl.memory_estimate")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("smoke", help="plan the smoke test's stage-3 step with Qwen2.5-VL-7B-Instruct's shapes")
-    p.add_argument("--gpus", type=int, required=True, help="GPUs of the node (the run's world size)")
-    p.add_argument("--gpu-memory-mib", type=float, required=True, help="the smallest card's memory")
-    p.add_argument("--host-memory-kib", type=float, required=True, help="MemAvailable of /proc/meminfo")
-    p.add_argument("--tokens", type=int, default=16384, help="tokens per micro-batch per GPU")
-    p.add_argument("--vllm", type=float, default=0.6, help="vLLM's gpu_memory_utilization")
-    args = parser.parse_args(argv)
-    run = RunShape(world_size=args.gpus, tokens_per_micro_batch=args.tokens, train_vision=True, ref_dtype="fp32",
-                   vllm_fraction=args.vllm, gpu_memory_gib=args.gpu_memory_mib / 1024)
-    plan, lines = smoke_plan(QWEN2_5_VL_7B_INSTRUCT, run, args.gpus, args.host_memory_kib / 1024**2)
-    for line in lines:
-        print(line)
-    print(f"plan: {plan}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def smoke_report(gpus: int, gpu_memory_mib: float, host_memory_kib: float, tokens: int = 16384,
+                 vllm: float = 0.6) -> list[str]:
+    """recipes/gpu_smoke.sh's plan for its stage-3 step with Qwen2.5-VL-7B-Instruct's shapes on one
+    node of ``gpus`` cards (the smallest card's memory, /proc/meminfo's MemAvailable): the reasons,
+    then ``plan: full|offload|skip`` as the last line."""
+    run = RunShape(world_size=gpus, tokens_per_micro_batch=tokens, train_vision=True, ref_dtype="fp32",
+                   vllm_fraction=vllm, gpu_memory_gib=gpu_memory_mib / 1024)
+    plan, lines = smoke_plan(QWEN2_5_VL_7B_INSTRUCT, run, gpus, host_memory_kib / 1024**2)
+    return [*lines, f"plan: {plan}"]

@@ -19,7 +19,6 @@ Exit 0 when all holds; otherwise one line per problem on stderr and exit 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -188,16 +187,38 @@ def run_shape(cfg, kind: str, gib: float) -> RunShape:
                     optimizer_offload=bool(sel("engine.optimizer_offload", False)))
 
 
+USAGE = "usage: python -m emocaliber_rl.recipe_dry_run --kind sft|grpo [--absolute] [--tag TAG] -- COMMAND..."
+
+
+def parse_args(argv: list[str]) -> tuple[str, bool, str, list[str]]:
+    """``(kind, absolute, tag, command)`` from the recipes' fixed call (no argparse outside cli/).
+
+    Raises:
+        ValueError: anything else, with the usage line.
+    """
+    kind, absolute, tag = None, False, "dry-run"
+    i = 0
+    while i < len(argv) and argv[i] != "--":
+        if argv[i] == "--kind" and i + 1 < len(argv) and argv[i + 1] in ("sft", "grpo"):
+            kind, i = argv[i + 1], i + 2
+        elif argv[i] == "--tag" and i + 1 < len(argv):
+            tag, i = argv[i + 1], i + 2
+        elif argv[i] == "--absolute":
+            absolute, i = True, i + 1
+        else:
+            raise ValueError(f"unexpected {argv[i]!r}; {USAGE}")
+    if kind is None or i + 1 >= len(argv):
+        raise ValueError(USAGE)
+    return kind, absolute, tag, argv[i + 1:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emocaliber_rl.recipe_dry_run", description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=["sft", "grpo"], required=True)
-    parser.add_argument("--absolute", action="store_true",
-                        help="refuse relative paths (a Ray job or a multi-node run)")
-    parser.add_argument("--tag", default="dry-run")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    tag = f"[{args.tag}]"
+    try:
+        kind, absolute, tag_name, command = parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        print(f"recipe_dry_run: {exc}", file=sys.stderr)
+        return 2
+    tag = f"[{tag_name}]"
     cwd = Path.cwd()
     from omegaconf import OmegaConf
 
@@ -210,14 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{tag} composed config ({config_dir / config_name}.yaml with the command's overrides):")
     print(OmegaConf.to_yaml(cfg))
     try:
-        validate(cfg, args.kind)
+        validate(cfg, kind)
     except Exception as exc:  # noqa: BLE001  (veRL raises AssertionError/ValueError; one line each)
         print(f"{tag} veRL rejects the config: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 2
-    check = "validate_config" if args.kind == "grpo" else "its SFT config dataclasses and batch split"
+    check = "validate_config" if kind == "grpo" else "its SFT config dataclasses and batch split"
     print(f"{tag} veRL's own checks pass ({check})")
 
-    notes, problems = check_paths(cfg, args.kind, args.absolute, cwd)
+    notes, problems = check_paths(cfg, kind, absolute, cwd)
     for note in notes:
         print(f"{tag} path {note}")
     for problem in problems:
@@ -226,18 +247,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print(f"{tag} command: {shlex.join(command)}")
-    config = model_config(cfg, args.kind, cwd)
+    config = model_config(cfg, kind, cwd)
     if config is None:
         print(f"{tag} memory estimate skipped: no config.json for the model here and no table entry for it")
         return 0
     gib, measured = gpu_memory_gib()
-    shape = run_shape(cfg, args.kind, gib)
+    shape = run_shape(cfg, kind, gib)
     where = "from nvidia-smi" if measured else "assumed: no GPU visible here"
     print(f"{tag} per-GPU memory estimate (card: {gib:g} GiB, {where}; "
           "assumptions in emocaliber_rl/memory_estimate.py):")
     for line in report(config, shape):
         print(f"{tag} {line}")
-    print(f"{tag} {disk_line(cfg, args.kind, config, shape)}")
+    print(f"{tag} {disk_line(cfg, kind, config, shape)}")
     return 0
 
 

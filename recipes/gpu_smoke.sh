@@ -123,8 +123,10 @@ if (( big == 1 )); then
   # size the step to these GPUs: the smallest card, the host memory offload would use
   gpu_mib="$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | sort -n | head -1)"
   host_kib="$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
-  plan_log="$("$PYTHON" -m emocaliber_rl.memory_estimate smoke --gpus "$ngpu" --gpu-memory-mib "$gpu_mib" \
-                --host-memory-kib "$host_kib" --tokens 16384 --vllm 0.6)"
+  plan_log="$(PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c 'import sys
+from emocaliber_rl.memory_estimate import smoke_report
+print("\n".join(smoke_report(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]))))' \
+                "$ngpu" "$gpu_mib" "$host_kib")"
   sed 's/^/    /' <<< "$plan_log" | tee -a "$summary"
   plan="$(tail -1 <<< "$plan_log")"
   case "$plan" in

@@ -133,6 +133,7 @@ def test_dry_run_refuses_a_missing_file_and_a_batch_that_does_not_split(tmp_path
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == f"[dry-run] data.train_files={tmp_path / 'nope.parquet'}: no such file"
     (tmp_path / "t.parquet").write_bytes(b"")
+    assert main(["--kind", "ppo", "--", *base]) == 2  # the recipes' fixed call only
     # 128 sequences per step over 3 GPUs: veRL's SFT trainer would give each 128 // 3 = 42
     assert main(["--kind", "sft", "--", *base, "trainer.n_gpus_per_node=3",
                  f"data.train_files={tmp_path / 't.parquet'}"]) == 2
@@ -159,7 +160,6 @@ def test_smoke_plan_of_the_7b_on_80gb_cards(gpus: int, plan: str) -> None:
     """8.29e9 parameters x 16 B (fp32 weights, gradients, Adam) + 4 B (fp32 reference) = 165.8 GB of
     model state: on 2 GPUs 82.9 GB each before activations, over an 80 GiB card; offloaded, all of
     it (154.5 GiB) would sit in a 128 GiB host. On 4 GPUs: 41.5 GB + 17.0 GiB of activations fits."""
-    proc = subprocess.run([sys.executable, "-m", "emocaliber_rl.memory_estimate", "smoke", "--gpus", str(gpus),
-                           "--gpu-memory-mib", str(80 * 1024), "--host-memory-kib", str(128 * 1024**2)],
-                          env=_env(), capture_output=True, text=True, timeout=120, check=True)
-    assert proc.stdout.strip().splitlines()[-1] == f"plan: {plan}"
+    from emocaliber_rl.memory_estimate import smoke_report
+
+    assert smoke_report(gpus, 80 * 1024, 128 * 1024**2)[-1] == f"plan: {plan}"
