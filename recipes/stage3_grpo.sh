@@ -53,6 +53,10 @@ Options:
   --reward-preset P     paper (Eq. 4 with weights 1, strict format, I(e) correctness) or official
                         (the authors' train/cus_reward.py, bit for bit); default: --preset's.
   --experiment NAME     trainer.experiment_name (default stage3_grpo): names the tracker run.
+  --dry-run             run nothing: compose the config, run veRL's validate_config on it, check
+                        the paths (absolute ones under a Ray job or with --nnodes > 1), print the
+                        command and a per-GPU memory estimate (emocaliber_rl/recipe_dry_run.py).
+                        Works without a GPU: --gpus-per-node defaults to 8 when none is visible.
   -h, --help            this help.
 
 Anything after the options (or after --) is passed to veRL as Hydra overrides, e.g.
@@ -66,12 +70,14 @@ RAY_AUTH_TOKEN_PATH, RAY_AUTH_MODE; see the README).
 Environment the script sets (and, outside a Ray job, forwards to every Ray worker through
 ray_kwargs.ray_init.runtime_env): VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins,
 EMOCALIBER_FREEZE_MODULES= (empty: the vision tower trains), with --profile cpu VERL_PLATFORM=cpu
-(and EMOCALIBER_LOSS_ROWS when set: 0 runs the output layer over every token, veRL's own path).
+(and EMOCALIBER_LOSS_ROWS when set: 0 runs the output layer over every token, veRL's own path),
+with --profile gpu/gpu-sdpa EMOCALIBER_HF_DTYPE=bfloat16 (the checkpoints' HF copy in bf16; set it
+empty to keep veRL's fp32 copy).
 USAGE
 }
 
 model="" train="" val="" out="checkpoints/stage3_grpo" profile="gpu" nnodes="1" gpus="" steps=""
-preset="paper" reward_preset="" experiment="stage3_grpo"
+preset="paper" reward_preset="" experiment="stage3_grpo" dry_run=0
 overrides=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -86,6 +92,7 @@ while [[ $# -gt 0 ]]; do
     --preset) preset="$2"; shift 2 ;;
     --reward-preset) reward_preset="$2"; shift 2 ;;
     --experiment) experiment="$2"; shift 2 ;;
+    --dry-run) dry_run=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; overrides+=("$@"); break ;;
     --*) echo "stage3_grpo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -120,13 +127,16 @@ if [[ "$profile" == cpu ]]; then
     profile_overrides+=(ray_kwargs.ray_init.num_cpus=16 +ray_kwargs.ray_init.num_gpus="$gpus")
   fi
 else
-  require_flash_attn "$profile" stage3_grpo.sh || exit 2
+  gpu_preflight "$profile" stage3_grpo.sh "$dry_run" || exit 2
+  # the checkpoints' HF copy in bf16, the published checkpoint's dtype, not veRL's fp32 master
+  # weights (emocaliber_rl/verl_plugins/hf_dtype.py): 16.6 instead of 33 GB each
+  export EMOCALIBER_HF_DTYPE="${EMOCALIBER_HF_DTYPE-bfloat16}"
+  env_names+=(EMOCALIBER_HF_DTYPE)
   if [[ "$profile" == gpu-sdpa ]]; then
     profile_overrides=(+actor_rollout_ref.model.override_config.attn_implementation=sdpa
                        actor_rollout_ref.model.use_remove_padding=False)
   fi
-  gpus="${gpus:-$(count_visible_gpus)}"
-  [[ "$gpus" -ge 1 ]] || { echo "stage3_grpo.sh: no GPU visible; use --profile cpu or --gpus-per-node" >&2; exit 2; }
+  gpus="$(gpus_or_default "$gpus" stage3_grpo.sh "$dry_run")" || exit 2
 fi
 
 # The reward file: under a Ray job every node unpacks the job's working_dir (this repository) at a
@@ -156,8 +166,15 @@ if [[ -z "${RAY_JOB_CONFIG_JSON_ENV_VAR:-}" ]]; then
 fi
 
 echo "[stage3_grpo] preset=${preset} reward_preset=${reward_preset} profile=${profile} nnodes=${nnodes} gpus_per_node=${gpus} model=${model} out=${out}"
-"$PYTHON" -m verl.trainer.main_ppo \
-  --config-path="$(dirname "$CONFIG")" --config-name="$(basename "$CONFIG" .yaml)" \
-  "${profile_overrides[@]}" "${run_overrides[@]}" "${overrides[@]}"
+cmd=("$PYTHON" -m verl.trainer.main_ppo
+     --config-path="$(dirname "$CONFIG")" --config-name="$(basename "$CONFIG" .yaml)"
+     "${profile_overrides[@]}" "${run_overrides[@]}" "${overrides[@]}")
+if (( dry_run == 1 )); then
+  # every node of a Ray job or a multi-node run resolves a relative path in a directory of its own
+  dry_args=(--kind grpo --tag stage3_grpo)
+  [[ -z "${RAY_JOB_CONFIG_JSON_ENV_VAR:-}" && "$nnodes" == 1 ]] || dry_args+=(--absolute)
+  PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m emocaliber_rl.recipe_dry_run "${dry_args[@]}" -- "${cmd[@]}"
+fi
+"${cmd[@]}"
 
 link_final_hf "$out" actor/huggingface stage3_grpo

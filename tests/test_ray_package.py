@@ -139,7 +139,8 @@ def _submit(root: Path, bin_dir: Path, limit: int) -> subprocess.CompletedProces
     env.pop("PYTHONPATH", None)
     env.pop("WANDB_MODE", None)
     return subprocess.run(["bash", str(root / "recipes" / "submit_stage3.sh"), "--python", str(bin_dir / "python"),
-                           "--profile", "cpu", "--", "--model", "m", "--train", "t", "--val", "v"],
+                           "--profile", "cpu", "--", "--model", "/shared/m", "--train", "/shared/t", "--val", "/shared/v",
+                           "--out", "/shared/out"],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -164,7 +165,7 @@ def test_submit_ships_without_the_checkpoint_folder(tmp_path: Path, submit_bin: 
     assert runtime_env["working_dir"] == str(root) and "/ckpt/" in runtime_env["excludes"]
     assert runtime_env["env_vars"] == {"VERL_USE_EXTERNAL_MODULES": "emocaliber_rl.verl_plugins",
                                        "PYTHON": str(submit_bin / "python"), "EMOCALIBER_FREEZE_MODULES": "",
-                                       "VERL_PLATFORM": "cpu"}
+                                       "VERL_PLATFORM": "cpu", "TENSORBOARD_DIR": "/shared/out/tensorboard_log"}
     assert argv[argv.index("--") + 1:][:3] == ["bash", "recipes/stage3_grpo.sh", "--profile"]
     # what Ray would zip from this runtime_env holds no checkpoint byte
     assert not any(n.startswith("ckpt/") for n in _ray_zip_names(root, runtime_env["excludes"]))

@@ -45,7 +45,7 @@ NOT_IMPORTED = {
     "msgspec": "veRL 0.9.1 imports it without declaring it",
     "torchvision": "vLLM's and qwen-vl-utils' image processing; repeats veRL's vllm-extra pin",
     "flash-attn": "veRL's flash_attention_2 and remove-padding at run time (gpu profile)",
-    "megatron-core": "veRL's GPU engines at run time",
+    "torchcodec": "pinned to torch 2.11's release (gpu profile); veRL's verl-core extra takes it unpinned",
     "liger-kernel": "veRL's fused kernels at run time (gpu profile)",
     "dashscope": "ships qwen.tiktoken, which qwen_tokenizer.py reads by path, never importing it",
     "ruff": "a command-line tool (ruff check)",

@@ -103,24 +103,42 @@ def _register_ray_package(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_gpu_check(args: argparse.Namespace) -> int:
+    import os
+
     import torch
 
-    from emocaliber_rl.gpu_check import _version, check_driver, driver_versions
+    from emocaliber_rl.gpu_check import (
+        _version,
+        check_driver,
+        driver_versions,
+        environment_problems,
+        python_include_dir,
+        toolchain_problems,
+    )
 
-    drivers = driver_versions()
-    oldest = min(drivers, key=_version) if drivers else None
-    ok, msg = check_driver(torch.version.cuda, oldest)
-    print(f"[gpu-check] torch {torch.__version__} (CUDA {torch.version.cuda}); GPUs: {len(drivers)}; {msg}",
-          file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 3
+    ok = True
+    if not args.no_driver:
+        drivers = driver_versions()
+        oldest = min(drivers, key=_version) if drivers else None
+        ok, msg = check_driver(torch.version.cuda, oldest)
+        print(f"[gpu-check] torch {torch.__version__} (CUDA {torch.version.cuda}); GPUs: {len(drivers)}; {msg}",
+              file=sys.stdout if ok else sys.stderr)
+    problems = toolchain_problems(dict(os.environ), python_include_dir()) + environment_problems()
+    for problem in problems:
+        print(f"[gpu-check] {problem}", file=sys.stderr)
+    if not problems:
+        print("[gpu-check] C compiler and Python headers found; the gpu profile's pins installed and importable")
+    return 0 if ok and not problems else 3
 
 
 def _register_gpu_check(sub: argparse._SubParsersAction) -> None:
     from emocaliber_rl import gpu_check
 
     p = add_command(sub, "gpu-check",
-                    help="tools: check this node's NVIDIA driver against the installed torch's CUDA",
+                    help="tools: check this node's NVIDIA driver against the installed torch's CUDA, and Triton's toolchain",
                     description=gpu_check.__doc__, example="emocaliber gpu-check")
+    p.add_argument("--no-driver", action="store_true",
+                   help="skip the driver check (a node without GPUs): the toolchain and the environment only")
     p.set_defaults(func=_run_gpu_check)
 
 

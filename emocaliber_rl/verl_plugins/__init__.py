@@ -10,7 +10,8 @@ edited. What it does on import:
   switch of veRL's FSDP engine (``frozen_modules.py``; stages 1-2 freeze the vision tower), and
   calibration metrics (ECE, Brier, ROC-AUC, confidence histogram) in the PPO trainers' validation
   metrics (``validation_calibration.py``), and a warning in the training log when the vLLM
-  rollouts and the actor disagree (``rollout_parity.py``);
+  rollouts and the actor disagree (``rollout_parity.py``), and the HF copy of each checkpoint in
+  ``EMOCALIBER_HF_DTYPE`` when set (``hf_dtype.py``; the GPU profiles set bfloat16);
 * with ``VERL_PLATFORM=cpu``: activates the CPU platform (gloo process groups, FSDP engines for
   the ``cpu`` device) and, in vLLM rollout workers, vLLM's plain-linear weights so veRL's weight
   sync works (``vllm_cpu_weights.py``), and veRL's token log-probabilities without its per-token
@@ -28,6 +29,7 @@ from emocaliber_rl.verl_plugins import (
     advantage,
     cpu_logprobs,
     frozen_modules,
+    hf_dtype,
     loss_rows,
     position_ids_fix,
     rollout_parity,
@@ -41,6 +43,7 @@ if os.environ.get("EMOCALIBER_VERL_PLUGINS", "1") != "0":
     when_imported("verl.trainer.ppo.core_algos", advantage.register)
     when_imported("verl.utils.tensordict_utils", position_ids_fix.install)
     when_imported("verl.workers.engine.fsdp.transformer_impl", frozen_modules.install)
+    when_imported("verl.utils.checkpoint.fsdp_checkpoint_manager", hf_dtype.install)
     when_imported("verl.trainer.ppo.v1.trainer_base", validation_calibration.install_v1)
     when_imported("verl.trainer.ppo.v1.trainer_base", rollout_parity.install_v1)
     when_imported("verl.trainer.ppo.ray_trainer", validation_calibration.install_legacy)

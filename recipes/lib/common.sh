@@ -31,3 +31,32 @@ require_flash_attn() {
     return 1
   fi
 }
+
+# Before a GPU run: flash-attn for --profile gpu. A dry run (DRY=1) checks a run meant for any
+# machine, so there a missing flash-attn is a note on stderr, not a refusal.
+gpu_preflight() {
+  local profile="$1" tag="$2" dry="$3"
+  if [[ "$dry" == 1 ]]; then
+    [[ "$profile" != gpu ]] || "$PYTHON" -c "import flash_attn" >/dev/null 2>&1 ||
+      echo "${tag}: dry run: flash-attn is not installed in $PYTHON; --profile gpu needs it where the run goes" >&2
+    return 0
+  fi
+  require_flash_attn "$profile" "$tag"
+}
+
+# GPUs per node: GIVEN when set, else the visible ones (gpus.sh). A dry run on a machine without
+# GPUs assumes one node of 8, the paper's; a real run refuses.
+gpus_or_default() {
+  local given="$1" tag="$2" dry="$3" n
+  n="${given:-$(count_visible_gpus)}"
+  if [[ "$n" -lt 1 ]]; then
+    if [[ "$dry" == 1 ]]; then
+      echo "${tag}: dry run: no GPU visible here; assuming 8 GPUs per node" >&2
+      n=8
+    else
+      echo "${tag}: no GPU visible; use --profile cpu or give the GPU count" >&2
+      return 2
+    fi
+  fi
+  echo "$n"
+}

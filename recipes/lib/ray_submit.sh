@@ -14,10 +14,13 @@ Usage: bash recipes/submit_${STAGE_NAME}.sh [options] -- RECIPE_ARGS...
        bash recipes/submit_${STAGE_NAME}.sh [options] --check
 
 Submits \`bash ${STAGE_SCRIPT} RECIPE_ARGS...\` as a job to an existing Ray cluster with
-\`ray job submit\`. RECIPE_ARGS are the recipe's own options (see \`bash ${STAGE_SCRIPT} --help\`);
-data and model paths must exist on the node that runs the job (or be hub ids / shared storage);
-give --out as an absolute path on shared storage (a relative one lands in the job's temporary
-working_dir).
+\`ray job submit\`. RECIPE_ARGS are the recipe's own options (see \`bash ${STAGE_SCRIPT} --help\`).
+--out, --train, --val and a local --model must be absolute paths that exist on every node (shared
+storage); a relative one is refused before anything uploads, since each node runs the job in a
+temporary copy of the repository (data/ is not even in it) and would write its own outputs there.
+--out is required for the same reason (the recipe's default is relative); --model may be a hub id.
+TensorBoard writes to OUT/tensorboard_log (TENSORBOARD_DIR in the job environment, which veRL's
+tracker reads; verl/utils/tracking.py), not to a relative tensorboard_log/ on each node.
 
 ${STAGE_NOTE}
 
@@ -35,6 +38,12 @@ Options:
                        driver, so give them the node's GPUs here).
   --no-wait            return after submission (default: follow the logs until the job ends and
                        exit non-zero unless it SUCCEEDED).
+  --env NAME=VALUE     add a variable to the job's runtime_env env_vars (repeatable), e.g. the
+                       network interfaces of a multi-node run: --env NCCL_SOCKET_IFNAME=eth0
+                       --env GLOO_SOCKET_IFNAME=eth0. The variables this script sets itself
+                       (VERL_USE_EXTERNAL_MODULES, PYTHON, EMOCALIBER_FREEZE_MODULES, VERL_PLATFORM,
+                       EMOCALIBER_HF_DTYPE)
+                       are refused: use --python and --profile.
   --check              instead of the recipe, submit a short job that imports emocaliber_rl and veRL
                        in the driver and in a Ray task on the cluster and prints the plug-in state
                        (platform, grpo_no_std registered, validation calibration hook installed).
@@ -47,7 +56,9 @@ data/, VEC-CoT/, images/ at the root), .venv, .git, caches, and whatever .gitign
 refused before upload, naming its biggest folders (\`emocaliber ray-package\` shows the size).
 env_vars = VERL_USE_EXTERNAL_MODULES=
 emocaliber_rl.verl_plugins, PYTHON, EMOCALIBER_FREEZE_MODULES (stage 1/2: visual; stage 3: empty),
-WANDB_MODE and EMOCALIBER_LOSS_ROWS when set here, VERL_PLATFORM=cpu with --profile cpu.
+TENSORBOARD_DIR=OUT/tensorboard_log, WANDB_MODE and EMOCALIBER_LOSS_ROWS when set here,
+VERL_PLATFORM=cpu with --profile cpu, EMOCALIBER_HF_DTYPE=bfloat16 with the GPU profiles (the
+checkpoints' HF copy in bf16), and every --env.
 
 Authentication: Ray 2.60 clusters started with \`ray start\` require a token (token auth is on by
 default; never turn it off with RAY_AUTH_MODE=disabled on a reachable cluster). \`ray job submit\`
@@ -89,9 +100,39 @@ print("EMOCALIBER_PLUGIN_STATE worker " + json.dumps(ray.get(ray.remote(num_cpus
 PY
 }
 
+# The recipe's paths, before anything uploads: --out (required), --train, --val (comma-separated
+# lists too) and a local --model must be absolute; each node of a Ray job resolves a relative path
+# in its own temporary copy of the repository. Prints --out; one line and status 2 on a refusal.
+submit_paths_check() {
+  local out="" opt value path
+  local -a paths
+  while [[ $# -gt 0 ]]; do
+    opt="$1"
+    case "$opt" in
+      --out | --train | --val | --model)  # the recipe's options, not this script's
+        value="${2-}"; shift $(( $# > 1 ? 2 : 1 ))
+        [[ "$opt" != --out ]] || out="$value"
+        IFS=',' read -r -a paths <<< "$value"
+        for path in "${paths[@]}"; do
+          [[ "$path" == /* ]] && continue
+          # a hub id (org/name) that is no local directory is downloaded by every node alike
+          if [[ "$opt" == --model && "$path" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$ && ! -e "$path" ]]; then continue; fi
+          echo "submit_${STAGE_NAME}.sh: ${opt} ${path}: relative; a Ray job runs in a temporary copy of the repository on each node, give an absolute path on shared storage" >&2
+          return 2
+        done ;;
+      --) shift ;;
+      *) shift ;;
+    esac
+  done
+  [[ -n "$out" ]] || {
+    echo "submit_${STAGE_NAME}.sh: give --out DIR (absolute, on shared storage): the recipe's default is relative and would land in the job's temporary working_dir" >&2
+    return 2; }
+  echo "$out"
+}
+
 submit_main() {
   local address="" profile="gpu" python="" submission_id="" entry_gpus="${STAGE_ENTRY_GPUS:-0}" wait=1 check=0
-  local -a recipe_args=()
+  local -a recipe_args=() user_env=()
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --address) address="$2"; shift 2 ;;
@@ -99,6 +140,7 @@ submit_main() {
       --python) python="$2"; shift 2 ;;
       --submission-id) submission_id="$2"; shift 2 ;;
       --entrypoint-num-gpus) entry_gpus="$2"; shift 2 ;;
+      --env) user_env+=("$2"); shift 2 ;;
       --no-wait) wait=0; shift ;;
       --check) check=1; shift ;;
       -h|--help) submit_usage; return 0 ;;
@@ -115,6 +157,20 @@ submit_main() {
     if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then python="$REPO_ROOT/.venv/bin/python"; else python=python3; fi
   fi
   (( check == 1 || ${#recipe_args[@]} > 0 )) || { echo "submit_${STAGE_NAME}.sh: give the recipe's arguments after -- (or --check; see --help)" >&2; return 2; }
+  local item name
+  for item in "${user_env[@]}"; do
+    name="${item%%=*}"
+    [[ "$item" == *=* && "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || {
+      echo "submit_${STAGE_NAME}.sh: --env wants NAME=VALUE, got '${item}'" >&2; return 2; }
+    case "$name" in
+      VERL_USE_EXTERNAL_MODULES|PYTHON|EMOCALIBER_FREEZE_MODULES|VERL_PLATFORM|EMOCALIBER_HF_DTYPE)
+        echo "submit_${STAGE_NAME}.sh: --env ${name}: set by this script (use --python / --profile)" >&2; return 2 ;;
+    esac
+  done
+  local out=""
+  if (( check == 0 )); then
+    out="$(submit_paths_check "${recipe_args[@]}")" || return 2
+  fi
   if [[ "${RAY_AUTH_MODE:-}" != disabled && -z "${RAY_AUTH_TOKEN:-}" && -z "${RAY_AUTH_TOKEN_PATH:-}" && ! -s "$HOME/.ray/auth_token" ]]; then
     echo "submit_${STAGE_NAME}.sh: warning: no Ray auth token here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token);" \
          "a cluster with token auth (the Ray 2.60 default) will answer 'Missing authentication token'" >&2
@@ -129,10 +185,16 @@ submit_main() {
   local -a env_args=(--env VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins --env "PYTHON=$python"
                      --env "EMOCALIBER_FREEZE_MODULES=${STAGE_FREEZE_MODULES-}")
   [[ "$profile" != cpu ]] || env_args+=(--env VERL_PLATFORM=cpu)
+  # the GPU profiles' HF copy in bf16 (the recipe sets it too, but inside a job it cannot forward it)
+  [[ "$profile" == cpu ]] || env_args+=(--env "EMOCALIBER_HF_DTYPE=${EMOCALIBER_HF_DTYPE-bfloat16}")
   [[ -z "${WANDB_MODE:-}" ]] || env_args+=(--env "WANDB_MODE=$WANDB_MODE")
   # the loss-rows plug-in's off switch (verl_plugins/loss_rows.py): set here, it must reach the
   # job's workers, which the recipe run as the entrypoint cannot forward to (it runs inside the job)
   [[ -z "${EMOCALIBER_LOSS_ROWS+set}" ]] || env_args+=(--env "EMOCALIBER_LOSS_ROWS=$EMOCALIBER_LOSS_ROWS")
+  # veRL's TensorBoard logger writes to $TENSORBOARD_DIR, else to a relative tensorboard_log/: in the
+  # job's temporary working_dir of whichever node runs the trainer (verl/utils/tracking.py)
+  [[ -z "$out" ]] || env_args+=(--env "TENSORBOARD_DIR=${out}/tensorboard_log")
+  for item in "${user_env[@]}"; do env_args+=(--env "$item"); done
   local runtime_env
   runtime_env="$(PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" -m emocaliber_rl.cli ray-package \
                    "$REPO_ROOT" --runtime-env-json "${env_args[@]}")" || {

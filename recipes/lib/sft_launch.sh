@@ -34,6 +34,10 @@ Options:
                     \`nvidia-smi -L\`, MIG devices not counted twice, narrowed by
                     CUDA_VISIBLE_DEVICES; 1 with --profile cpu).
   --steps N         stop after N optimizer steps (default: one epoch, the paper's setting).
+  --dry-run         run nothing: compose the config, run veRL's checks of it (its SFT config
+                    dataclasses, the batch split over the GPUs), check the paths, print the
+                    command and a per-GPU memory estimate (emocaliber_rl/recipe_dry_run.py).
+                    Works without a GPU: --nproc defaults to 8 when none is visible.
   --preset P        paper (default): constant lr from the first step, no weight decay (the paper
                     states none of these). official: the release's ms-swift run, warmup ratio
                     0.05, cosine decay, weight decay 0.1. Selects the Hydra config group
@@ -48,12 +52,14 @@ Multi-node: set the usual torchrun variables NNODES, NODE_RANK, MASTER_ADDR, MAS
 every node (single node runs --standalone).
 Environment read: PYTHON (interpreter; default the repository's .venv, else python3).
 Environment the script sets: EMOCALIBER_FREEZE_MODULES (modules kept frozen, see the README),
-VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins, and with --profile cpu VERL_PLATFORM=cpu.
+VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins, with --profile cpu VERL_PLATFORM=cpu, with
+--profile gpu/gpu-sdpa EMOCALIBER_HF_DTYPE=bfloat16 (the checkpoints' HF copy in bf16; set it
+empty to keep veRL's fp32 copy).
 USAGE
 }
 
 sft_main() {
-  local model="" train="" val="" out="checkpoints/${STAGE_NAME}" profile="gpu" nproc="" steps="" preset="paper"
+  local model="" train="" val="" out="checkpoints/${STAGE_NAME}" profile="gpu" nproc="" steps="" preset="paper" dry_run=0
   local -a overrides=()
   while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -65,6 +71,7 @@ sft_main() {
       --nproc) nproc="$2"; shift 2 ;;
       --steps) steps="$2"; shift 2 ;;
       --preset) preset="$2"; shift 2 ;;
+      --dry-run) dry_run=1; shift ;;
       -h|--help) sft_usage; return 0 ;;
       --) shift; overrides+=("$@"); break ;;
       --*) echo "${STAGE_NAME}.sh: unknown option '$1' (see --help)" >&2; return 2 ;;
@@ -85,12 +92,13 @@ sft_main() {
     # the CPU keys, each with its reason: recipes/config/sft_profile/cpu.yaml
     profile_overrides=(+sft_profile=cpu)
   else
-    require_flash_attn "$profile" "${STAGE_NAME}.sh" || return 2
+    gpu_preflight "$profile" "${STAGE_NAME}.sh" "$dry_run" || return 2
+    # the checkpoints' HF copy in bf16, not veRL's fp32 master weights (verl_plugins/hf_dtype.py)
+    export EMOCALIBER_HF_DTYPE="${EMOCALIBER_HF_DTYPE-bfloat16}"
     if [[ "$profile" == gpu-sdpa ]]; then
       profile_overrides=(+model.override_config.attn_implementation=sdpa model.use_remove_padding=False)
     fi
-    nproc="${nproc:-$(count_visible_gpus)}"
-    [[ "$nproc" -ge 1 ]] || { echo "${STAGE_NAME}.sh: no GPU visible; use --profile cpu or --nproc" >&2; return 2; }
+    nproc="$(gpus_or_default "$nproc" "${STAGE_NAME}.sh" "$dry_run")" || return 2
   fi
 
   local -a data_args=("data.train_files=${train}")
@@ -107,11 +115,20 @@ sft_main() {
   fi
 
   echo "[${STAGE_NAME}] preset=${preset} profile=${profile} nproc=${nproc} nnodes=${NNODES:-1} model=${model} out=${out}"
-  "${launcher[@]}" -m verl.trainer.sft_trainer \
-    --config-path="$(dirname "$STAGE_CONFIG")" --config-name="$(basename "$STAGE_CONFIG" .yaml)" \
-    sft_preset="$preset" model.path="$model" trainer.default_local_dir="$out" \
-    trainer.n_gpus_per_node="$nproc" trainer.nnodes="${NNODES:-1}" \
-    "${data_args[@]}" "${profile_overrides[@]}" "${STAGE_EXTRA_OVERRIDES[@]}" "${overrides[@]}"
+  local -a cmd=("${launcher[@]}" -m verl.trainer.sft_trainer
+    --config-path="$(dirname "$STAGE_CONFIG")" --config-name="$(basename "$STAGE_CONFIG" .yaml)"
+    sft_preset="$preset" model.path="$model" trainer.default_local_dir="$out"
+    trainer.n_gpus_per_node="$nproc" trainer.nnodes="${NNODES:-1}"
+    "${data_args[@]}" "${profile_overrides[@]}" "${STAGE_EXTRA_OVERRIDES[@]}" "${overrides[@]}")
+  if (( dry_run == 1 )); then
+    # a Ray job's entrypoint runs in a temporary copy of the repository: relative paths land there
+    local -a dry_args=(--kind sft --tag "$STAGE_NAME")
+    [[ -z "${RAY_JOB_CONFIG_JSON_ENV_VAR:-}" ]] || dry_args+=(--absolute)
+    PYTHONPATH="$RECIPES_DIR/..${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m emocaliber_rl.recipe_dry_run \
+      "${dry_args[@]}" -- "${cmd[@]}"
+    return
+  fi
+  "${cmd[@]}"
 
   link_final_hf "$out" huggingface "$STAGE_NAME"
 }
