@@ -7,7 +7,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from emocaliber_rl.cli.common import add_command, add_group_command, add_path_map, path_map_from_args
+from emocaliber_rl.cli.common import (
+    EXIT_PARTIAL,
+    CliError,
+    add_command,
+    add_group_command,
+    add_path_map,
+    output_file,
+    output_folder,
+    path_map_from_args,
+)
 
 # Client options that a --config JSON file may set (flags win); builtin defaults when neither does.
 CLIENT_DEFAULTS = {
@@ -107,6 +116,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.report import ProblemReport
 
     opts = _resolve(args)
+    output_file(args.output)
     log, holder = _make_logger(args.log)
     try:
         api_key = _api_key(opts, args.no_auth, log)
@@ -143,7 +153,8 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 
     stats = run_async(go())
     log(stats.summary(opts["price_in"], opts["price_out"]))
-    return 0 if stats.failed == 0 else 3
+    # 3: failed records (retried by a rerun) or input rows that could not be read (the report)
+    return EXIT_PARTIAL if stats.failed or report.problems else 0
 
 
 def _run_judge(args: argparse.Namespace) -> int:
@@ -152,6 +163,9 @@ def _run_judge(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.cot_store import ResultLog
 
     opts = _resolve(args)
+    output_file(args.output)
+    if args.kept:
+        output_file(args.kept, "--kept")
     log, holder = _make_logger(args.log)
     try:
         api_key = _api_key(opts, args.no_auth, log)
@@ -184,20 +198,37 @@ def _run_judge(args: argparse.Namespace) -> int:
     kept_path = args.kept or str(Path(args.output).with_name(Path(args.output).stem + ".kept.jsonl"))
     kept, judged = cot_run.write_kept(args.output, kept_path)
     log(f"kept {kept} of {judged} judged CoTs -> {kept_path}")
-    return 0 if stats.failed == 0 else 3
+    return EXIT_PARTIAL if stats.failed else 0
 
 
 def _run_cot_split(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.cot_split import split_cot, table, write_split
     from emocaliber_rl.data.records import read_manifest
 
+    ratios = _ratios(args.ratios)
+    output_folder(args.output)
     records = [r for path in args.inputs for r in read_manifest(path)]
-    ratios = tuple(int(x) for x in args.ratios.split(":"))
+    if not records:
+        print(f"error: nothing written to {args.output}: {', '.join(args.inputs)} holds no records "
+              "(give the --kept manifest of `cot judge`)", file=sys.stderr)
+        return 1
     parts = split_cot(records, seed=args.seed, ratios=ratios)
     paths = write_split(parts, args.output)
     print(table(parts))
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     return 0
+
+
+def _ratios(text: str) -> tuple[int, int, int]:
+    """``--ratios A:B:C``: three whole numbers, not all 0 (one subset per training stage)."""
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise CliError(f"--ratios {text!r}: give three whole numbers A:B:C, one per stage's subset "
+                       "(e.g. 6:3:1)")
+    ratios = (int(parts[0]), int(parts[1]), int(parts[2]))
+    if sum(ratios) == 0:
+        raise CliError(f"--ratios {text!r}: all three are 0; at least one subset needs a share")
+    return ratios
 
 
 def _client_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -251,7 +282,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "For each manifest record not yet in OUTPUT, send the image (data URL) and label to an "
             "OpenAI-compatible chat endpoint. Resumable: kill it at any time and rerun; finished "
             "records are never requested again. Failed records go to OUTPUT.errors.jsonl and are "
-            "retried on the next run (exit code 3 when any failed)."
+            "retried on the next run. Exit 0: every record synthesized; 3: some failed (rerun to "
+            "retry them) or input rows could not be read; 1: no record to synthesize; 2: a bad "
+            "flag or file, or no API key; 130: interrupted (Ctrl-C; the output stays whole, rerun "
+            "to resume)."
         ),
         example="emocaliber cot synthesize data/vecbench/train.jsonl -o cot/synth.jsonl "
                 "--base-url https://api.example.com/v1 --model teacher-vl",
@@ -275,7 +309,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Local structural check first (five tags, answer == label, no label word in the steps); "
             "its failures are recorded without any API call. The rest get a JSON verdict on "
             "hallucination, label leakage and logical inconsistency. Resumable like synthesize. "
-            "Passing records are written as a manifest to --kept."
+            "Passing records are written as a manifest to --kept. Exit 0: every CoT judged; 3: "
+            "some requests failed (rerun to retry them); 1: no synthesized row; 2: a bad flag or "
+            "file, or no API key; 130: interrupted."
         ),
         example="emocaliber cot judge cot/synth.jsonl -o cot/verdicts.jsonl --kept cot/kept.jsonl "
                 "--base-url https://api.example.com/v1 --model judge-vl",
@@ -287,11 +323,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp = add_command(
         csub, "split",
         help="split kept CoTs into VEC-CoT-1/2/3 (6:3:1, stratified by subtask)",
-        description="Writes OUTPUT/vec_cot_{1,2,3}.jsonl and OUTPUT/table.md (paper Table 1 layout).",
+        description="Writes OUTPUT/vec_cot_{1,2,3}.jsonl and OUTPUT/table.md (paper Table 1 layout). "
+                    "Exit 0: every record in a subset; 1: no record in the inputs (nothing "
+                    "written); 2: a bad row, --ratios or OUTPUT.",
         example="emocaliber cot split cot/kept.jsonl -o cot/split --seed 0",
     )
     sp.add_argument("inputs", nargs="+", help="kept-CoT manifest(s)")
     sp.add_argument("-o", "--output", required=True, help="output folder")
     sp.add_argument("--seed", type=int, default=0, help="shuffle seed")
-    sp.add_argument("--ratios", default="6:3:1", help="subset ratios")
+    sp.add_argument("--ratios", default="6:3:1",
+                    help="subset ratios A:B:C, whole numbers (VEC-CoT-1:2:3), not all 0")
     sp.set_defaults(func=_run_cot_split)
