@@ -228,8 +228,10 @@ class Demo:
                    # run manifest does not hash weights): its old generations must not be reused
                    "--seed", str(self.seed), "--no-progress", "--force-new", *TINY_PIXELS)
         labelled = self.data / "stage2.parquet"
+        # labelling is a filter: the tiny scaffold's unparseable answers are rejected, listed in
+        # OUT.rejects.jsonl (exit 3, written with rows left out)
         ctx.python("stage2", "label", str(gen), "--out", str(labelled), "--p-source", self.sizes.stage2_p_source,
-                   "--tokenizer", str(scaffold), *TINY_PIXELS)
+                   "--tokenizer", str(scaffold), *TINY_PIXELS, accept=(0, 3))
         import pyarrow.parquet as pq
 
         kept = pq.ParquetFile(labelled).metadata.num_rows

@@ -34,8 +34,10 @@ class StageContext:
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def run(self, cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float | None = None) -> None:
-        """Run ``cmd``, appending its output to the stage log; raise :class:`StageFailed` on error."""
+            timeout: float | None = None, accept: tuple[int, ...] = (0,)) -> None:
+        """Run ``cmd``, appending its output to the stage log; raise :class:`StageFailed` on an exit
+        code not in ``accept`` (``(0, 3)`` for a command whose rows left out are expected, such as
+        a filter: 3 is "written, with rows left out")."""
         full_env = {**os.environ, **(env or {})}
         with self.log_path.open("a", encoding="utf-8") as log:
             log.write(f"\n$ {shlex.join(map(str, cmd))}\n")
@@ -45,7 +47,7 @@ class StageContext:
                                       cwd=cwd, timeout=timeout, check=False)
             except subprocess.TimeoutExpired as e:
                 raise StageFailed(self._failure(cmd, f"timed out after {timeout:.0f} s")) from e
-        if proc.returncode != 0:
+        if proc.returncode not in accept:
             raise StageFailed(self._failure(cmd, f"exit code {proc.returncode}"))
 
     def python(self, *args: str, **kwargs: Any) -> None:

@@ -58,6 +58,10 @@ peak_memory() {  # print "gpu i: peak MiB / total MiB" lines for the samples sin
   tail -n +"$1" "$out/memory.csv" | awk -F', *' '{ if ($2 > p[$1]) p[$1] = $2; t[$1] = $3 }
     END { for (i in p) printf "gpu %s: peak %d MiB of %d MiB\n", i, p[i], t[i] }' | sort -V
 }
+partial_ok() {  # partial_ok CMD...: exit 3 ("written, with rows left out": a filter's rejects) counts as done
+  "$@" || { local rc=$?; (( rc == 3 )) || return "$rc"; }
+}
+
 timed() {  # timed NAME CMD...: run CMD with its output in logs/NAME.log, report wall time and memory
   local name="$1"; shift
   local start mark rc=0
@@ -105,7 +109,7 @@ PY
   timed stage2_generate "$PYTHON" -m emocaliber_rl.cli stage2 generate --model "$ck/stage1/final_hf" \
     --prompts "$d/stage2_prompts.jsonl" --out "$out/gen.jsonl" --backend vllm --max-new-tokens 96 \
     --temperature 1.0 --processor-pixels --no-progress
-  timed stage2_label "$PYTHON" -m emocaliber_rl.cli stage2 label "$out/gen.jsonl" --out "$d/stage2.parquet" \
+  timed stage2_label partial_ok "$PYTHON" -m emocaliber_rl.cli stage2 label "$out/gen.jsonl" --out "$d/stage2.parquet" \
     --processor-pixels --no-plot --max-length 0
   timed stage2 bash "$HERE/stage2_sft.sh" --profile "$profile" --model "$ck/stage1/final_hf" \
     --train "$d/stage2.parquet" --out "$ck/stage2" --steps 2 "data.train_batch_size=$ngpu" \

@@ -96,12 +96,14 @@ __all__ = [
     "confidence_reward",
     "extract_answer",
     "extract_confidence",
+    "extract_confidence_number",
     "first_block",
     "is_correct",
     "label_set",
     "normalize_answer",
     "official_compute_score",
     "parse_confidence",
+    "parse_confidence_number",
     "parse_response",
 ]
 
@@ -186,6 +188,16 @@ class ParsedResponse:
 
 def parse_confidence(text: str) -> float | None:
     """The confidence written in ``text`` (see the module docstring for what counts), or None."""
+    value = parse_confidence_number(text)
+    if value is None or not 0.0 <= value <= 1.0:
+        return None
+    return value
+
+
+def parse_confidence_number(text: str) -> float | None:
+    """The number a confidence block states, in [0, 1] or not (``1.5``, ``150%``), or None when
+    the text is not a number in the confidence grammar. Evaluation uses it to report a stated but
+    out-of-range confidence apart from a missing one."""
     if len(text) > MAX_CONFIDENCE_CHARS:
         return None
     s = text.strip()
@@ -197,10 +209,7 @@ def parse_confidence(text: str) -> float | None:
         scale = 100.0
     if not s or s.count(".") > 1 or not set(s) <= (_DIGITS | {"."}) or s == ".":
         return None
-    value = float(s) / scale
-    if not 0.0 <= value <= 1.0:
-        return None
-    return value
+    return float(s) / scale
 
 
 def _has_tag(text: str, lo: int, hi: int) -> bool:
@@ -263,6 +272,13 @@ def extract_confidence(text: str) -> float | None:
     """Confidence in the last ``<confidence>..</confidence>`` block, or None if absent/invalid."""
     content = _block_content(text, "confidence")
     return None if content is None else parse_confidence(content)
+
+
+def extract_confidence_number(text: str) -> float | None:
+    """The number stated in the last ``<confidence>`` block, in [0, 1] or not; None if absent or
+    not a number."""
+    content = _block_content(text, "confidence")
+    return None if content is None else parse_confidence_number(content)
 
 
 def parse_response(text: str) -> ParsedResponse:

@@ -84,7 +84,7 @@ def test_export_reports_a_non_utf8_line_and_refuses_a_binary_file(
 ) -> None:
     src = _lines(tmp_path / "in.jsonl", _manifest_rows(tmp_path), bad_line=LATIN1_LINE, at=2)
     out = tmp_path / ("out.parquet" if kind == "rl3" else "out.jsonl")
-    assert main(["export", kind, str(src), "-o", str(out)]) == 0
+    assert main(["export", kind, str(src), "-o", str(out)]) == 3  # written, the bad line left out
     report = [json.loads(x) for x in out.with_name(out.name + ".report.jsonl").read_text().splitlines()]
     assert [(r["line"], r["kind"]) for r in report] == [(3, "bad_json")]
     assert "not UTF-8 text: byte 0xe9" in report[0]["detail"]
@@ -152,7 +152,7 @@ def test_stage2_label_rejects_logprobs_shorter_than_token_ids(tmp_path: Path,
     draw_image(0).save(img)
     gen = _lines(tmp_path / "gen.jsonl", [_gen_row("ok", img, 33, 33), _gen_row("cut", img, 3, 33)])
     out = tmp_path / "s2.parquet"
-    assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot"]) == 0
+    assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot"]) == 3  # 1 row left out
     assert "  token_mismatch: 1" in capsys.readouterr().err
     rejects = [json.loads(x) for x in (tmp_path / "s2.parquet.rejects.jsonl").read_text().splitlines()]
     assert rejects == [{"line": 2, "id": "cut", "reason": "token_mismatch",
@@ -164,7 +164,7 @@ def test_stage2_label_duplicates_and_mixed_runs(tmp_path: Path, capsys: pytest.C
     draw_image(0).save(img)
     gen = _lines(tmp_path / "gen.jsonl", [_gen_row("a", img, 2, 2), _gen_row("a", img, 2, 2)])
     out = tmp_path / "s2.parquet"
-    assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot"]) == 0
+    assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot"]) == 3  # 1 row left out
     assert "  duplicate_id: 1" in capsys.readouterr().err
     assert main(["stage2", "label", str(gen), "--out", str(out), "--no-plot", "--duplicates", "error"]) == 2
     assert f"{gen}:2: field 'id': 'a' already at line 1" in capsys.readouterr().err
@@ -180,7 +180,7 @@ def test_eval_score_duplicate_ids(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main(["eval", "score", str(pred)]) == 2
     assert f"{pred}:2: field 'id': 'r0' already at line 1" in capsys.readouterr().err
     out = tmp_path / "s.json"
-    assert main(["eval", "score", str(pred), "--duplicates", "first", "--json", str(out)]) == 0
+    assert main(["eval", "score", str(pred), "--duplicates", "first", "--json", str(out)]) == 3  # 1 left out
     assert "1 rows repeat an earlier id and were left out" in capsys.readouterr().err
     scores = json.loads(out.read_text())
     # two samples left: r0 right, r1 wrong -> accuracy 1/2 (with the repeat it would be 2/3)
@@ -336,7 +336,7 @@ def test_bench_import_no_hash_still_reports_a_missing_image(tmp_path: Path,
     draw_image(0).save(tmp_path / "a.jpg")
     src = _published(tmp_path, ["a.jpg", "gone.jpg"])
     out = tmp_path / "test.jsonl"
-    assert main(["bench", "import", str(src), "-o", str(out), "--no-hash", "--no-progress"]) == 0
+    assert main(["bench", "import", str(src), "-o", str(out), "--no-hash", "--no-progress"]) == 3
     err = capsys.readouterr().err
     assert f"{src}:2" in err and "image_missing" in err and "no problems" not in err
     # stored relative to the manifest's folder, where the image is (the one path rule)

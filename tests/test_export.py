@@ -205,10 +205,10 @@ def test_export_cli_writes_report_and_strict_fails(tmp_path: Path, capsys) -> No
     src = _published(tmp_path)
     out = tmp_path / "cli.parquet"
     # line 2 infers UnbiasedEmo-6, a test-only subtask: let it through the train/test guard
-    assert main(["export", "sft1", str(src), "-o", str(out), "--allow-test"]) == 0
+    assert main(["export", "sft1", str(src), "-o", str(out), "--allow-test"]) == 3  # 7 rows left out
     assert pq.read_table(out).num_rows == 2
     report = [json.loads(x) for x in (tmp_path / "cli.parquet.report.jsonl").read_text().splitlines()]
     assert sorted(r["line"] for r in report) == [3, 4, 5, 6, 7, 8, 9]
     assert "7 input records not used" in capsys.readouterr().err
     assert main(["export", "rl3", str(src), "-o", str(tmp_path / "rl.parquet"), "--strict", "--allow-test"]) == 2
-    assert main(["export", "eval", str(src), "-o", str(tmp_path / "e.jsonl")]) == 0
+    assert main(["export", "eval", str(src), "-o", str(tmp_path / "e.jsonl")]) == 3  # rows left out

@@ -129,7 +129,7 @@ def test_overlong_rows_are_reported_not_dropped_silently(tmp_path, qwen_sized_pr
     write_manifest(manifest, _photo_records(tmp_path))
     out = tmp_path / "sft.parquet"
     proc = _cli("export", "sft1", str(manifest), "-o", str(out), "--processor-pixels")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # written, the overlong row left out
     assert [r["id"] for r in pq.read_table(out).to_pylist()] == ["small"]
     assert "1 input records not used (overlong: 1)" in proc.stderr
     report = [json.loads(x) for x in (tmp_path / "sft.parquet.report.jsonl").read_text().splitlines()]
@@ -141,7 +141,7 @@ def test_overlong_rows_are_reported_not_dropped_silently(tmp_path, qwen_sized_pr
     # the tokenizer the whole prompt is counted
     out3 = tmp_path / "rl.parquet"
     proc = _cli("export", "rl3", str(manifest), "-o", str(out3), "--processor-pixels", "--max-length", "3800")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr
     assert [r["extra_info"]["id"] for r in pq.read_table(out3).to_pylist()] == ["small"]
 
 
@@ -170,6 +170,6 @@ def test_counted_length_is_verl_dataset_length(tmp_path, qwen_sized_processor):
     limit = len(ds[1]["input_ids"])
     proc = _cli("export", "sft1", str(manifest), "-o", str(tmp_path / "cut.parquet"), "--processor-pixels",
                 "--tokenizer", str(qwen_sized_processor), "--max-length", str(limit))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # the longer row left out
     assert [r["id"] for r in pq.read_table(tmp_path / "cut.parquet").to_pylist()] == ["small"]
     assert f"{len(ds[0]['input_ids'])} tokens > max length {limit}" in proc.stderr

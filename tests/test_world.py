@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from emocaliber_rl.world import CELLS, LEVELS, Scene, posterior_for_subtask, scene_given_label, scene_prior
-from emocaliber_rl.world.oracle import oracle_rows, read_scene_file, sha256_of
+from emocaliber_rl.world.oracle import NoSceneError, oracle_rows, read_scene_file, sha256_of
 from emocaliber_rl.world.render import SIZE, draw_scene, read_cells
 from emocaliber_rl.world.scenes import bayes_answer, loop_order, neighbours, sample_label_and_scene
 
@@ -127,9 +127,10 @@ def test_oracle_rows_match_images_by_hash(tmp_path: Path) -> None:
     assert [(r["pred"], r["conf_verb"]) for r in got] == [("awe", 0.625), ("fear", 1.0)]
     assert got[0]["response"] == "<answer>awe</answer><confidence>0.62</confidence>"
     (tmp_path / "other.png").write_bytes(b"not one of the world's images")
-    with pytest.raises(ValueError, match="row x: image .*other.png"):
+    with pytest.raises(NoSceneError, match="image .*other.png .*not in the world.s scene file") as err:
         oracle_rows([{"id": "x", "task": "FI-8", "label": "awe", "image": str(tmp_path / "other.png")}],
                     read_scene_file(tmp_path / "scenes.jsonl"))
+    assert err.value.row_id == "x"
 
 
 def test_world_layouts_build_into_vecbench_with_known_posteriors(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ stage 2, evaluation, studies and the demo; tools last). Library modules hold no 
 parses its flags here and calls one library function. Heavy imports (torch, veRL, vLLM) happen
 inside ``func`` so that ``--help`` stays instant.
 
-Exit codes: 0 done; 1 nothing usable written (the message says what to try); 2 bad input or
-arguments (an :class:`~emocaliber_rl.jsonl.InputFileError` names file, line and field); 3 done
-in part (some items failed or were skipped and are retried by a rerun).
+Exit codes (``common.EXIT_CODES_HELP``, printed at the end of ``emocaliber --help``): 0 every row
+used; 1 nothing usable written; 2 bad invocation or input (a :class:`~emocaliber_rl.cli.common.CliError`
+or an :class:`~emocaliber_rl.jsonl.InputFileError`, printed here as one line); 3 written with rows
+left out; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 import importlib
 import sys
 
-from emocaliber_rl.cli.common import HelpFormatter
+from emocaliber_rl.cli.common import EXIT_CODES_HELP, EXIT_INTERRUPTED, CliError, HelpFormatter
 
 COMMAND_MODULES: tuple[str, ...] = (
     "emocaliber_rl.cli.data",
@@ -41,7 +42,9 @@ A run takes the commands in the order listed: bench (data) -> cot -> export -> s
 
 example:
   emocaliber demo --out runs/demo
-  emocaliber export --help"""
+  emocaliber export --help
+
+""" + EXIT_CODES_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.code
     except (InputFileError, OutputLockedError) as e:
         # bad input names its file and line (emocaliber_rl.jsonl); no traceback for a user's typo
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: every output is committed whole (atomic renames, append logs cut at a line), so
+        # one line is all there is to say; the traceback would only show where the wait was
+        print("interrupted: what was committed is kept; rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -66,6 +66,56 @@ def add_group_command(sub: argparse._SubParsersAction, name: str, *, help: str, 
 
 
 # ----------------------------------------------------------------------------------------------
+# exit codes and one-line errors
+
+EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EXIT_CODES_HELP = """\
+exit codes (every command that reads rows; docs/outputs-and-resume.md lists them per command):
+  0    every input row was used
+  1    nothing usable written (no row left to write); the message says what to try
+  2    bad invocation or input (a flag, an unreadable or damaged file, -o naming a folder):
+       one line names it, and nothing is written
+  3    written, with rows left out (each listed in the problem report, rejects file or
+       OUT.errors.jsonl); a resumable command retries them when rerun
+  130  interrupted (Ctrl-C): what was committed stays; rerun the same command to resume"""
+
+
+class CliError(Exception):
+    """A mistake the user can fix, raised anywhere under a command's ``func``: ``emocaliber``'s
+    ``main`` prints ``error: MESSAGE`` (one line, no traceback) and exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def rows_exit_code(written: int, left_out: int) -> int:
+    """The exit code of a command that takes rows: 1 nothing written, 3 written with rows left
+    out, 0 every row used."""
+    if written == 0:
+        return EXIT_NOTHING
+    return EXIT_PARTIAL if left_out else EXIT_OK
+
+
+def output_file(path: str | Path, flag: str = "-o") -> Path:
+    """``path`` as an output file, refused before any work when it names a folder (the final
+    rename would fail after everything was computed, and leave ``OUT.tmp`` behind)."""
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(f"{flag} {path}: is a folder; give a file name")
+    return p
+
+
+def output_folder(path: str | Path, flag: str = "-o") -> Path:
+    """``path`` as an output folder, refused before any work when it names an existing file."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CliError(f"{flag} {path}: is a file, not a folder; give a folder to write into")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------
 # image paths
 
 

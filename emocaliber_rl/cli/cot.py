@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 
 from emocaliber_rl.cli.common import (
+    EXIT_PARTIAL,
+    CliError,
     add_command,
     add_group_command,
     add_path_map,
     add_test_guard,
+    output_file,
+    output_folder,
     path_map_from_args,
 )
 
@@ -113,6 +117,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.report import ProblemReport
 
     opts = _resolve(args)
+    output_file(args.output)
     log, holder = _make_logger(args.log)
     try:
         api_key = _api_key(opts, args.no_auth, log)
@@ -149,7 +154,8 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 
     stats = run_async(go())
     log(stats.summary(opts["price_in"], opts["price_out"]))
-    return 0 if stats.failed == 0 else 3
+    # 3: failed records (retried by a rerun) or input rows that could not be read (the report)
+    return EXIT_PARTIAL if stats.failed or report.problems else 0
 
 
 def _run_judge(args: argparse.Namespace) -> int:
@@ -157,6 +163,9 @@ def _run_judge(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.cot_client import run_async
 
     opts = _resolve(args)
+    output_file(args.output)
+    if args.kept:
+        output_file(args.kept, "--kept")
     log, holder = _make_logger(args.log)
     try:
         api_key = _api_key(opts, args.no_auth, log)
@@ -186,7 +195,7 @@ def _run_judge(args: argparse.Namespace) -> int:
     kept_path = args.kept or str(Path(args.output).with_name(Path(args.output).stem + ".kept.jsonl"))
     kept, judged = cot_run.write_kept(args.output, kept_path)
     log(f"kept {kept} of {judged} judged CoTs -> {kept_path}")
-    return 0 if stats.failed == 0 else 3
+    return EXIT_PARTIAL if stats.failed else 0
 
 
 def _run_cot_split(args: argparse.Namespace) -> int:
@@ -194,17 +203,34 @@ def _run_cot_split(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.leak_guard import Located, hashes_of_manifests, refuse_test_data
     from emocaliber_rl.data.records import iter_manifest, refuse_duplicate_ids
 
+    ratios = _ratios(args.ratios)
+    output_folder(args.output)
     located = [Located(r, f"{path}:{n}") for path in args.inputs for n, r in iter_manifest(path)]
+    if not located:
+        print(f"error: nothing written to {args.output}: {', '.join(args.inputs)} holds no records "
+              "(give the --kept manifest of `cot judge`)", file=sys.stderr)
+        return 1
     refuse_duplicate_ids((it.where, it.record) for it in located)
     if not args.allow_test:
         refuse_test_data(located, hashes_of_manifests(args.test_manifest), "cot split")
     records = [it.record for it in located]
-    ratios = tuple(int(x) for x in args.ratios.split(":"))
     parts = split_cot(records, seed=args.seed, ratios=ratios)
     paths = write_split(parts, args.output)
     print(table(parts))
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     return 0
+
+
+def _ratios(text: str) -> tuple[int, int, int]:
+    """``--ratios A:B:C``: three whole numbers, not all 0 (one subset per training stage)."""
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise CliError(f"--ratios {text!r}: give three whole numbers A:B:C, one per stage's subset "
+                       "(e.g. 6:3:1)")
+    ratios = (int(parts[0]), int(parts[1]), int(parts[2]))
+    if sum(ratios) == 0:
+        raise CliError(f"--ratios {text!r}: all three are 0; at least one subset needs a share")
+    return ratios
 
 
 def _client_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -258,7 +284,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "For each manifest record not yet in OUTPUT, send the image (data URL) and label to an "
             "OpenAI-compatible chat endpoint. Resumable: kill it at any time and rerun; finished "
             "records are never requested again. Failed records go to OUTPUT.errors.jsonl and are "
-            "retried on the next run (exit code 3 when any failed)."
+            "retried on the next run. Exit 0: every record synthesized; 3: some failed (rerun to "
+            "retry them) or input rows could not be read; 1: no record to synthesize; 2: a bad "
+            "flag or file, or no API key; 130: interrupted (Ctrl-C; the output stays whole, rerun "
+            "to resume)."
         ),
         example="emocaliber cot synthesize data/vecbench/train.jsonl -o cot/synth.jsonl "
                 "--base-url https://api.example.com/v1 --model teacher-vl",
@@ -282,7 +311,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Local structural check first (five tags, answer == label, no label word in the steps); "
             "its failures are recorded without any API call. The rest get a JSON verdict on "
             "hallucination, label leakage and logical inconsistency. Resumable like synthesize. "
-            "Passing records are written as a manifest to --kept."
+            "Passing records are written as a manifest to --kept. Exit 0: every CoT judged; 3: "
+            "some requests failed (rerun to retry them); 1: no synthesized row; 2: a bad flag or "
+            "file, or no API key; 130: interrupted."
         ),
         example="emocaliber cot judge cot/synth.jsonl -o cot/verdicts.jsonl --kept cot/kept.jsonl "
                 "--base-url https://api.example.com/v1 --model judge-vl",
@@ -300,13 +331,15 @@ def register(sub: argparse._SubParsersAction) -> None:
             "extra.origin_split. Test data (split test, a test-only OOD subtask, or an image of a "
             "--test-manifest) is refused, naming the records, before anything is written "
             "(exit 2), unless --allow-test. So is an id used twice across the inputs (exit 2, "
-            "naming both lines)."
+            "naming both lines). Exit 0: every record in a subset; 1: no record in the inputs "
+            "(nothing written); 2: a bad row, --ratios or OUTPUT."
         ),
         example="emocaliber cot split cot/kept.jsonl -o cot/split --seed 0",
     )
     sp.add_argument("inputs", nargs="+", help="kept-CoT manifest(s)")
     sp.add_argument("-o", "--output", required=True, help="output folder")
     sp.add_argument("--seed", type=int, default=0, help="shuffle seed")
-    sp.add_argument("--ratios", default="6:3:1", help="subset ratios")
+    sp.add_argument("--ratios", default="6:3:1",
+                    help="subset ratios A:B:C, whole numbers (VEC-CoT-1:2:3), not all 0")
     add_test_guard(sp)
     sp.set_defaults(func=_run_cot_split)

@@ -7,11 +7,15 @@ import argparse
 import sys
 
 from emocaliber_rl.cli.common import (
+    EXIT_PARTIAL,
     add_command,
     add_group_command,
     add_path_map,
     nothing_usable,
+    output_file,
+    output_folder,
     path_map_from_args,
+    rows_exit_code,
 )
 
 DATASET_FLAGS = {
@@ -43,6 +47,7 @@ def _run_build(args: argparse.Namespace) -> int:
     if not roots:
         print("error: give at least one dataset root (--fi, --emoset, ...)", file=sys.stderr)
         return 2
+    output_folder(args.output)
     try:
         res = build_splits(roots, seed=args.seed, test_size=args.test_size, workers=args.workers,
                            progress=not args.no_progress, near_duplicates=not args.no_near_duplicates,
@@ -62,7 +67,8 @@ def _run_build(args: argparse.Namespace) -> int:
     res.report.print_summary("images or entries")
     print(f"manifests: {paths['train']} {paths['test']}; summary: {paths['summary']}; "
           f"problem report: {paths['report']}", file=sys.stderr)
-    rc = 0
+    # 3: manifests written, with images or entries left out (each in the problem report)
+    rc = EXIT_PARTIAL if res.report.problems else 0
     for name in res.empty:
         print(f"error: {name} ({DATASET_FLAGS[name]} {roots[name]}) yielded no usable sample; "
               "see the problem report", file=sys.stderr)
@@ -93,8 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "hashed; undecodable images, duplicates (same sha256), near-duplicates (perceptual "
             "hash; the test-only copy is kept) and unknown labels are listed in OUTPUT/report.jsonl. "
             "Writes OUTPUT/train.jsonl, test.jsonl, summary.md (per-dataset found/kept/reported). "
-            "Exit 2: a root or metadata file is not the published layout; exit 1: a dataset "
-            "yielded no usable sample, or train and test overlap."
+            "Exit 0: every image used; 3: manifests written, with images or entries left out "
+            "(report.jsonl); 2: a root or metadata file is not the published layout, or OUTPUT is "
+            "a file; 1: a dataset yielded no usable sample, or train and test overlap."
         ),
         example="emocaliber bench build --fi data/FI --emoset data/EmoSet --webemo data/WebEmo "
                 "--abstract data/Abstract --artphoto data/ArtPhoto --unbiasedemo data/UnbiasedEmo "
@@ -128,6 +135,7 @@ def _run_import(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.release import import_release, inline_image_dir, write_import
     from emocaliber_rl.data.report import DataProblemError
 
+    output_file(args.output)
     try:
         res = import_release(args.inputs, split=args.split, keep_response=args.keep_response,
                              image_root=args.image_root, default_subtask=args.subtask,
@@ -137,13 +145,18 @@ def _run_import(args: argparse.Namespace) -> int:
     except DataProblemError as e:
         print(f"error (--strict): {e}", file=sys.stderr)
         return 2
+    if not res.records and not res.report.problems:
+        # an empty input: nothing written, no table of zeros, no "no problems" line
+        print(f"error: nothing written to {args.output}: {', '.join(args.inputs)} holds no rows",
+              file=sys.stderr)
+        return 1
     out, rep = write_import(res, args.output)
     print(res.table())
     res.report.print_summary("rows")
     print(f"manifest: {out}; problem report: {rep}", file=sys.stderr)
     if not res.records:
         return nothing_usable(res.report, "no records", out)
-    return 0
+    return rows_exit_code(len(res.records), len(res.report.problems))
 
 
 def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
@@ -158,7 +171,9 @@ def _register_bench_import(bsub: argparse._SubParsersAction) -> None:
             "type, image_url parts, file:// paths, data URIs: saved under OUTPUT.images/); "
             "http(s) images are reported (map them to local copies with --path-map). A repeated id "
             "is reported (duplicate_id) and the first row kept. The manifest stores image paths "
-            "absolute, or relative to its own folder when inside it, as every command reads them."
+            "absolute, or relative to its own folder when inside it, as every command reads them. "
+            "Exit 0: every row imported; 3: written, with rows left out (OUTPUT.report.jsonl); "
+            "1: no row imported; 2: --strict and a bad row, or OUTPUT is a folder."
         ),
         example="emocaliber bench import test_8k.jsonl -o data/vecbench/test_release.jsonl "
                 "--image-root /data/images",

@@ -27,7 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emocaliber_rl.cli.common import add_command, add_extra_subcommand
+from emocaliber_rl.cli.common import (
+    EXIT_PARTIAL,
+    add_command,
+    add_extra_subcommand,
+    output_file,
+    output_folder,
+)
 from emocaliber_rl.cli.engine import (
     check_model,
     engine_from_args,
@@ -75,6 +81,9 @@ def _score(args: argparse.Namespace) -> int:
         write_samples,
     )
 
+    for flag in ("json", "samples"):
+        if getattr(args, flag):
+            output_file(getattr(args, flag), f"--{flag}")
     try:
         scores, samples = score_file(args.predictions, parse=args.parse,
                                      missing_conf=args.missing_conf, n_bins=args.bins,
@@ -107,7 +116,9 @@ def _score(args: argparse.Namespace) -> int:
                   f"weighted-F1 {pct(g['weighted_f1']):6.2f}  n {g['n']}")
         print("(the paper's F1 columns are weighted-F1)")
         print(f"wrote {args.json}")
-    return 0
+    # 3: rows left out of the score (repeated ids under --duplicates first; under --parse official
+    # rows whose confidence is not a float, as the release drops them)
+    return EXIT_PARTIAL if samples.n_duplicates_dropped or samples.dropped else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -118,6 +129,7 @@ def _report(args: argparse.Namespace) -> int:
         print(f"error: --names has {len(args.names)} names for {len(args.runs)} runs",
               file=sys.stderr)
         return 2
+    output_folder(args.out, "--out")
     try:
         written = write_report(args.runs, args.out, names=args.names, source=args.source)
     except (PredictionFileError, FileNotFoundError, ValueError) as e:
@@ -244,7 +256,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _configure_score(add_command(
         _EVAL_SUBPARSERS, "score", help="predictions JSONL -> score JSON",
         description="Score predictions: per-task Acc/F1, per-group averages and calibration per "
-                    "confidence source.",
+                    "confidence source. Exit 0: every row scored; 3: scored, with rows left out "
+                    "(--duplicates first, or --parse official's dropped rows); 2: a bad row or flag, "
+                    "or --json/--samples naming a folder.",
         example="emocaliber eval score runs/emocaliber/predictions.jsonl --json runs/emocaliber/scores.json "
                 "--samples runs/emocaliber/samples.jsonl"))
     _configure_report(add_command(

@@ -8,14 +8,31 @@ import sys
 from pathlib import Path
 
 from emocaliber_rl.cli.common import (
+    CliError,
     add_command,
     add_path_map,
     add_test_guard,
     nothing_usable,
+    output_file,
     path_map_from_args,
     pixel_bounds_from_args,
     pixel_options,
+    rows_exit_code,
 )
+
+# the file formats each kind writes (prompts2 picks by the name's suffix); a name with another
+# suffix is refused, so that no .parquet file holds JSON lines and no .jsonl file parquet
+_SUFFIXES = {"sft1": (".parquet",), "rl3": (".parquet",), "eval": (".jsonl",),
+             "prompts2": (".jsonl", ".parquet")}
+
+
+def _check_output(kind: str, path: str) -> Path:
+    out = output_file(path)
+    allowed = _SUFFIXES[kind]
+    if out.suffix not in allowed:
+        raise CliError(f"-o {path}: export {kind} writes {' or '.join(s[1:] for s in allowed)}; "
+                       f"give a name ending {' or '.join(allowed)}")
+    return out
 
 EXPORT_KINDS = {
     "sft1": "stage-1 SFT parquet for veRL MultiTurnSFTDataset (needs a CoT per record)",
@@ -31,8 +48,10 @@ def _run_export(args: argparse.Namespace) -> int:
     from emocaliber_rl.data import exports
     from emocaliber_rl.data.report import DataProblemError, ProblemReport
 
+    out = _check_output(args.kind, args.output)
+    if args.report:
+        output_file(args.report, "--report")
     report = ProblemReport(strict=args.strict)
-    out = Path(args.output)
     try:
         rows = exports.load_rows(args.inputs, report, image_root=args.image_root,
                                  default_subtask=args.subtask, path_map=path_map_from_args(args))
@@ -69,7 +88,7 @@ def _run_export(args: argparse.Namespace) -> int:
     print(f"problem report: {report_path}", file=sys.stderr)
     if res.rows == 0:
         return nothing_usable(report, "no rows", res.path)
-    return 0
+    return rows_exit_code(res.rows, len(report.problems))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "to OUTPUT's folder when inside it. "
             "sft1, prompts2 and rl3 feed training: test data among their inputs (split test, a "
             "test-only OOD subtask, an image of a --test-manifest) stops the export before anything "
-            "is written (exit 2), unless --allow-test (a stage-3 validation parquet)."
+            "is written (exit 2), unless --allow-test (a stage-3 validation parquet). "
+            "Exit 0: every record exported; 3: written, with records left out (the report); 1: no "
+            "row written; 2: a bad flag or file, --strict and a bad record, test data, or an OUTPUT "
+            "that is a folder or whose suffix is not the kind's (sft1, rl3: .parquet; eval: .jsonl; "
+            "prompts2: either)."
         ),
         parents=[pixel_options("sft1 and rl3 only: stored with each image; veRL hands them to "
                                "qwen-vl-utils, which resizes the image into them.")],

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emocaliber_rl.cli.common import add_command, add_extra_subcommand
+from emocaliber_rl.cli.common import (
+    add_command,
+    add_extra_subcommand,
+    output_file,
+    output_folder,
+    rows_exit_code,
+)
 from emocaliber_rl.cli.engine import (
     check_model,
     engine_from_args,
@@ -81,6 +87,9 @@ def _run_label(args: argparse.Namespace) -> int:
         return 2
     from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 
+    output_file(args.out, "--out")
+    if args.summary_dir is not None:
+        output_folder(args.summary_dir, "--summary-dir")
     res = label_generations(args.generations, args.out, summary_dir=args.summary_dir,
                             require_format=args.require_format, plot=not args.no_plot,
                             duplicates=args.duplicates,
@@ -94,7 +103,8 @@ def _run_label(args: argparse.Namespace) -> int:
                       "rejects": str(res.rejects_path), "targets": str(res.targets_path),
                       "summary": str(res.summary_json),
                       "histogram": str(res.summary_png) if res.summary_png else None}))
-    return 0 if res.kept else 1
+    # labelling is a filter: rejected rows are left out (OUT.rejects.jsonl), so 3 when any were
+    return rows_exit_code(res.kept, res.rejected)
 
 
 def _configure_generate(p: argparse.ArgumentParser) -> None:
@@ -183,7 +193,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the probability of the first answer token, this project's alternative; d: "
                     "emotion-loop distance in [0, 0.5]); rounded to two decimals and appended as "
                     "<confidence>c</confidence>. Unparseable answers are left out and counted "
-                    "per reason on stderr. Exit 1 when no row is kept.",
+                    "per reason on stderr. Exit 0: every row kept; 3: written, with rows rejected "
+                    "(OUT.rejects.jsonl); 1: no row kept; 2: a bad flag or file, or --out naming a folder.",
         example="emocaliber stage2 label runs/stage2/gen.jsonl --out runs/stage2/stage2.parquet "
                 "--tokenizer ckpt/stage1/final_hf"))
     for name, (configure, kwargs) in _EXTRA.items():

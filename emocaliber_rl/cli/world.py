@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import argparse
 
-from emocaliber_rl.cli.common import add_command, add_group_command
+from emocaliber_rl.cli.common import CliError, add_command, add_group_command, output_file
 
 
 def _run_oracle(args: argparse.Namespace) -> int:
     from emocaliber_rl.data.records import write_jsonl
     from emocaliber_rl.inference.eval_run import read_eval_manifest
-    from emocaliber_rl.world.oracle import oracle_rows, read_scene_file
+    from emocaliber_rl.world.oracle import NoSceneError, oracle_rows, read_scene_file
 
-    rows = oracle_rows(read_eval_manifest(args.manifest), read_scene_file(args.scenes))
+    output_file(args.out, "--out")
+    try:
+        rows = oracle_rows(read_eval_manifest(args.manifest), read_scene_file(args.scenes))
+    except NoSceneError as e:
+        raise CliError(f"{args.manifest}:{_line_of(args.manifest, e.row_id)}: id {e.row_id!r}: field "
+                       f"'image': {e} (scene file {args.scenes}); nothing written") from None
     write_jsonl(args.out, rows)
     print(f"oracle: {len(rows)} predictions -> {args.out}")
     return 0 if rows else 1
+
+
+def _line_of(manifest: str, row_id: str) -> int | str:
+    """The line of the manifest row with ``row_id`` (looked up only for an error message)."""
+    from emocaliber_rl.jsonl import read_jsonl
+
+    return next((n for n, obj in read_jsonl(manifest) if str(obj.get("id")) == row_id), "?")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

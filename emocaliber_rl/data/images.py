@@ -64,7 +64,7 @@ def check_image_bytes(data: bytes, name: str = "<bytes>") -> tuple[int, int, str
 
 
 def _decode(data: bytes, name: str, want_phash: bool) -> tuple[int, int, str, int | None]:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise ImageProblem("empty", f"{name} has 0 bytes")
@@ -80,6 +80,11 @@ def _decode(data: bytes, name: str, want_phash: bool) -> tuple[int, int, str, in
             img.load()
             ph = perceptual_hash(img) if want_phash else None
             return width, height, fmt, ph
+    except UnidentifiedImageError as e:
+        # Pillow's message names the stream it read, here a BytesIO, by its repr with a memory
+        # address ("<_io.BytesIO object at 0x7f...>"): a report would differ between identical runs
+        raise ImageProblem("undecodable", f"{name}: cannot identify image file (not an image "
+                           "format Pillow reads)") from e
     except OSError as e:
         msg = str(e)
         kind = "truncated" if "truncated" in msg.lower() or "broken data stream" in msg else "undecodable"

@@ -38,8 +38,9 @@ from pathlib import Path
 
 from emocaliber_rl.data.images import check_image_safe
 from emocaliber_rl.data.raw import ADAPTERS, RawSample, read_dataset
-from emocaliber_rl.data.records import Record, write_manifest
+from emocaliber_rl.data.records import Record
 from emocaliber_rl.data.report import ProblemReport
+from emocaliber_rl.jsonl import write_jsonl_files
 from emocaliber_rl.taxonomy import (
     MIKELS_POLARITY,
     SUBTASKS,
@@ -180,6 +181,23 @@ def _rec(s: RawSample, subtask: str, label: str, split: str, sha: str) -> Record
     return Record.make(s.id, subtask, s.path, label, sha256=sha, split=split, source=s.dataset)
 
 
+def _utf8_named(samples: list[RawSample], report: ProblemReport) -> list[RawSample]:
+    """The samples whose file path is UTF-8 text. A manifest is UTF-8 JSON, so a name with other
+    bytes (decoded by Python as surrogates, e.g. Latin-1 ``caf\\xe9.jpg``) cannot be written into it:
+    such a file is reported, by its bytes escaped, and left out."""
+    out = []
+    for s in samples:
+        try:
+            s.path.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(s.path).decode("utf-8", "backslashreplace")
+            report.add(shown, "non_utf8_name", "the file name is not UTF-8 text, which a manifest "
+                       "cannot hold; rename the file (e.g. with convmv)")
+            continue
+        out.append(s)
+    return out
+
+
 def build_splits(
     roots: dict[str, str | os.PathLike[str]],
     *,
@@ -206,7 +224,7 @@ def build_splits(
     for name in ADAPTERS:
         if name in roots and roots[name] is not None:
             first = len(report.problems)
-            samples[name] = read_dataset(name, roots[name], report)
+            samples[name] = _utf8_named(read_dataset(name, roots[name], report), report)
             report.problems[first:] = [dataclasses.replace(p, dataset=name)
                                        for p in report.problems[first:]]
             listed_bad[name] = len(report.problems) - first
@@ -336,8 +354,9 @@ def write_build(res: BuildResult, out_dir: str | os.PathLike[str], *, seed: int,
         "summary": out / "summary.md",
         "report": out / "report.jsonl",
     }
-    write_manifest(paths["train"], res.train)
-    write_manifest(paths["test"], res.test)
+    # train and test together or neither: one without the other looks like a finished build
+    write_jsonl_files({paths["train"]: (r.to_dict() for r in res.train),
+                       paths["test"]: (r.to_dict() for r in res.test)})
     res.report.write(paths["report"])
     lines = [
         "# VECBench build summary",

@@ -15,7 +15,8 @@ With several runs the best value of each column is bold (Markdown, LaTeX, HTML).
 
 Plots (PNG, matplotlib Agg), drawn from the per-sample rows of each run:
 
-* ``reliability_<run>_<source>.png`` -- reliability diagram per group (accuracy per confidence
+* ``reliability_<run>_<source>.png`` -- ``<run>`` the run's name where it is lower-case letters,
+  digits and ``_``, else that slug plus 6 hex digits of the name's sha1; reliability diagram per group (accuracy per confidence
   bin against the diagonal, bins as the ECE uses them).
 * ``confidence_hist_<source>.png`` -- Figure 6 style: share of samples per confidence bin per
   group, runs side by side, 95 % Wilson intervals as error bars.
@@ -29,6 +30,7 @@ pieces live in :mod:`.report_runs` (loading), :mod:`.report_tables`, :mod:`.repo
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -58,6 +60,16 @@ from emocaliber_rl.evaluation.report_tables import (
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "run"
+
+
+def run_file_stem(name: str) -> str:
+    """A file-name part for a run name, distinct for distinct names: the slug, plus 6 hex digits
+    of the name's sha1 where the slug lost something ("Ours v1" and "Ours-v1" both slug to
+    ``ours_v1``, two CJK names to ``run``), so no run's figure overwrites another's."""
+    slug = _slug(name)
+    if slug == name:
+        return slug
+    return f"{slug}_{hashlib.sha1(name.encode('utf-8')).hexdigest()[:6]}"
 
 
 def write_report(
@@ -110,7 +122,7 @@ def write_report(
     ref_note = (f" Dashed, black: {reference_label(ref)}, the reference." if ref is not None else "")
     for src in sources(with_samples):
         for r in with_samples:
-            p = out_dir / f"reliability_{_slug(r.name)}_{src}.png"
+            p = out_dir / f"reliability_{run_file_stem(r.name)}_{src}.png"
             if plot_reliability(r, src, p, n_bins, reference=ref):
                 figures.append((p, (f"Reliability diagram of {r.name}, {SOURCE_NAME[src]} "
                                    "confidence, per group (numbers: samples per bin)." + ref_note)))

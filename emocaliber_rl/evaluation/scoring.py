@@ -68,6 +68,7 @@ from emocaliber_rl.taxonomy import (
     canonical_label,
     get_subtask,
 )
+from reward_fns.emocaliber import extract_confidence_number
 
 CONF_SOURCES: tuple[str, ...] = ("verb", "ans", "avg")
 MISSING_CONF_POLICIES: tuple[str, ...] = ("exclude", "zero", "half")
@@ -105,6 +106,12 @@ class Samples:
     # raw spellings, "unknown"), so that a task spelling one label two ways scores as there
     f1_label: np.ndarray | None = None
     f1_pred: np.ndarray | None = None
+    # each sample's input id (None where the row has none) and line, so a samples row traces back
+    ids: np.ndarray | None = None
+    lines: np.ndarray | None = None
+    # per source, True where the row states a confidence outside [0, 1] (1.5, 150%): unusable like
+    # a missing one (nan in ``conf``), but reported as what it is
+    out_of_range: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.task.size)
@@ -123,12 +130,21 @@ class Samples:
         groups = self.group.tolist()
         correct = self.correct.tolist()
         out = []
+        ids = self.ids.tolist() if self.ids is not None else None
+        lines = self.lines.tolist() if self.lines is not None else None
         for i, (t, lab, p) in enumerate(zip(self.task.tolist(), self.label.tolist(), self.pred.tolist())):
-            row: dict[str, Any] = {"task": t, "group": groups[i], "label": lab, "pred": p,
-                                   "correct": bool(correct[i])}
+            row: dict[str, Any] = {}
+            if ids is not None:
+                row["id"] = ids[i]
+            if lines is not None:
+                row["line"] = lines[i]
+            row.update(task=t, group=groups[i], label=lab, pred=p, correct=bool(correct[i]))
             for src, arr in self.conf.items():
                 v = float(arr[i])
                 row[f"conf_{src}"] = None if math.isnan(v) else v
+            bad = [src for src, mask in self.out_of_range.items() if mask[i]]
+            if bad:  # which null confidences were stated out of range (read back by read_samples)
+                row["conf_out_of_range"] = bad
             out.append(row)
         return out
 
@@ -138,10 +154,11 @@ def _err(path: str, lineno: int, fld: str | None, msg: str) -> PredictionFileErr
     return PredictionFileError(f"{where}: field {fld!r}: {msg}" if fld else f"{where}: {msg}")
 
 
-def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> float:
+def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> tuple[float, bool]:
+    """``(confidence or nan, stated but out of range)`` of a ``conf_*`` field."""
     value = row[key]
     if value is None:
-        return math.nan
+        return math.nan, False
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise _err(path, lineno, key, f"expected a number or null, got {value!r}")
     if isinstance(value, str):
@@ -149,9 +166,20 @@ def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> flo
             float(value)
         except ValueError:
             raise _err(path, lineno, key, f"expected a number or null, got {value!r}") from None
-    # a number outside [0, 1] (or NaN) is a missing confidence, counted and reported, not an error
+    # a number outside [0, 1] is unusable, counted and reported as out of range, not an error
     v = valid_confidence(value)
-    return math.nan if v is None else v
+    if v is None:
+        return math.nan, math.isfinite(float(value))
+    return v, False
+
+
+def _verb_confidence(response: str) -> tuple[float, bool]:
+    """``(confidence or nan, stated but out of range)`` of a response's ``<confidence>`` block."""
+    c = parse_confidence(response)
+    if c is not None:
+        return c, False
+    stated = extract_confidence_number(response)
+    return math.nan, stated is not None
 
 
 def samples_from_rows(
@@ -173,6 +201,9 @@ def samples_from_rows(
     dropped: list[dict[str, Any]] = []
     raw_labels: list[str] = []
     raw_preds: list[str] = []
+    ids: list[Any] = []
+    lines: list[int] = []
+    out_of_range: dict[str, list[bool]] = {s: [] for s in CONF_SOURCES}
     for lineno, row in rows:
         if not isinstance(row, dict):
             raise _err(path, lineno, None, f"expected a JSON object, got {type(row).__name__}")
@@ -219,6 +250,8 @@ def samples_from_rows(
                 dropped.append({"line": lineno, "task": task, "detail": str(e)})
                 continue
         tasks.append(task)
+        ids.append(row.get("id"))
+        lines.append(lineno)
         labels.append(label)
         preds.append(parse_prediction(response, task, cands, mode=parse, ground_truth=row[label_key]))
         if parse == "official":
@@ -230,16 +263,16 @@ def samples_from_rows(
             if src == "verb" and parse == "official":
                 # the release clips to [0, 1]; a NaN ("nan" parses) would make its Brier NaN and
                 # is counted missing here
-                v = math.nan if official_verb is None else min(max(official_verb, 0.0), 1.0)
-                conf[src].append(v)
+                v, bad = (math.nan if official_verb is None else min(max(official_verb, 0.0), 1.0)), False
             elif key in row:
                 seen_key[src] = True
-                conf[src].append(_conf_field(row, key, path, lineno))
+                v, bad = _conf_field(row, key, path, lineno)
             elif src == "verb":
-                c = parse_confidence(response)
-                conf[src].append(math.nan if c is None else c)
+                v, bad = _verb_confidence(response)
             else:
-                conf[src].append(math.nan)
+                v, bad = math.nan, False
+            conf[src].append(v)
+            out_of_range[src].append(bad)
     if not tasks:
         why = f" ({len(dropped)} dropped: confidence not a float)" if dropped else ""
         raise PredictionFileError(f"{path}: no prediction rows{why}")
@@ -254,6 +287,9 @@ def samples_from_rows(
         dropped=dropped,
         f1_label=np.array(raw_labels, dtype=object) if parse == "official" else None,
         f1_pred=np.array(raw_preds, dtype=object) if parse == "official" else None,
+        ids=np.array(ids, dtype=object),
+        lines=np.array(lines, dtype=np.int64),
+        out_of_range={s: np.array(out_of_range[s], dtype=bool) for s in sources},
     )
 
 
@@ -302,7 +338,9 @@ def read_predictions(path: str | Path, *, parse: str = "strict", duplicates: str
 
 
 def write_samples(samples: Samples, path: str | Path) -> None:
-    """Write one JSON line per sample: task, group, label, pred (null = unparsed), correct, conf_*."""
+    """Write one JSON line per sample: id and line of its input row, task, group, label, pred (null =
+    unparsed), correct, conf_* (and conf_out_of_range: the sources whose null was stated outside
+    [0, 1])."""
     write_jsonl(path, samples.to_rows(), sort_keys=False)
 
 
@@ -328,6 +366,10 @@ def read_samples(path: str | Path) -> Samples:
                                for _, r in rows], dtype=np.float64) for s in sources},
             parse="(from samples file)",
             source_path=str(path),
+            ids=np.array([r.get("id") for _, r in rows], dtype=object) if "id" in rows[0][1] else None,
+            lines=np.array([r.get("line") for _, r in rows], dtype=object) if "line" in rows[0][1] else None,
+            out_of_range={s: np.array([s in (r.get("conf_out_of_range") or ()) for _, r in rows], dtype=bool)
+                          for s in sources},
         )
     except (KeyError, TypeError, UnknownSubtaskError) as e:
         raise PredictionFileError(f"{path}: not a samples file ({e})") from None
@@ -462,6 +504,9 @@ def score_samples(
         for src, arr in samples.conf.items():
             entry[src] = calibration_summary(arr[idx], correct[idx], missing_conf=missing_conf,
                                              n_bins=n_bins, ece_binning=binning, subtasks=task_arr[idx])
+            if src in samples.out_of_range:
+                # of n_missing_conf, how many stated a value outside [0, 1] (the rest stated none)
+                entry[src]["n_out_of_range"] = int(samples.out_of_range[src][idx].sum())
         groups_out[group] = entry
     return {
         "tasks": tasks_out,
@@ -515,9 +560,17 @@ def problems(scores: Mapping[str, Any]) -> list[str]:
     for name, g in scores["groups"].items():
         for src in CONF_SOURCES:
             cal = g.get(src)
-            if cal and cal["n_missing_conf"]:
-                how = ("left out of" if policy == "exclude" else
-                       f"set to {_MISSING_VALUE[policy]} in")
-                out.append(f"{name}: {src} confidence missing for {cal['n_missing_conf']}/{g['n']} "
+            if not cal or not cal["n_missing_conf"]:
+                continue
+            how = ("left out of" if policy == "exclude" else
+                   f"set to {_MISSING_VALUE[policy]} in")
+            bad = cal.get("n_out_of_range", 0)
+            missing = cal["n_missing_conf"] - bad
+            if missing:
+                out.append(f"{name}: {src} confidence missing for {missing}/{g['n']} "
                            f"samples ({how} the calibration metrics: --missing-conf {policy})")
+            if bad:
+                out.append(f"{name}: {src} confidence out of range (not in [0, 1]) for {bad}/{g['n']} "
+                           f"samples ({how} the calibration metrics like a missing one: "
+                           f"--missing-conf {policy})")
     return out

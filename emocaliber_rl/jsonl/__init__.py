@@ -11,7 +11,7 @@
 
 from emocaliber_rl.jsonl.append_log import AppendLog, OnBad, OutputLockedError, append_rows
 from emocaliber_rl.jsonl.read import InputFileError, input_error, iter_jsonl, parse_line, read_jsonl
-from emocaliber_rl.jsonl.write import dumps_line, write_jsonl
+from emocaliber_rl.jsonl.write import dumps_line, write_jsonl, write_jsonl_files
 
 __all__ = ["AppendLog", "InputFileError", "OnBad", "OutputLockedError", "append_rows", "dumps_line",
-           "input_error", "iter_jsonl", "parse_line", "read_jsonl", "write_jsonl"]
+           "input_error", "iter_jsonl", "parse_line", "read_jsonl", "write_jsonl", "write_jsonl_files"]

@@ -22,19 +22,34 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]], *,
     (otherwise a power cut can leave a renamed but empty file). ``sort_keys`` (default) keeps the
     output stable for diffs.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
+    return write_jsonl_files({path: rows}, sort_keys=sort_keys)[0]
+
+
+def write_jsonl_files(files: dict[str | os.PathLike[str], Iterable[dict[str, Any]]], *,
+                      sort_keys: bool = True) -> list[int]:
+    """Write several files that belong together (``bench build``'s train and test) all or none:
+    each goes to its temporary file first, and only when every one is complete are they renamed
+    into place; a row that cannot be written leaves none of them. Returns the row counts."""
+    tmps: list[tuple[Path, Path]] = []
+    counts = []
     try:
-        with open(tmp, "wb") as f:
-            for row in rows:
-                f.write(dumps_line(row, sort_keys=sort_keys))
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, rows in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmps.append((tmp, path))
+            n = 0
+            with open(tmp, "wb") as f:
+                for row in rows:
+                    f.write(dumps_line(row, sort_keys=sort_keys))
+                    n += 1
+                f.flush()
+                os.fsync(f.fileno())
+            counts.append(n)
+        for tmp, path in tmps:
+            os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
         raise
-    return n
+    return counts

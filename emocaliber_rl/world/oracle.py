@@ -35,15 +35,27 @@ def read_scene_file(path: str | os.PathLike[str]) -> dict[str, Scene]:
     return out
 
 
+class NoSceneError(ValueError):
+    """A manifest row whose image the world did not draw (or that cannot be read)."""
+
+    def __init__(self, row_id: str, message: str) -> None:
+        super().__init__(message)
+        self.row_id = row_id
+
+
 def oracle_rows(manifest_rows: Iterable[Mapping[str, Any]], scenes: Mapping[str, Scene]) -> list[dict[str, Any]]:
     """One prediction row per manifest row (eval run's fields), from the row image's scene.
 
-    Raises ValueError naming the row when its image is not one the world drew."""
+    Raises :class:`NoSceneError` naming the row when its image is not one the world drew."""
     out = []
     for row in manifest_rows:
-        sha = row.get("sha256") or sha256_of(row["image"])
+        try:
+            sha = row.get("sha256") or sha256_of(row["image"])
+        except OSError as e:
+            raise NoSceneError(str(row["id"]), f"image {row['image']}: cannot be read ({e.strerror or e})") from None
         if sha not in scenes:
-            raise ValueError(f"row {row.get('id')}: image {row.get('image')} (sha256 {sha[:12]}) is not in the world's scene file")
+            raise NoSceneError(str(row["id"]), f"image {row.get('image')} (sha256 {sha[:12]}) is not in the "
+                               "world's scene file: the world did not draw it")
         posterior = posterior_for_subtask(scenes[sha], row["task"])
         answer, conf = bayes_answer(posterior)
         out.append({"id": str(row["id"]), "task": row["task"], "group": row.get("group"), "label": row["label"],
