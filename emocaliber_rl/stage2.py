@@ -34,10 +34,12 @@ What the target is, is a second option, ``target`` (``stage2 label --target``):
 
 * ``"eq2"`` (the default): Eq. 2 above, per row.
 * ``"binned"``: **this project's named alternative, not the paper's**: ``c*`` = the accuracy of the
-  labelled rows of the same group (ID VER, ID VSA, ...) whose p falls in the same bin, the bins
+  labelled rows of the same subtask (the prompt names it) whose p falls in the same bin, the bins
   holding ``bin_rows`` rows each in order of p (histogram binning, Zadrozny & Elkan 2001), pooled
   where a higher-p bin is less accurate until the map rises with p (pool-adjacent-violators, so
-  the map is isotonic). ``c*`` estimates P(correct | p): every row of a bin gets the same value.
+  the map is isotonic). ``c*`` estimates P(correct | subtask, p): every row of a bin gets the same
+  value. An answer that names no candidate (or several) is a wrong row here, not a reject: it is
+  the very answer a confidence must learn to doubt (Eq. 2 has no loop distance for it).
   Why: Eq. 2 splits the targets by the sampled answer's correctness (``>= 0.5`` right, ``< 0.5``
   wrong), a coin the model cannot see, so a model that can only estimate its odds learns a mixture
   of two target clusters, and greedy decoding writes the digits of the larger cluster, one value
@@ -326,14 +328,20 @@ def check_p_source(p_source: str, tokenizer: Any) -> None:
                          "answer token among the token ids")
 
 
+# Answers that are wrong, not unreadable: kept as wrong rows by ``label_row(unnamed_wrong=True)``.
+UNNAMED_WRONG = ("unknown_label", "several_labels")
+
+
 def label_row(row: dict[str, Any], *, require_format: bool = False, p_source: str = "mean",
-              tokenizer: Any = None) -> tuple[dict[str, Any] | None, str, str]:
+              tokenizer: Any = None, unnamed_wrong: bool = False) -> tuple[dict[str, Any] | None, str, str]:
     """Eq. 2 for one generation line: ``(target, "", "")`` or ``(None, reason, detail)``.
 
     ``target`` holds ``pred, correct, p, d, confidence`` (rounded) and ``assistant`` (response +
     confidence tag). ``p_source`` (module docstring): ``"mean"``, the paper's mean token probability,
     or ``"answer"``, the probability of the first decisive answer token, located with
     ``tokenizer`` (a loaded tokenizer object, required then) in the row's ``token_ids``.
+    ``unnamed_wrong``: an answer that names no candidate or several (``UNNAMED_WRONG``) is a
+    wrong row (``pred`` its text, ``d`` 0.5) instead of a reject.
     """
     check_p_source(p_source, tokenizer)
     required = ("id", "subtask", "label", "response", "logprobs") + (("token_ids",) if p_source == "answer" else ())
@@ -348,8 +356,11 @@ def label_row(row: dict[str, Any], *, require_format: bool = False, p_source: st
     if "<confidence>" in response:
         return None, "has_confidence", "the response already holds a <confidence> tag"
     pred, reason = predicted_label(subtask, response, row.get("candidates"))
-    if pred is None:
-        return None, reason, f"answer: {extract_answer(response)!r}"
+    named = pred is not None
+    if not named:
+        if not (unnamed_wrong and reason in UNNAMED_WRONG):
+            return None, reason, f"answer: {extract_answer(response)!r}"
+        pred = (extract_answer(response) or "").strip()
     logprobs = row["logprobs"]
     if not isinstance(logprobs, list):
         return None, "bad_logprobs", f"'logprobs' must be a list, got {type(logprobs).__name__}"
@@ -381,8 +392,9 @@ def label_row(row: dict[str, Any], *, require_format: bool = False, p_source: st
         p = mean_token_prob(logprobs)
         assert p is not None
     p = min(max(p, 0.0), 1.0)  # fsum of exp(<=0) / n can overshoot 1 by an ulp
-    correct = pred == label
-    d = 0.0 if correct else loop_for_subtask(subtask).distance(pred, label)
+    correct = named and pred == label
+    # an answer naming no candidate has no place on the loop: the farthest distance
+    d = 0.0 if correct else loop_for_subtask(subtask).distance(pred, label) if named else 0.5
     c = round_confidence(confidence_target(correct, p, d))
     assistant = response.rstrip() + confidence_tag(c)
     if require_format:
@@ -460,7 +472,7 @@ def label_generations(
     ``p_source`` is Eq. 2's p (module docstring): ``"mean"``, the paper's, or ``"answer"``, which
     needs ``tokenizer`` (ValueError before any row is read without one); it is recorded in every
     targets row and in the summary. ``target`` is ``"eq2"`` (the paper's) or ``"binned"`` (module
-    docstring; bins of ``bin_rows`` rows per group, found in a first pass over the file); every
+    docstring; bins of ``bin_rows`` rows per subtask, found in a first pass over the file); every
     targets row holds the written ``confidence`` and the row's Eq. 2 value ``eq2``.
 
     A repeated id is a ``duplicate_id`` reject (``duplicates="first"``, the first line is kept)
@@ -473,6 +485,7 @@ def label_generations(
     if duplicates not in ("first", "error"):
         raise ValueError(f"duplicates must be 'first' or 'error', got {duplicates!r}")
     check_p_source(p_source, tokenizer)
+    target_kind = target
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if bin_rows < 1:
@@ -520,7 +533,7 @@ def label_generations(
                 continue
             seen[rid] = n
             target, reason, detail = label_row(row, require_format=require_format, p_source=p_source,
-                                               tokenizer=answer_tok)
+                                               tokenizer=answer_tok, unnamed_wrong=target_kind == "binned")
             if target is None:
                 on_reject({"line": n, "id": rid, "reason": reason, "detail": detail})
                 continue
@@ -547,10 +560,10 @@ def label_generations(
     binned: dict[str, float] = {}
     if target == "binned":
         # a first pass finds every row that will be kept, so the bins hold exactly those rows
-        by_group: dict[str, list[tuple[str, float, bool]]] = {}
+        by_task: dict[str, list[tuple[str, float, bool]]] = {}
         for _, rid, row, t, _, _ in rows_kept(lambda _r: None):
-            by_group.setdefault(get_subtask(row["subtask"]).group, []).append((rid, t["p"], t["correct"]))
-        for members in by_group.values():
+            by_task.setdefault(get_subtask(row["subtask"]).name, []).append((rid, t["p"], t["correct"]))
+        for members in by_task.values():
             accs = binned_accuracy([(p, ok) for _, p, ok in members], bin_rows)
             binned.update((rid, round_confidence(a)) for (rid, _, _), a in zip(members, accs))
 

@@ -407,10 +407,11 @@ def test_stage2_label_binned_target_cli(tmp_path: Path, capsys: pytest.CaptureFi
     pos = taught_response().replace("<answer>amusement</answer>", "<answer>positive</answer>")
     neg = taught_response().replace("<answer>amusement</answer>", "<answer>negative</answer>")
     lines = [
-        # ID VER (FI-8), p = the mean of one token's probability; in order of p: .2 wrong, .3 wrong,
-        # .6 right, .8 wrong -> bins of 2: {.2 .3} 0/2, {.6 .8} 1/2
+        # ID VER (FI-8), p = the mean of one token's probability; in order of p: .1 wrong (it names
+        # no FI-8 label: a wrong row, not a reject), .2 wrong, .3 wrong, .6 right, .8 wrong ->
+        # 5 // 2 = 2 bins: {.1 .2} 0/2, {.3 .6 .8} 1/3
         _gen_line("v1", sad, [0.3], img), _gen_line("v2", taught_response(), [0.6], img),
-        _gen_line("v3", sad, [0.8], img), _gen_line("v4", sad, [0.2], img),
+        _gen_line("v3", sad, [0.8], img), _gen_line("v4", sad, [0.2], img), _gen_line("v5", pos, [0.1], img),
         # ID VSA (FI-2, label positive): {.1 right, .4 wrong} 1/2, {.5 right, .9 right} 2/2
         _gen_line("s1", pos, [0.5], img, "positive", "FI-2"), _gen_line("s2", neg, [0.4], img, "positive", "FI-2"),
         _gen_line("s3", pos, [0.9], img, "positive", "FI-2"), _gen_line("s4", pos, [0.1], img, "positive", "FI-2"),
@@ -423,17 +424,25 @@ def test_stage2_label_binned_target_cli(tmp_path: Path, capsys: pytest.CaptureFi
     assert rc == 0, capsys.readouterr().err
     targets = {t["id"]: t for t in map(json.loads, Path(f"{out}.targets.jsonl").read_text().splitlines())}
     assert {k: t["confidence"] for k, t in targets.items()} == {
-        "v1": 0.0, "v4": 0.0, "v2": 0.5, "v3": 0.5, "s2": 0.5, "s4": 0.5, "s1": 1.0, "s3": 1.0}
-    # Eq. 2 by hand: v2 right, p .6 -> 0.80; v3 sadness for amusement, p .8 -> 0.5 - 0.469742 * 0.8 -> 0.12
-    assert targets["v2"]["eq2"] == 0.80 and targets["v3"]["eq2"] == 0.12
+        "v5": 0.0, "v4": 0.0, "v1": 0.33, "v2": 0.33, "v3": 0.33, "s2": 0.5, "s4": 0.5, "s1": 1.0, "s3": 1.0}
+    # Eq. 2 by hand: v2 right, p .6 -> 0.80; v3 sadness for amusement, p .8 -> 0.5 - 0.469742 * 0.8 -> 0.12;
+    # v5 names no candidate: d 0.5, 0.5 - 0.5 * 0.1 = 0.45
+    assert targets["v2"]["eq2"] == 0.80 and targets["v3"]["eq2"] == 0.12 and targets["v5"]["eq2"] == 0.45
+    assert targets["v5"]["pred"] == "positive" and targets["v5"]["correct"] is False
     assert {t["target"] for t in targets.values()} == {"binned"}
     import pyarrow.parquet as pq
 
     written = {r["id"]: r["messages"][-1]["content"] for r in pq.read_table(out).to_pylist()}
-    assert written["v3"].endswith("</answer><confidence>0.50</confidence>")
+    assert written["v3"].endswith("</answer><confidence>0.33</confidence>")
     assert written["s1"].endswith("</answer><confidence>1.00</confidence>")
     summary = json.loads((tmp_path / "b.summary.json").read_text())
-    assert summary["target"] == "binned" and summary["kept"] == 8
+    assert summary["target"] == "binned" and summary["kept"] == 9
+    # under Eq. 2 (the default) the answer that names no candidate is a reject, as before
+    capsys.readouterr()
+    assert main(["stage2", "label", str(gen), "--out", str(tmp_path / "e.parquet"), "--processor-pixels",
+                 "--no-plot", "--max-length", "0"]) == 3
+    rejects = [json.loads(x) for x in Path(f"{tmp_path / 'e.parquet'}.rejects.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["reason"]) for r in rejects] == [("v5", "unknown_label")]
     # a bad bin size: one line, exit 2, nothing written
     capsys.readouterr()
     rc = main(["stage2", "label", str(gen), "--out", str(tmp_path / "z.parquet"), "--target", "binned",

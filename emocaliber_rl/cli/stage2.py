@@ -157,11 +157,11 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=("eq2", "binned"), default="eq2",
                    help="the confidence target. eq2 (default): the paper's Eq. 2 per row (>= 0.5 when the "
                         "sampled answer is right, < 0.5 when wrong). binned: this project's named alternative, "
-                        "not the paper's: the accuracy of the rows of the same group whose p is in the same "
+                        "not the paper's: the accuracy of the rows of the same subtask whose p is in the same "
                         "bin of --bin-rows rows (histogram binning, made isotonic in p), an estimate of "
                         "P(correct | p) that a model can say back; Eq. 2 splits on a coin it cannot see")
     p.add_argument("--bin-rows", type=int, default=25, metavar="N",
-                   help="rows per bin of --target binned, per group (default 25)")
+                   help="rows per bin of --target binned, per subtask (default 25)")
     p.set_defaults(func=_run_label)
 
 
