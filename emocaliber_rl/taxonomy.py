@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from reward_fns.emocaliber import LABEL_ALIASES
+
 MIKELS_8: tuple[str, ...] = (
     "amusement",
     "anger",
@@ -78,30 +80,10 @@ WEBEMO_7_POLARITY: dict[str, str] = {
 }
 UNBIASED_6: tuple[str, ...] = ("anger", "fear", "joy", "love", "sadness", "surprise")
 
-# Spellings found in the datasets' own files and in model outputs, mapped to canonical words.
-# reward_fns/emocaliber.py ships a copy (LABEL_ALIASES; it loads without this package);
-# tests/test_reward_aliases.py fails when the two differ.
-ALIASES: dict[str, str] = {
-    # WebEmo category.txt misspellings
-    "cheerfullness": "cheerfulness",
-    "irritabilty": "irritability",
-    # NRC VAD v1 has 'enthralled' but not 'enthrallment'
-    "enthralled": "enthrallment",
-    # Abstract / ArtPhoto file-name spellings and common adjective forms
-    "amused": "amusement",
-    "angry": "anger",
-    "content": "contentment",
-    "contented": "contentment",
-    "disgusted": "disgust",
-    "excited": "excitement",
-    "fearful": "fear",
-    "afraid": "fear",
-    "sad": "sadness",
-    "awed": "awe",
-    # polarity spellings
-    "pos": "positive",
-    "neg": "negative",
-}
+# Spellings found in the datasets' own files and in model outputs, mapped to canonical words. Their
+# one home is the reward (reward_fns.emocaliber.LABEL_ALIASES, standard library only, loadable by
+# path without this package), so the reward, stage 2 and evaluation read answers alike.
+ALIASES: dict[str, str] = dict(LABEL_ALIASES)
 
 
 @dataclass(frozen=True)

@@ -140,14 +140,16 @@ _WORDS = re.compile(r"[^\W_]+")
 _PUNCT_DELETE = str.maketrans("", "", string.punctuation)
 _DIGITS = frozenset("0123456789")
 
-# The taxonomy's label aliases (emocaliber_rl.taxonomy.ALIASES: dataset spellings, adjective
-# forms, polarity abbreviations), shipped here so that the reward, loaded by path without
-# emocaliber_rl, reads answers as stage 2 and evaluation do. A copy, not an import:
-# tests/test_reward_aliases.py checks that it equals the taxonomy's.
+# The label aliases of every taxonomy (emocaliber_rl.taxonomy.ALIASES is this table): their one
+# home is here, so that the reward, loaded by path without emocaliber_rl, reads answers as stage 2
+# and evaluation do.
 LABEL_ALIASES: dict[str, str] = {
+    # WebEmo category.txt misspellings
     "cheerfullness": "cheerfulness",
     "irritabilty": "irritability",
+    # NRC VAD v1 has 'enthralled' but not 'enthrallment'
     "enthralled": "enthrallment",
+    # Abstract / ArtPhoto file-name spellings and common adjective forms
     "amused": "amusement",
     "angry": "anger",
     "content": "contentment",
@@ -158,6 +160,7 @@ LABEL_ALIASES: dict[str, str] = {
     "afraid": "fear",
     "sad": "sadness",
     "awed": "awe",
+    # polarity spellings
     "pos": "positive",
     "neg": "negative",
 }

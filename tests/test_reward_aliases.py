@@ -1,5 +1,5 @@
 """reward_fns alone reads label spellings as stage 2 and evaluation do: the taxonomy's aliases
-ship with it (LABEL_ALIASES, checked equal to emocaliber_rl.taxonomy's here), and inside a
+ship with it (LABEL_ALIASES, the one table emocaliber_rl.taxonomy reads too), and inside a
 sentence an alias that is an everyday word (content, afraid) never makes an answer name two
 labels. Expected verdicts are written by hand."""
 
