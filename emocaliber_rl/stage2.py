@@ -135,6 +135,11 @@ def confidence_tag(c: float) -> str:
     return f"<confidence>{c:.2f}</confidence>"
 
 
+def with_confidence(response: str, c: float) -> str:
+    """The stage-2 assistant turn: the scaffold's response, right-stripped, then ``c``'s tag."""
+    return response.rstrip() + confidence_tag(c)
+
+
 # ----------------------------------------------------------------------------------------------
 # Prediction
 
@@ -396,7 +401,7 @@ def label_row(row: dict[str, Any], *, require_format: bool = False, p_source: st
     # an answer naming no candidate has no place on the loop: the farthest distance
     d = 0.0 if correct else loop_for_subtask(subtask).distance(pred, label) if named else 0.5
     c = round_confidence(confidence_target(correct, p, d))
-    assistant = response.rstrip() + confidence_tag(c)
+    assistant = with_confidence(response, c)
     if require_format:
         parsed = parse_response(assistant)
         if not parsed.format_ok:
@@ -577,7 +582,7 @@ def label_generations(
             eq2 = t["confidence"]
             if target == "binned":
                 t["confidence"] = binned[rid]
-                t["assistant"] = row["response"].rstrip() + confidence_tag(t["confidence"])
+                t["assistant"] = with_confidence(row["response"], t["confidence"])
                 msgs[-1] = {"role": "assistant", "content": t["assistant"]}
             cell: dict[str, Any] = {"bytes": data, "path": None}
             if pixel_bounds is not None:
