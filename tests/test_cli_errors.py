@@ -172,7 +172,9 @@ def test_ctrl_c_in_cot_synthesize_is_one_line_and_exit_130(tmp_path: Path) -> No
     cmd = [sys.executable, "-m", "emocaliber_rl.cli", "cot", "synthesize", str(manifest), "-o", str(out),
            "--base-url", "URL", "--model", "teacher", "--no-auth", "--concurrency", "2", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with ServerThread(ServerConfig(delay=0.1)) as server:
+    # 0.5 s a request, 2 at a time: the 40 rows take ~10 s, so a loaded machine still signals mid-run
+    # (at 0.1 s all 40 were written before the signal once, with the demo sharing the 2 cores)
+    with ServerThread(ServerConfig(delay=0.5)) as server:
         cmd[cmd.index("URL")] = server.url
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60

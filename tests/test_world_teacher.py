@@ -14,7 +14,7 @@ import pytest
 from emocaliber_rl.data.chat_server import ServerConfig, ServerThread
 from emocaliber_rl.data.cot_client import ChatClient
 from emocaliber_rl.data.cot_prompts import structural_check
-from emocaliber_rl.data.cot_run import judge, synthesize, write_kept
+from emocaliber_rl.data.cot_run import judge, read_synthesized, synthesize, write_kept
 from emocaliber_rl.data.records import Record
 from emocaliber_rl.taxonomy import SUBTASKS, aliases_for
 from emocaliber_rl.world.render import CELL_PX, draw_scene
@@ -137,7 +137,7 @@ def test_synthesize_and_judge_over_http_read_the_pixels(subtask: str, tmp_path: 
         async def run():
             async with ChatClient(server.url, "world-teacher") as client:
                 await synthesize(records, synth, client, progress=False, log=lambda m: None)
-                rows = [json.loads(x) for x in synth.read_text().splitlines()]
+                rows, _ = read_synthesized([str(synth)])  # images resolved against its folder
                 return await judge(rows, verdicts, client, progress=False, log=lambda m: None)
 
         asyncio.run(run())
