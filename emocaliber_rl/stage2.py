@@ -490,7 +490,6 @@ def label_generations(
     if duplicates not in ("first", "error"):
         raise ValueError(f"duplicates must be 'first' or 'error', got {duplicates!r}")
     check_p_source(p_source, tokenizer)
-    target_kind = target
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if bin_rows < 1:
@@ -537,9 +536,9 @@ def label_generations(
                 on_reject({"line": n, "id": rid, "reason": "duplicate_id", "detail": f"line {seen[rid]} has this id"})
                 continue
             seen[rid] = n
-            target, reason, detail = label_row(row, require_format=require_format, p_source=p_source,
-                                               tokenizer=answer_tok, unnamed_wrong=target_kind == "binned")
-            if target is None:
+            labelled, reason, detail = label_row(row, require_format=require_format, p_source=p_source,
+                                                 tokenizer=answer_tok, unnamed_wrong=target == "binned")
+            if labelled is None:
                 on_reject({"line": n, "id": rid, "reason": reason, "detail": detail})
                 continue
             messages = row.get("messages")
@@ -553,14 +552,14 @@ def label_generations(
                 continue
             msgs = [{"role": m["role"], "content": m["content"]} for m in messages
                     if m["role"] in ("system", "user")]
-            msgs.append({"role": "assistant", "content": target["assistant"]})
+            msgs.append({"role": "assistant", "content": labelled["assistant"]})
             if check is not None:
                 # the length does not depend on which target is written: both are "0.xx"
                 detail = check.problem(check.tokens(msgs, data, pixel_bounds, add_generation_prompt=False))
                 if detail is not None:
                     on_reject({"line": n, "id": rid, "reason": "overlong", "detail": detail})
                     continue
-            yield n, rid, row, target, msgs, data
+            yield n, rid, row, labelled, msgs, data
 
     binned: dict[str, float] = {}
     if target == "binned":

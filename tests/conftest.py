@@ -75,6 +75,17 @@ def draw_image(seed: int, size: tuple[int, int] | None = None):
     return img
 
 
+def fi_root_with_a_broken_image(tmp_path: Path) -> Path:
+    """An FI layout (amusement, awe; 3 images each) whose awe folder also holds a file that is no image."""
+    root = tmp_path / "FI"
+    for j, emotion in enumerate(("amusement", "awe")):
+        (root / emotion).mkdir(parents=True)
+        for k in range(3):
+            draw_image(10 * j + k).save(root / emotion / f"{emotion}_{k}.jpg")
+    (root / "awe" / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
 def png_bytes(img) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")

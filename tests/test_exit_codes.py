@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from emocaliber_rl.cli import main
-from tests.conftest import REPO_ROOT, draw_image
+from tests.conftest import REPO_ROOT, draw_image, fi_root_with_a_broken_image
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
@@ -91,12 +91,7 @@ def test_cot_split_of_an_empty_input_exits_1_and_writes_nothing(tmp_path: Path,
 
 
 def test_bench_build_with_an_undecodable_image_exits_3(tmp_path: Path) -> None:
-    root = tmp_path / "FI"
-    for j, emotion in enumerate(("amusement", "awe")):
-        (root / emotion).mkdir(parents=True)
-        for k in range(3):
-            draw_image(10 * j + k).save(root / emotion / f"{emotion}_{k}.jpg")
-    (root / "awe" / "broken.jpg").write_bytes(b"not an image")
+    root = fi_root_with_a_broken_image(tmp_path)
     out = tmp_path / "bench"
     args = ["bench", "build", "--fi", str(root), "-o", str(out), "--test-size", "1", "--workers", "1",
             "--no-progress", "--no-near-duplicates"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from emocaliber_rl.cli import main
-from tests.conftest import draw_image
+from tests.conftest import draw_image, fi_root_with_a_broken_image
 
 
 def _pred(path: Path, confidences: list[str | None]) -> Path:
@@ -71,12 +71,7 @@ def test_distinct_run_names_give_distinct_figures(tmp_path: Path, names: tuple[s
 
 
 def test_bench_build_report_is_identical_between_identical_runs(tmp_path: Path) -> None:
-    root = tmp_path / "FI"
-    for j, emotion in enumerate(("amusement", "awe")):
-        (root / emotion).mkdir(parents=True)
-        for k in range(3):
-            draw_image(10 * j + k).save(root / emotion / f"{emotion}_{k}.jpg")
-    (root / "awe" / "broken.jpg").write_bytes(b"not an image at all")
+    root = fi_root_with_a_broken_image(tmp_path)
     reports = []
     for out in ("b1", "b2"):
         main(["bench", "build", "--fi", str(root), "-o", str(tmp_path / out), "--test-size", "1",
