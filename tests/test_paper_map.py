@@ -134,6 +134,36 @@ def test_map_names_every_equation_and_stage() -> None:
         assert row["implementation"] and row["test"], f"paper-map.md: row {row['what'][0]!r} lacks a file or a test"
 
 
+def plugin_table(init: Path = REPO_ROOT / "emocaliber_rl" / "verl_plugins" / "__init__.py") -> set[str]:
+    """The plug-in table as paper-map items: each ``when_imported(NAME, module.function)`` hook and
+    each imported function run as a statement of its own at import (the CPU platform's ``activate``)."""
+    modules: dict[str, str] = {}  # a plug-in module's name in __init__ -> its file
+    functions: dict[str, str] = {}  # an imported function's name -> "file::name"
+    hooks: set[str] = set()
+    for node in ast.walk(ast.parse(init.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("emocaliber_rl.verl_plugins"):
+            for alias in node.names:
+                if node.module == "emocaliber_rl.verl_plugins":
+                    modules[alias.name] = f"emocaliber_rl/verl_plugins/{alias.name}.py"
+                else:
+                    functions[alias.name] = f"{node.module.replace('.', '/')}.py::{alias.name}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "when_imported":
+            hook = node.args[1]
+            assert isinstance(hook, ast.Attribute), ast.unparse(node)
+            hooks.add(f"{modules[hook.value.id]}::{hook.attr}")
+        elif (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+              and node.value.func.id in functions and node.value.func.id != "when_imported"):
+            hooks.add(functions[node.value.func.id])
+    return hooks
+
+
+def test_every_plugin_hook_is_in_the_map() -> None:
+    hooks = plugin_table()
+    assert len(hooks) >= 10  # the table as read: one function per when_imported call, and activate
+    named = {i for r in map_rows(MAP.read_text(encoding="utf-8")) for i in r["implementation"]}
+    assert not hooks - named, f"paper-map.md lacks these veRL plug-in hooks: {sorted(hooks - named)}"
+
+
 def test_every_named_thing_exists() -> None:
     rows = map_rows(MAP.read_text(encoding="utf-8"))
     assert len(rows) >= 30
