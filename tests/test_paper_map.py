@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.util
 import re
 from pathlib import Path
 
@@ -89,8 +90,13 @@ def _config(rel: str) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    # the stage YAMLs search `pkg://verl.trainer.config`, which imports veRL (and torch) to find
+    # it; the same folder by its file path composes the same config in a second, importing neither
+    verl = importlib.util.find_spec("verl")
+    assert verl is not None and verl.submodule_search_locations, "veRL is not installed"
+    verl_config = Path(verl.submodule_search_locations[0]) / "trainer" / "config"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name=path.stem)
+        cfg = compose(config_name=path.stem, overrides=[f"hydra.searchpath=[file://{verl_config}]"])
     # "???" (the paths the recipe fills in) stays a string here instead of raising
     return OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
 
