@@ -65,7 +65,7 @@ from emocaliber_rl.data.image_paths import resolve_image, stored_image
 from emocaliber_rl.data.lengths import SFT_MAX_LENGTH
 from emocaliber_rl.inference.probs import answer_token_prob, mean_token_prob
 from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
-from reward_fns.emocaliber import answer_label, extract_answer, label_set, parse_response
+from reward_fns.emocaliber import answer_label, extract_answer, format_confidence, label_set, open_tag, parse_response
 
 if TYPE_CHECKING:
     from emocaliber_rl.inference.engine import Engine, SamplingConfig
@@ -132,7 +132,8 @@ def round_confidence(c: float) -> float:
 
 
 def confidence_tag(c: float) -> str:
-    return f"<confidence>{c:.2f}</confidence>"
+    """``c``'s confidence block, as the grammar writes it (two decimals)."""
+    return format_confidence(c)
 
 
 def with_confidence(response: str, c: float) -> str:
@@ -358,8 +359,8 @@ def label_row(row: dict[str, Any], *, require_format: bool = False, p_source: st
         label = canonical_label(subtask, str(row["label"]))
     except (UnknownLabelError, ValueError) as e:
         return None, "bad_label", str(e)
-    if "<confidence>" in response:
-        return None, "has_confidence", "the response already holds a <confidence> tag"
+    if open_tag("confidence") in response:
+        return None, "has_confidence", f"the response already holds a {open_tag('confidence')} tag"
     pred, reason = predicted_label(subtask, response, row.get("candidates"))
     named = pred is not None
     if not named:

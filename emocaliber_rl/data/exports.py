@@ -13,7 +13,6 @@ flat on the 86k-image stage-1 set and every file has identical column types what
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pyarrow is imported lazily at run time
     import pyarrow as pa
 
-from emocaliber_rl.data.conversations import (
-    ParsedRow,
-    RowError,
-    extract_answer_text,
-    parse_row,
-)
+from emocaliber_rl.data.conversations import ParsedRow, RowError, parse_row
 from emocaliber_rl.data.image_paths import stored_image
 from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
 from emocaliber_rl.data.lengths import RL_MAX_PROMPT_LENGTH, SFT_MAX_LENGTH, LengthCheck
@@ -40,9 +34,9 @@ from emocaliber_rl.taxonomy import (
     aliases_for,
     canonical_label,
 )
+from reward_fns.emocaliber import block_content_spans, close_tag, extract_answer, last_block_span, open_tag
 
 ABILITY = "emotion"
-_CONFIDENCE = re.compile(r"\s*<confidence>.*?</confidence>", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass
@@ -139,7 +133,7 @@ def stage1_response(rec: Record) -> str:
             raise RowError("missing_steps", str(e)) from e
     if not rec.response:
         raise RowError("no_cot", "the record has neither steps nor a response")
-    answer = extract_answer_text(rec.response)
+    answer = extract_answer(rec.response)
     if answer is None:
         raise RowError("no_answer", "the response has no <answer>...</answer>")
     try:
@@ -148,9 +142,18 @@ def stage1_response(rec: Record) -> str:
         canon = None
     if canon != rec.label:
         raise RowError("answer_mismatch", f"<answer>{answer}</answer> is not the label {rec.label!r}")
-    text = _CONFIDENCE.sub("", rec.response)
-    end = text.lower().rfind("</answer>") + len("</answer>")
-    return text[:end].strip()
+    return _without_confidence(rec.response[: last_block_span(rec.response, "answer")[3]]).strip()
+
+
+def _without_confidence(text: str) -> str:
+    """``text`` less every confidence block and the whitespace just before each (a stage-1 turn
+    states no confidence)."""
+    out, pos = [], 0
+    for content_start, content_end in block_content_spans(text, "confidence"):
+        open_start = content_start - len(open_tag("confidence"))
+        out.append(text[pos:open_start].rstrip())
+        pos = content_end + len(close_tag("confidence"))
+    return "".join(out) + text[pos:]
 
 
 # ----------------------------------------------------------------------------------------------
