@@ -60,10 +60,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 from emocaliber_rl.data.image_paths import resolve_image, stored_image
-from emocaliber_rl.data.lengths import SFT_MAX_LENGTH
 from emocaliber_rl.inference.probs import answer_token_prob, mean_token_prob
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS, SFT_MAX_LENGTH
 from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
 from reward_fns.emocaliber import answer_label, extract_answer, format_confidence, label_set, open_tag, parse_response
 

@@ -24,9 +24,10 @@ if TYPE_CHECKING:  # pyarrow is imported lazily at run time
 from emocaliber_rl.data.conversations import ParsedRow, RowError, parse_row
 from emocaliber_rl.data.image_paths import stored_image
 from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
-from emocaliber_rl.data.lengths import RL_MAX_PROMPT_LENGTH, SFT_MAX_LENGTH, LengthCheck
+from emocaliber_rl.data.lengths import LengthCheck
 from emocaliber_rl.data.records import Record, iter_jsonl, write_jsonl
 from emocaliber_rl.data.report import ProblemReport
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS, RL_MAX_PROMPT_LENGTH, SFT_MAX_LENGTH
 from emocaliber_rl.prompts import SYSTEM_PROMPT
 from emocaliber_rl.taxonomy import (
     SUBTASKS,
@@ -169,12 +170,6 @@ def _pa():
 def _message_type():
     pa = _pa()
     return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-
-
-# The official release trains and evaluates with images bounded to 256..576 28x28 patches; the
-# exports and the inference engines apply them unless told otherwise (None: the processor's own
-# bounds, up to 16,384 image tokens for Qwen2.5-VL, which a large photo reaches).
-OFFICIAL_PIXEL_BOUNDS: tuple[int, int] = (200_704, 451_584)
 
 
 def check_pixel_bounds(pixel_bounds: tuple[int, int] | None) -> tuple[int, int] | None:
