@@ -261,19 +261,20 @@ class Demo:
         ctx.outputs.update(generations=str(gen), labelled=str(labelled), model=str(out / "final_hf"))
 
     def stage3(self, ctx: StageContext) -> None:
+        from emocaliber_rl.stage3_command import stage3_command
         from emocaliber_rl.study.calibration import Settings, grpo_overrides
 
         out = self.ckpt / "stage3"
         metrics = out / "metrics.jsonl"
         metrics.unlink(missing_ok=True)  # veRL's file logger appends; a rerun must not mix runs
         out.mkdir(parents=True, exist_ok=True)
-        self._recipe(ctx, "stage3_grpo.sh", "--model", str(self.ckpt / "stage2" / "final_hf"),
-                     "--train", str(self.data / "stage3_train.parquet"), "--val", str(self.data / "stage3_parity.parquet"),
-                     "--out", str(out), "--steps", str(self.sizes.stage3_steps), "--experiment", "demo", "trainer.logger=[console,file]",
-                     # validation before training only (the rollout-parity figures): the final
-                     # model is scored by `eval run` below, a final validation would repeat it (109 s)
-                     "trainer.test_freq=-1", *grpo_overrides(Settings()),
-                     env={"VERL_FILE_LOGGER_PATH": str(metrics)})
+        ctx.run(stage3_command(model=self.ckpt / "stage2" / "final_hf", train=self.data / "stage3_train.parquet",
+                               val=self.data / "stage3_parity.parquet", out=out, steps=self.sizes.stage3_steps,
+                               experiment="demo", overrides=["trainer.logger=[console,file]",
+                               # validation before training only (the rollout-parity figures): the final
+                               # model is scored by `eval run` below, a final validation would repeat it (109 s)
+                               "trainer.test_freq=-1", *grpo_overrides(Settings())]),
+                env={"PYTHON": sys.executable, "VERL_FILE_LOGGER_PATH": str(metrics)}, cwd=self.out)
         parity = rollout_parity(metrics)
         print(f"  stage3 rollouts: validation accuracy before training {parity['rollout_accuracy']:.3f} "
               f"(vLLM, greedy, n={parity['n']:.0f}); rollout_probs_diff_max per step "

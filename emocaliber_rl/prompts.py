@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from emocaliber_rl.taxonomy import get_subtask
 from reward_fns.emocaliber import STEP_TAGS, TAG_PAIRS
+from reward_fns.emocaliber import format_response as _grammar_response
 
 # The system turn of every stage (the release's step1/step2 scripts: --system 'You are a helpful
 # assistant.'); data exports and evaluation import it from here.
@@ -53,12 +54,6 @@ def task_question(subtask: str, *, ask_confidence: bool = False, image_token: st
 def format_response(
     steps: dict[str, str], answer: str, confidence: float | None = None
 ) -> str:
-    """Assemble a response in the agreed format from its five steps, answer and confidence."""
-    missing = [tag for tag in STEP_TAGS if tag not in steps]
-    if missing:
-        raise ValueError(f"missing reasoning steps: {', '.join(missing)}")
-    think = "".join(f"<{tag}>{steps[tag].strip()}</{tag}>" for tag in STEP_TAGS)
-    out = f"<think>{think}</think><answer>{answer}</answer>"
-    if confidence is not None:
-        out += f"<confidence>{confidence:.2f}</confidence>"
-    return out
+    """Assemble a response in the agreed format from its five steps (each stripped), answer and
+    confidence: the grammar's writer (``reward_fns.emocaliber.format_response``)."""
+    return _grammar_response({tag: steps[tag].strip() for tag in STEP_TAGS if tag in steps}, answer, confidence)

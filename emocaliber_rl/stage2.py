@@ -60,12 +60,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 from emocaliber_rl.data.image_paths import resolve_image, stored_image
-from emocaliber_rl.data.lengths import SFT_MAX_LENGTH
 from emocaliber_rl.inference.probs import answer_token_prob, mean_token_prob
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS, SFT_MAX_LENGTH
 from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
-from reward_fns.emocaliber import answer_label, extract_answer, label_set, parse_response
+from reward_fns.emocaliber import answer_label, extract_answer, format_confidence, label_set, open_tag, parse_response
 
 if TYPE_CHECKING:
     from emocaliber_rl.inference.engine import Engine, SamplingConfig
@@ -132,7 +131,8 @@ def round_confidence(c: float) -> float:
 
 
 def confidence_tag(c: float) -> str:
-    return f"<confidence>{c:.2f}</confidence>"
+    """``c``'s confidence block, as the grammar writes it (two decimals)."""
+    return format_confidence(c)
 
 
 def with_confidence(response: str, c: float) -> str:
@@ -358,8 +358,8 @@ def label_row(row: dict[str, Any], *, require_format: bool = False, p_source: st
         label = canonical_label(subtask, str(row["label"]))
     except (UnknownLabelError, ValueError) as e:
         return None, "bad_label", str(e)
-    if "<confidence>" in response:
-        return None, "has_confidence", "the response already holds a <confidence> tag"
+    if open_tag("confidence") in response:
+        return None, "has_confidence", f"the response already holds a {open_tag('confidence')} tag"
     pred, reason = predicted_label(subtask, response, row.get("candidates"))
     named = pred is not None
     if not named:
@@ -494,9 +494,8 @@ def label_generations(
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if bin_rows < 1:
         raise ValueError(f"bin_rows must be >= 1, got {bin_rows}")
-    from emocaliber_rl.data.exports import _ParquetSink, check_pixel_bounds, sft_schema
+    from emocaliber_rl.data.exports import SFTRowWriter
     from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
-    from emocaliber_rl.data.lengths import LengthCheck
     from emocaliber_rl.data.records import iter_jsonl
 
     out = Path(out_path)
@@ -507,8 +506,9 @@ def label_generations(
     stem = out.name.removesuffix(".parquet")
     result = LabelResult(out, rejects_path, targets_path, sdir / f"{stem}.summary.json",
                          sdir / f"{stem}.summary.png" if plot else None)
-    pixel_bounds = check_pixel_bounds(pixel_bounds)
-    check = None if max_length is None else LengthCheck(max_length, tokenizer)
+    # the stage-1 export's writer: same schema, image cell, length check and all-or-nothing file
+    writer = SFTRowWriter(out, pixel_bounds=pixel_bounds, max_length=max_length, tokenizer=tokenizer,
+                          batch_rows=batch_rows)
     answer_tok = None
     if p_source == "answer":
         from transformers import AutoTokenizer
@@ -553,12 +553,11 @@ def label_generations(
             msgs = [{"role": m["role"], "content": m["content"]} for m in messages
                     if m["role"] in ("system", "user")]
             msgs.append({"role": "assistant", "content": labelled["assistant"]})
-            if check is not None:
-                # the length does not depend on which target is written: both are "0.xx"
-                detail = check.problem(check.tokens(msgs, data, pixel_bounds, add_generation_prompt=False))
-                if detail is not None:
-                    on_reject({"line": n, "id": rid, "reason": "overlong", "detail": detail})
-                    continue
+            # the length does not depend on which target is written: both are "0.xx"
+            detail = writer.overlong(msgs, data)
+            if detail is not None:
+                on_reject({"line": n, "id": rid, "reason": "overlong", "detail": detail})
+                continue
             yield n, rid, row, labelled, msgs, data
 
     binned: dict[str, float] = {}
@@ -571,7 +570,6 @@ def label_generations(
             accs = binned_accuracy([(p, ok) for _, p, ok in members], bin_rows)
             binned.update((rid, round_confidence(a)) for (rid, _, _), a in zip(members, accs))
 
-    sink = _ParquetSink(out, sft_schema(pixel_bounds), batch_rows)
     hist_in: list[tuple[float, bool]] = []
     rejects: list[dict[str, Any]] = []
     targets: list[dict[str, Any]] = []
@@ -583,25 +581,23 @@ def label_generations(
                 t["confidence"] = binned[rid]
                 t["assistant"] = with_confidence(row["response"], t["confidence"])
                 msgs[-1] = {"role": "assistant", "content": t["assistant"]}
-            cell: dict[str, Any] = {"bytes": data, "path": None}
-            if pixel_bounds is not None:
-                cell["min_pixels"], cell["max_pixels"] = pixel_bounds
-            sink.add({"messages": msgs, "images": [cell], "id": rid,
-                      "subtask": get_subtask(row["subtask"]).name, "label": t["label"]})
+            writer.add(msgs, writer.images(data), id=rid, subtask=get_subtask(row["subtask"]).name,
+                       label=t["label"])
             n_format_ok += parse_response(t["assistant"]).format_ok
             hist_in.append((t["confidence"], t["correct"]))
             targets.append({"id": rid, **{k: t[k] for k in ("pred", "label", "correct", "p", "d", "confidence")},
                             "eq2": eq2, "p_source": p_source, "target": target})
     except BaseException:
-        sink.abort()
+        writer.abort()
         raise
-    sink.close()
+    kept = writer.rows
+    writer.close()
 
     from emocaliber_rl.data.records import write_jsonl
 
     write_jsonl(rejects_path, rejects)
     write_jsonl(targets_path, targets)
-    result.kept = sink.rows
+    result.kept = kept
     result.rejected = len(rejects)
     result.reasons = Counter(r["reason"] for r in rejects)
     bins = histogram(hist_in)

@@ -26,6 +26,12 @@ optional whitespace (spaces, tabs, newlines) and nothing else::
   wrapped in one pair of braces, surrounding whitespace allowed, at most 32 characters), whose
   value lies in [0, 1]. Signs, exponents, ``nan``, several numbers, words fail.
 
+Every stage reads and writes responses through this module: readers take the *last* block
+(:func:`last_block_span`: the last closing tag and the nearest opening tag before it; tags in
+lower case only) and a confidence is valid exactly when :func:`parse_confidence` accepts it;
+writers use :func:`format_response`, :func:`format_block` and :func:`format_confidence` (two
+decimals). ``tests/test_response_contract.py`` holds every stage's reader to this.
+
 Scoring, preset ``paper`` (default): ``score = w_format*R_format + w_correct*R_correct +
 w_conf*R_conf`` with all weights 1 (paper: ``R = R_conf + R_correct + R_format``).
 
@@ -91,6 +97,8 @@ __all__ = [
     "ParsedResponse",
     "all_blocks",
     "answer_label",
+    "block_content_spans",
+    "close_tag",
     "compute_score",
     "compute_score_batch",
     "confidence_reward",
@@ -98,10 +106,15 @@ __all__ = [
     "extract_confidence",
     "extract_confidence_number",
     "first_block",
+    "format_block",
+    "format_confidence",
+    "format_response",
     "is_correct",
     "label_set",
+    "last_block_span",
     "normalize_answer",
     "official_compute_score",
+    "open_tag",
     "parse_confidence",
     "parse_confidence_number",
     "parse_response",
@@ -223,16 +236,53 @@ def _has_tag(text: str, lo: int, hi: int) -> bool:
     return any(text.find(tag, lo, hi) >= 0 for tag in TAGS)
 
 
-def _block_content(text: str, tag: str) -> str | None:
-    """Content of the last ``<tag>..</tag>`` block (the innermost one if they nest), or None."""
-    close = text.rfind(f"</{tag}>")
+def open_tag(name: str) -> str:
+    """The opening tag of block ``name``: ``open_tag("answer") == "<answer>"``."""
+    return f"<{name}>"
+
+
+def close_tag(name: str) -> str:
+    """The closing tag of block ``name``: ``close_tag("answer") == "</answer>"``."""
+    return f"</{name}>"
+
+
+def last_block_span(text: str, tag: str) -> tuple[int, int, int, int] | None:
+    """``(open_start, content_start, content_end, close_end)`` of the last ``<tag>..</tag>``, or None.
+
+    The one rule every reader of a response follows: the *last* closing tag and the nearest
+    opening tag before it (the innermost block if they nest), tags spelled exactly (lower case).
+    :func:`extract_answer` and :func:`extract_confidence` read this block; stage 2's loss mask
+    trains it and the evaluation's answer-token probability starts inside it.
+    """
+    close = text.rfind(close_tag(tag))
     if close < 0:
         return None
-    open_tag = f"<{tag}>"
-    start = text.rfind(open_tag, 0, close)
+    start = text.rfind(open_tag(tag), 0, close)
     if start < 0:
         return None
-    return text[start + len(open_tag) : close]
+    return start, start + len(open_tag(tag)), close, close + len(close_tag(tag))
+
+
+def block_content_spans(text: str, tag: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Character ranges ``(content_start, content_end)`` of the ``<tag>..</tag>`` blocks in
+    ``text[start:end]``, left to right: each closing tag closes the nearest opening tag before it
+    (and after the previous block), the pairing :func:`last_block_span` uses for the last block."""
+    end = len(text) if end is None else end
+    open_t, close_t = open_tag(tag), close_tag(tag)
+    spans = []
+    pos = start
+    while (close := text.find(close_t, pos, end)) >= 0:
+        open_start = text.rfind(open_t, pos, close)
+        if open_start >= 0:
+            spans.append((open_start + len(open_t), close))
+        pos = close + len(close_t)
+    return spans
+
+
+def _block_content(text: str, tag: str) -> str | None:
+    """Content of the last ``<tag>..</tag>`` block (:func:`last_block_span`), or None."""
+    span = last_block_span(text, tag)
+    return None if span is None else text[span[1] : span[2]]
 
 
 def first_block(text: str, tag: str) -> tuple[int, str] | None:
@@ -282,6 +332,32 @@ def extract_confidence_number(text: str) -> float | None:
     not a number."""
     content = _block_content(text, "confidence")
     return None if content is None else parse_confidence_number(content)
+
+
+def format_block(tag: str, content: str) -> str:
+    """``<tag>content</tag>``, the content written as given."""
+    return f"{open_tag(tag)}{content}{close_tag(tag)}"
+
+
+def format_confidence(confidence: float) -> str:
+    """The confidence block as every stage writes it: two decimals (``0.83``), the verbalisation
+    stage 2 trains and :func:`parse_confidence` reads back."""
+    return format_block("confidence", f"{confidence:.2f}")
+
+
+def format_response(steps: Mapping[str, str], answer: str, confidence: float | None = None) -> str:
+    """A response in the strict format from its five ``steps`` (by :data:`STEP_TAGS` name, written
+    as given), ``answer`` and, unless None, ``confidence`` (:func:`format_confidence`).
+
+    Raises ValueError naming the missing steps."""
+    missing = [tag for tag in STEP_TAGS if tag not in steps]
+    if missing:
+        raise ValueError(f"missing reasoning steps: {', '.join(missing)}")
+    think = "".join(format_block(tag, steps[tag]) for tag in STEP_TAGS)
+    out = format_block("think", think) + format_block("answer", answer)
+    if confidence is not None:
+        out += format_confidence(confidence)
+    return out
 
 
 def parse_response(text: str) -> ParsedResponse:

@@ -30,6 +30,8 @@ import time
 import uuid
 from pathlib import Path
 
+from emocaliber_rl.stage3_command import stage3_command
+
 from . import colour_world as world
 from .conftest import REPO_ROOT
 
@@ -113,17 +115,16 @@ def run(tmp: Path, tiny_model_dir: Path) -> dict:
                 # any disagreement at all prints the warning, so the parity test sees the hook fire
                 "EMOCALIBER_ROLLOUT_DIFF_WARN": "1e-12"})
     env.pop("RAY_ADDRESS", None)
-    cmd = ["bash", str(REPO_ROOT / "recipes" / "stage3_grpo.sh"), "--profile", "cpu",
-           "--model", str(model), "--train", str(train), "--val", str(val), "--out", str(tmp / "ckpt"),
-           "--steps", str(STEPS), "--experiment", "stage3_cpu_test",
-           "trainer.logger=[console,file,tensorboard]",
-           f"trainer.rollout_data_dir={tmp / 'rollouts'}",
-           f"trainer.save_freq={STEPS}", f"trainer.test_freq={STEPS}",
-           "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
-           # any weight change must come from gradients, not from AdamW's decay
-           "actor_rollout_ref.actor.optim.weight_decay=0.0",
-           # the colour model's answers (~50 tokens) with room to spare
-           "data.max_response_length=96"]
+    cmd = stage3_command(
+        model=model, train=train, val=val, out=tmp / "ckpt", steps=STEPS, experiment="stage3_cpu_test",
+        overrides=["trainer.logger=[console,file,tensorboard]",
+                   f"trainer.rollout_data_dir={tmp / 'rollouts'}",
+                   f"trainer.save_freq={STEPS}", f"trainer.test_freq={STEPS}",
+                   "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
+                   # any weight change must come from gradients, not from AdamW's decay
+                   "actor_rollout_ref.actor.optim.weight_decay=0.0",
+                   # the colour model's answers (~50 tokens) with room to spare
+                   "data.max_response_length=96"])
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=900)

@@ -11,6 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS
+
+_LO, _HI = OFFICIAL_PIXEL_BOUNDS
+
 _DEFAULT_WORD = re.compile(r"\bdefault\b", re.IGNORECASE)
 _NO_VALUE = (None, False, "", [])
 
@@ -177,11 +181,11 @@ def pixel_options(description: str) -> argparse.ArgumentParser:
     g.add_argument("--min-pixels", type=int, default=None,
                    help="smallest image area in pixels: each image is resized to at least this many, "
                         "as qwen-vl-utils does for training data (default: the official release's "
-                        "200704..451584, 256..576 image tokens)")
+                        f"{_LO}..{_HI}, 256..576 image tokens)")
     g.add_argument("--max-pixels", type=int, default=None,
                    help="largest image area in pixels (with --min-pixels)")
     g.add_argument("--official-pixels", action="store_true",
-                   help="the official release's bounds, 200704..451584 pixels (the default)")
+                   help=f"the official release's bounds, {_LO}..{_HI} pixels (the default)")
     g.add_argument("--processor-pixels", action="store_true",
                    help="no bounds: images are left to the model processor's own (the opt-out; "
                         "Qwen2.5-VL's allow 16384 image tokens, the tiny test model's a few; for a "
@@ -191,7 +195,7 @@ def pixel_options(description: str) -> argparse.ArgumentParser:
 
 def pixel_bounds_from_args(args: argparse.Namespace) -> tuple[int, int] | None:
     """The bounds the pixel options name; ``None`` for ``--processor-pixels``."""
-    from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS, check_pixel_bounds
+    from emocaliber_rl.data.exports import check_pixel_bounds
 
     if (args.min_pixels is None) != (args.max_pixels is None):
         raise SystemExit("give both --min-pixels and --max-pixels, or neither")

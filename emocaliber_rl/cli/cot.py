@@ -18,6 +18,7 @@ from emocaliber_rl.cli.common import (
     output_folder,
     path_map_from_args,
 )
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS
 
 # Client options that a --config JSON file may set (flags win); builtin defaults when neither does.
 CLIENT_DEFAULTS = {
@@ -33,7 +34,7 @@ CLIENT_DEFAULTS = {
     "temperature": 0.7,
     "price_in": None,  # unknown: the cost is left out of the summary
     "price_out": None,
-    "max_pixels": 451584,
+    "max_pixels": OFFICIAL_PIXEL_BOUNDS[1],
 }
 
 
@@ -263,7 +264,7 @@ def _client_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--price-out", type=float, default=None, help="price per 1M completion tokens")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="downscale larger images to this many pixels before sending (default "
-                        "451584, the stage-1 training maximum; 0 sends originals)")
+                        f"{OFFICIAL_PIXEL_BOUNDS[1]}, the stage-1 training maximum; 0 sends originals)")
     p.add_argument("--limit", type=int, default=None, help="process at most this many input records")
     p.add_argument("--log", default=None, help="also append log lines to this file (key redacted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -19,6 +19,7 @@ from emocaliber_rl.cli.common import (
     pixel_options,
     rows_exit_code,
 )
+from emocaliber_rl.limits import RL_MAX_PROMPT_LENGTH, SFT_MAX_LENGTH
 
 # the file formats each kind writes (prompts2 picks by the name's suffix); a name with another
 # suffix is refused, so that no .parquet file holds JSON lines and no .jsonl file parquet
@@ -143,8 +144,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "trained on stage 1/2's prompts, which do not ask either)")
     p.add_argument("--max-length", type=int, default=None,
                    help="sft1/rl3: rows longer than this many tokens are reported (kind overlong) and left "
-                        "out; default the recipes' limits, 2048 (sft1: data.max_length) and 4096 (rl3: "
-                        "data.max_prompt_length); 0: no check")
+                        f"out; default the recipes' limits, {SFT_MAX_LENGTH} (sft1: data.max_length) and "
+                        f"{RL_MAX_PROMPT_LENGTH} (rl3: data.max_prompt_length); 0: no check")
     p.add_argument("--tokenizer", default=None,
                    help="sft1/rl3: the model (path or hub id) whose tokenizer counts the text tokens; "
                         "without it only image tokens are counted against --max-length")

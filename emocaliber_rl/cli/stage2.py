@@ -31,6 +31,9 @@ from emocaliber_rl.cli.engine import (
     run_settings_from_args,
     sampling_from_args,
 )
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS, SFT_MAX_LENGTH
+
+_LO, _HI = OFFICIAL_PIXEL_BOUNDS
 
 _EXTRA: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, Any]]] = {}
 _STAGE2_SUBPARSERS: argparse._SubParsersAction | None = None
@@ -85,7 +88,6 @@ def _run_label(args: argparse.Namespace) -> int:
     if args.bin_rows < 1:
         print(f"error: --bin-rows must be >= 1, got {args.bin_rows}", file=sys.stderr)
         return 2
-    from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 
     output_file(args.out, "--out")
     if args.summary_dir is not None:
@@ -140,9 +142,9 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
                         "(default: first). A file mixing run ids is always refused")
     p.add_argument("--processor-pixels", action="store_true",
                    help="store no pixel bounds with the images (default: the official release's "
-                        "200704..451584, as `export sft1`); the tiny test model's opt-out")
-    p.add_argument("--max-length", type=int, default=2048,
-                   help="rows longer than this many tokens are rejected as overlong (default 2048, the "
+                        f"{_LO}..{_HI}, as `export sft1`); the tiny test model's opt-out")
+    p.add_argument("--max-length", type=int, default=SFT_MAX_LENGTH,
+                   help=f"rows longer than this many tokens are rejected as overlong (default {SFT_MAX_LENGTH}, the "
                         "stage-2 recipe's data.max_length; 0: no check)")
     p.add_argument("--tokenizer", default=None,
                    help="the model whose tokenizer counts the text tokens (without it only image tokens count); "

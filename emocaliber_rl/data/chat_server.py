@@ -29,6 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self
 
+from reward_fns.emocaliber import format_response
+
 if TYPE_CHECKING:  # aiohttp is imported lazily at run time
     from aiohttp import web
 
@@ -89,14 +91,12 @@ class ServerState:
 
 def cot_for(label: str, leak: bool = False) -> str:
     mood = f"a clear sense of {label}" if leak else "the mood the evidence points to"
-    return (
-        "<think><element>A figure stands in the foreground under strong light.</element>"
-        "<human>One person is visible; the face is turned toward the camera.</human>"
-        "<context>The background is an open street at dusk.</context>"
-        "<interaction>The lighting and posture reinforce each other.</interaction>"
-        f"<analysis>Together these cues evoke {mood}.</analysis></think>"
-        f"<answer>{label}</answer>"
-    )
+    steps = {"element": "A figure stands in the foreground under strong light.",
+             "human": "One person is visible; the face is turned toward the camera.",
+             "context": "The background is an open street at dusk.",
+             "interaction": "The lighting and posture reinforce each other.",
+             "analysis": f"Together these cues evoke {mood}."}
+    return format_response(steps, label)
 
 
 def make_app(config: ServerConfig, state: ServerState) -> web.Application:

@@ -12,7 +12,7 @@ Accepted row layouts (one JSON object per line; first match wins):
 
 For layouts 2 and 3 these optional fields are read: ``id``; the subtask from ``task``, ``subtask``
 or ``data_source``; the label from ``label``, ``ground_truth`` or ``solution`` (else from the
-assistant's ``<answer>``); ``candidates`` (checked against the subtask's labels). Without a subtask
+assistant's last ``<answer>``, read by the reward's ``extract_answer``); ``candidates`` (checked against the subtask's labels). Without a subtask
 field the subtask comes from ``default_subtask`` or, failing that, from the candidate list (given,
 or found in the user turn): the first VECBench subtask with exactly that label set, flagged in
 ``extra["subtask_inferred"]`` (FI-8/EmoSet-8/Abstract-8/Artphoto-8 and FI-2/WebEmo-2 share label
@@ -47,8 +47,8 @@ from emocaliber_rl.taxonomy import (
     canonical_label,
     get_subtask,
 )
+from reward_fns.emocaliber import extract_answer
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _USER_ROLES = {"user", "human"}
 _ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
 
@@ -68,11 +68,6 @@ class ParsedRow:
     user_text: str | None = None  # the published user turn (with ``<image>``), when there was one
     source: str = ""  # file the row came from, for problem reports
     line: int | None = None
-
-
-def extract_answer_text(response: str) -> str | None:
-    m = _ANSWER.search(response)
-    return m.group(1).strip() if m else None
 
 
 def image_ref(src: str) -> str:
@@ -244,7 +239,7 @@ def parse_row(
             )
 
     label = obj.get("label", obj.get("ground_truth", obj.get("solution")))
-    answer = extract_answer_text(assistant) if assistant else None
+    answer = extract_answer(assistant) if assistant else None
     if label is None:
         label = answer
     if label is None:

@@ -13,7 +13,6 @@ flat on the 86k-image stage-1 set and every file has identical column types what
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +21,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pyarrow is imported lazily at run time
     import pyarrow as pa
 
-from emocaliber_rl.data.conversations import (
-    ParsedRow,
-    RowError,
-    extract_answer_text,
-    parse_row,
-)
+from emocaliber_rl.data.conversations import ParsedRow, RowError, parse_row
 from emocaliber_rl.data.image_paths import stored_image
 from emocaliber_rl.data.images import ImageProblem, image_bytes_for_parquet
-from emocaliber_rl.data.lengths import RL_MAX_PROMPT_LENGTH, SFT_MAX_LENGTH, LengthCheck
+from emocaliber_rl.data.lengths import LengthCheck
 from emocaliber_rl.data.records import Record, iter_jsonl, write_jsonl
 from emocaliber_rl.data.report import ProblemReport
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS, RL_MAX_PROMPT_LENGTH, SFT_MAX_LENGTH
 from emocaliber_rl.prompts import SYSTEM_PROMPT
 from emocaliber_rl.taxonomy import (
     SUBTASKS,
@@ -40,9 +35,9 @@ from emocaliber_rl.taxonomy import (
     aliases_for,
     canonical_label,
 )
+from reward_fns.emocaliber import block_content_spans, close_tag, extract_answer, last_block_span, open_tag
 
 ABILITY = "emotion"
-_CONFIDENCE = re.compile(r"\s*<confidence>.*?</confidence>", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass
@@ -139,7 +134,7 @@ def stage1_response(rec: Record) -> str:
             raise RowError("missing_steps", str(e)) from e
     if not rec.response:
         raise RowError("no_cot", "the record has neither steps nor a response")
-    answer = extract_answer_text(rec.response)
+    answer = extract_answer(rec.response)
     if answer is None:
         raise RowError("no_answer", "the response has no <answer>...</answer>")
     try:
@@ -148,9 +143,18 @@ def stage1_response(rec: Record) -> str:
         canon = None
     if canon != rec.label:
         raise RowError("answer_mismatch", f"<answer>{answer}</answer> is not the label {rec.label!r}")
-    text = _CONFIDENCE.sub("", rec.response)
-    end = text.lower().rfind("</answer>") + len("</answer>")
-    return text[:end].strip()
+    return _without_confidence(rec.response[: last_block_span(rec.response, "answer")[3]]).strip()
+
+
+def _without_confidence(text: str) -> str:
+    """``text`` less every confidence block and the whitespace just before each (a stage-1 turn
+    states no confidence)."""
+    out, pos = [], 0
+    for content_start, content_end in block_content_spans(text, "confidence"):
+        open_start = content_start - len(open_tag("confidence"))
+        out.append(text[pos:open_start].rstrip())
+        pos = content_end + len(close_tag("confidence"))
+    return "".join(out) + text[pos:]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,12 +170,6 @@ def _pa():
 def _message_type():
     pa = _pa()
     return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-
-
-# The official release trains and evaluates with images bounded to 256..576 28x28 patches; the
-# exports and the inference engines apply them unless told otherwise (None: the processor's own
-# bounds, up to 16,384 image tokens for Qwen2.5-VL, which a large photo reaches).
-OFFICIAL_PIXEL_BOUNDS: tuple[int, int] = (200_704, 451_584)
 
 
 def check_pixel_bounds(pixel_bounds: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -285,6 +283,14 @@ class _ParquetSink:
         self.tmp.unlink(missing_ok=True)
 
 
+def image_cell(data: bytes, pixel_bounds: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """The ``images`` cell of one row: the image's bytes and, when set, its pixel bounds."""
+    cell: dict[str, Any] = {"bytes": data, "path": None}
+    if pixel_bounds is not None:
+        cell["min_pixels"], cell["max_pixels"] = pixel_bounds
+    return [cell]
+
+
 def _image_cell(row: ParsedRow, report: ProblemReport,
                 pixel_bounds: tuple[int, int] | None = None) -> list[dict[str, Any]] | None:
     try:
@@ -296,26 +302,82 @@ def _image_cell(row: ParsedRow, report: ProblemReport,
         _add(report, row, "image_changed",
              f"{row.record.image} has sha256 {digest}, the manifest says {row.record.sha256}")
         return None
-    cell: dict[str, Any] = {"bytes": data, "path": None}
-    if pixel_bounds is not None:
-        cell["min_pixels"], cell["max_pixels"] = pixel_bounds
-    return [cell]
+    return image_cell(data, pixel_bounds)
 
 
 def _too_long(row: ParsedRow, report: ProblemReport, check: LengthCheck | None, messages: list[dict[str, str]],
               images: list[dict[str, Any]], pixel_bounds: tuple[int, int] | None, *, generation_prompt: bool) -> bool:
     """Report (kind ``overlong``) a row the trainer could not take whole; True if it is one."""
-    if check is None:
-        return False
-    detail = check.problem(check.tokens(messages, images[0]["bytes"], pixel_bounds,
-                                        add_generation_prompt=generation_prompt))
+    detail = _length_problem(check, messages, images[0]["bytes"], pixel_bounds, generation_prompt=generation_prompt)
     if detail is not None:
         _add(report, row, "overlong", detail)
     return detail is not None
 
 
+def _length_problem(check: LengthCheck | None, messages: list[dict[str, str]], data: bytes,
+                    pixel_bounds: tuple[int, int] | None, *, generation_prompt: bool) -> str | None:
+    if check is None:
+        return None
+    return check.problem(check.tokens(messages, data, pixel_bounds, add_generation_prompt=generation_prompt))
+
+
 def _length_check(max_length: int | None, tokenizer: str | None) -> LengthCheck | None:
     return None if max_length is None else LengthCheck(max_length, tokenizer)
+
+
+class SFTRowWriter:
+    """The one writer of SFT rows (``export sft1``'s stage-1 parquet, ``stage2 label``'s stage-2
+    parquet): schema :func:`sft_schema`, the image cell with its pixel bounds, the length check
+    against the trainer's ``max_length`` and the parquet written whole or not at all.
+
+    The caller reads each image and reports rows left out its own way; :meth:`overlong` says why a
+    row is too long (``None`` when it fits) before it is :meth:`add`-ed. The parquet is opened at
+    the first :meth:`add` (or at :meth:`close`, for a file with no rows), so a pass over the input
+    may run before any file exists.
+    """
+
+    def __init__(self, out_path: str | os.PathLike[str], *,
+                 pixel_bounds: tuple[int, int] | None = OFFICIAL_PIXEL_BOUNDS,
+                 max_length: int | None = SFT_MAX_LENGTH, tokenizer: str | None = None,
+                 batch_rows: int = 256) -> None:
+        self.path = Path(out_path)
+        self.pixel_bounds = check_pixel_bounds(pixel_bounds)
+        self.check = _length_check(max_length, tokenizer)
+        self.batch_rows = batch_rows
+        self._sink: _ParquetSink | None = None
+
+    def images(self, data: bytes) -> list[dict[str, Any]]:
+        """The ``images`` cell for one image's bytes."""
+        return image_cell(data, self.pixel_bounds)
+
+    def overlong(self, messages: list[dict[str, str]], data: bytes) -> str | None:
+        """Why the conversation with this image exceeds ``max_length`` tokens, or None."""
+        return _length_problem(self.check, messages, data, self.pixel_bounds, generation_prompt=False)
+
+    def _open(self) -> _ParquetSink:
+        if self._sink is None:
+            self._sink = _ParquetSink(self.path, sft_schema(self.pixel_bounds), self.batch_rows)
+        return self._sink
+
+    def add(self, messages: list[dict[str, str]], images: list[dict[str, Any]], *, id: str, subtask: str,
+            label: str) -> None:
+        """One row: the conversation, its ``images`` cell (:meth:`images`) and its trace fields."""
+        self._open().add({"messages": messages, "images": images, "id": id, "subtask": subtask, "label": label})
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far."""
+        return 0 if self._sink is None else self._sink.rows + len(self._sink.buf)
+
+    def close(self) -> Path:
+        """Write the parquet (renamed into place) and return its path."""
+        self._open().close()
+        return self.path
+
+    def abort(self) -> None:
+        """Leave no file behind (the temporary one is removed)."""
+        if self._sink is not None:
+            self._sink.abort()
 
 
 def export_sft_stage1(
@@ -340,12 +402,11 @@ def export_sft_stage1(
     tokens, plus text tokens when ``tokenizer`` names the model's) is reported as ``overlong`` and
     left out; ``max_length=None`` skips the check.
     """
-    pixel_bounds = check_pixel_bounds(pixel_bounds)
-    check = _length_check(max_length, tokenizer)
     if user_prompt not in ("ours", "original"):
         raise ValueError("user_prompt must be 'ours' or 'original'")
+    writer = SFTRowWriter(out_path, pixel_bounds=pixel_bounds, max_length=max_length, tokenizer=tokenizer,
+                          batch_rows=batch_rows)
     report = report if report is not None else ProblemReport()
-    sink = _ParquetSink(Path(out_path), sft_schema(pixel_bounds), batch_rows)
     try:
         for row in _as_rows(items):
             rec = row.record
@@ -358,19 +419,20 @@ def export_sft_stage1(
             if user_prompt == "original" and row.user_text:
                 text = row.user_text if "<image>" in row.user_text else "<image>" + row.user_text
                 messages[1]["content"] = text
-            images = _image_cell(row, report, pixel_bounds)
+            images = _image_cell(row, report, writer.pixel_bounds)
             if images is None:
                 continue
             messages.append({"role": "assistant", "content": answer})
-            if _too_long(row, report, check, messages, images, pixel_bounds, generation_prompt=False):
+            detail = writer.overlong(messages, images[0]["bytes"])
+            if detail is not None:
+                _add(report, row, "overlong", detail)
                 continue
-            sink.add({"messages": messages, "images": images, "id": rec.id,
-                      "subtask": rec.subtask, "label": rec.label})
+            writer.add(messages, images, id=rec.id, subtask=rec.subtask, label=rec.label)
     except BaseException:
-        sink.abort()
+        writer.abort()
         raise
-    sink.close()
-    return ExportResult(sink.path, sink.rows, report)
+    rows = writer.rows
+    return ExportResult(writer.close(), rows, report)
 
 
 def export_rl_stage3(

@@ -22,11 +22,6 @@ _FACTOR = 28
 _DEFAULT_BOUNDS = (4 * _FACTOR ** 2, 16384 * _FACTOR ** 2)
 _IMAGE_SPAN = "<|vision_start|><|image_pad|><|vision_end|>"
 
-# The recipes' limits: recipes/config/stage1_sft.yaml data.max_length (stage 2 too) and
-# stage3_grpo.yaml data.max_prompt_length.
-SFT_MAX_LENGTH = 2048
-RL_MAX_PROMPT_LENGTH = 4096
-
 
 def image_tokens(width: int, height: int, pixel_bounds: tuple[int, int] | None) -> int:
     """``<|image_pad|>`` tokens of a ``width`` x ``height`` image after qwen-vl-utils' resize."""

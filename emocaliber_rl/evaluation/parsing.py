@@ -36,6 +36,7 @@ from reward_fns.emocaliber import LabelSet, answer_label, extract_answer, extrac
 PARSE_MODES: tuple[str, ...] = ("strict", "official")
 EXTRACTOR = "reward_fns.emocaliber"
 
+# The release's `--parse official` emulation (the one reader outside reward_fns' grammar, on purpose):
 # inference/extract_verb_confidence.py line 8 and evaluate_multi_task_conf_from_merged.py line 66:
 # re.search without DOTALL, so only a block on one line counts, and the first such block wins.
 _OFFICIAL_ANSWER = re.compile(r"<answer>(.*?)</answer>")

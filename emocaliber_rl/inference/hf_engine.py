@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 from emocaliber_rl.inference.engine import (
     Engine,
     Generation,
@@ -24,6 +23,7 @@ from emocaliber_rl.inference.engine import (
     failed_generations,
     prompt_text,
 )
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS
 
 
 class HFEngine(Engine):

@@ -15,10 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from reward_fns.emocaliber import extract_confidence
-
-ANSWER_OPEN = "<answer>"
-ANSWER_CLOSE = "</answer>"
+from reward_fns.emocaliber import extract_confidence, last_block_span
 
 
 def mean_token_prob(logprobs: Sequence[float]) -> float | None:
@@ -31,13 +28,10 @@ def mean_token_prob(logprobs: Sequence[float]) -> float | None:
 def answer_content_start(text: str) -> int | None:
     """Character offset of the first non-whitespace character inside the *last* complete
     ``<answer>..</answer>`` block (the block ``extract_answer`` reads), or None."""
-    close = text.rfind(ANSWER_CLOSE)
-    if close < 0:
+    span = last_block_span(text, "answer")
+    if span is None:
         return None
-    start = text.rfind(ANSWER_OPEN, 0, close)
-    if start < 0:
-        return None
-    pos = start + len(ANSWER_OPEN)
+    pos, close = span[1], span[2]
     while pos < close and text[pos].isspace():
         pos += 1
     return pos if pos < close else None

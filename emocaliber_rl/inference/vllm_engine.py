@@ -27,7 +27,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS
 from emocaliber_rl.inference.engine import (
     Engine,
     Generation,
@@ -36,6 +35,7 @@ from emocaliber_rl.inference.engine import (
     failed_generations,
     prompt_text,
 )
+from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS
 
 CPU_KV_CACHE_BYTES = 64 << 20
 # vLLM's default step token budget; without chunked prefill it must hold a whole prompt

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from emocaliber_rl.jsonl import read_jsonl
+from emocaliber_rl.stage3_command import stage3_command
 from emocaliber_rl.study.table9 import run_logged
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUPS = ("ID VER", "ID VSA")
 # what "calibrates" means here (docs/demo-world.md, "Goals"): ECE to at most this share of the
 # cold-start's and under the group's cap, Brier below the cold-start's, ID VER accuracy kept
@@ -83,11 +83,12 @@ def recipe_command(*, model: str, train: Path, val: Path, out: Path, steps: int,
                    extra: list[str], validate_first: bool = True) -> list[str]:
     """``recipes/stage3_grpo.sh`` with the study's overrides (everything else the recipe's CPU profile).
     ``validate_first=False`` for the resumed phase: its first step's model was validated already."""
-    return ["bash", str(REPO_ROOT / "recipes" / "stage3_grpo.sh"), "--profile", "cpu", "--model", model,
-            "--train", str(train), "--val", str(val), "--out", str(out), "--steps", str(steps),
-            "--experiment", "calibration", "--", *grpo_overrides(s), f"data.seed={seed}",
-            f"trainer.test_freq={s.val_every}", f"trainer.save_freq={s.val_every}", f"trainer.val_before_train={validate_first}",
-            "trainer.max_actor_ckpt_to_keep=1", "trainer.resume_mode=auto", "trainer.logger=[console,file]", *extra]
+    return stage3_command(profile="cpu", model=model, train=train, val=val, out=out, steps=steps,
+                          experiment="calibration",
+                          overrides=[*grpo_overrides(s), f"data.seed={seed}", f"trainer.test_freq={s.val_every}",
+                                     f"trainer.save_freq={s.val_every}", f"trainer.val_before_train={validate_first}",
+                                     "trainer.max_actor_ckpt_to_keep=1", "trainer.resume_mode=auto",
+                                     "trainer.logger=[console,file]", *extra])
 
 
 def draw_fresh_prompts(out: Path, s: Settings, seed: int, log: Path, env: dict[str, str]) -> tuple[Path, int]:

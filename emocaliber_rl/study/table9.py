@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from emocaliber_rl.jsonl import read_jsonl
+from emocaliber_rl.stage3_command import stage3_command
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HIGH_CONFIDENCE = 0.9
 
 
@@ -65,11 +65,10 @@ def run_overrides(run: RunConfig) -> list[str]:
 
 def recipe_command(run: RunConfig, *, model: str, train: str, val: str, out: Path, steps: int, lr: float,
                    profile: str, seed: int, extra: list[str]) -> list[str]:
-    return ["bash", str(REPO_ROOT / "recipes" / "stage3_grpo.sh"), "--profile", profile, "--model", model,
-            "--train", train, "--val", val, "--out", str(out / "ckpt"), "--steps", str(steps),
-            "--experiment", f"table9_{run.name}", "--",
-            *run_overrides(run), f"actor_rollout_ref.actor.optim.lr={lr}", f"data.seed={seed}",
-            "trainer.logger=[console,file]", f"trainer.save_freq={steps}", *extra]
+    return stage3_command(profile=profile, model=model, train=train, val=val, out=out / "ckpt", steps=steps,
+                          experiment=f"table9_{run.name}",
+                          overrides=[*run_overrides(run), f"actor_rollout_ref.actor.optim.lr={lr}", f"data.seed={seed}",
+                                     "trainer.logger=[console,file]", f"trainer.save_freq={steps}", *extra])
 
 
 def run_logged(cmd: list[str], log: Path, env: dict[str, str]) -> None:

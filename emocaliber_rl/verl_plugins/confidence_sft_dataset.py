@@ -12,8 +12,8 @@ trains every token of every assistant turn; Eq. 3 trains
 
 Which tokens carry loss (``loss_mask == 1``; veRL's SFT loss shifts the mask by one, so a 1 at
 position t trains the prediction of token t). The target is a character span of the **last**
-assistant turn, made of pieces around its **last** ``<confidence>`` and the first ``</confidence>``
-after it; the Hydra keys choose the pieces (all default false)::
+assistant turn, made of pieces around its **last** ``</confidence>`` and the nearest ``<confidence>``
+before it (the block the reward reads); the Hydra keys choose the pieces (all default false)::
 
       data.confidence_mask.include_open_tag=true    # the characters of <confidence>
       data.confidence_mask.include_close_tag=true   # the characters of </confidence>
@@ -68,7 +68,8 @@ How the span is mapped to tokens (``data.confidence_mask.locate``, default ``aut
 Rows that cannot be trained are an **error naming the rows** (parquet row index and ``id`` column),
 raised when the dataset is built, before any training step: no assistant turn, no
 ``<confidence>...</confidence>`` in the last assistant turn, an unclosed tag, or a value that is
-not a number in [0, 1]. Skipping them silently would change the data the run claims to train on;
+not a number in [0, 1] by the reward's rule (``reward_fns.emocaliber.parse_confidence``:
+``0.83``, ``.83``, ``83%``, ``{0.83}``). Skipping them silently would change the data the run claims to train on;
 fix the parquet (``emocaliber stage2 label`` writes one confidence per row) instead. A row whose
 confidence tokens are cut by truncation (``truncation=left/right``) is also an error, when read.
 Several confidence pairs in one turn are allowed - only the last is the target (the appended
@@ -78,7 +79,6 @@ label of Eq. 2; earlier ones are part of the response ``y``) - and reported by a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,15 +86,20 @@ import torch
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.tokenizer.chat_template import apply_chat_template
 
+from reward_fns.emocaliber import (
+    block_content_spans,
+    close_tag,
+    last_block_span,
+    open_tag,
+    parse_confidence,
+    parse_confidence_number,
+)
+
 logger = logging.getLogger(__name__)
 
-OPEN_TAG = "<confidence>"
-CLOSE_TAG = "</confidence>"
-ANSWER_OPEN = "<answer>"
-ANSWER_CLOSE = "</answer>"
+OPEN_TAG = open_tag("confidence")
+CLOSE_TAG = close_tag("confidence")
 LOCATE_MODES = ("auto", "token_ids", "char_offsets")
-# A confidence the reward and the metrics can parse: 0.83, 1.00, .5, 1, 0. (surrounding spaces ok).
-_NUMBER = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)\s*")
 # How many offending rows an error message lists before "... and N more".
 _MAX_LISTED = 20
 
@@ -119,33 +124,18 @@ def _message_text(content: Any) -> str:
 def last_confidence_span(text: str) -> tuple[int, int, int, int] | None:
     """Character offsets ``(open_start, value_start, value_end, close_end)`` of the target span.
 
-    The last ``<confidence>`` and the first ``</confidence>`` after it; ``None`` if either is
-    missing. One definition shared by the row check and both locate modes, so they cannot disagree
-    about which pair is the target.
+    The confidence block the reward reads (``reward_fns.emocaliber.last_block_span``: the last
+    ``</confidence>`` and the nearest ``<confidence>`` before it); ``None`` if there is none. One
+    definition shared by the row check and both locate modes, so they cannot disagree about which
+    pair is the target.
     """
-    open_start = text.rfind(OPEN_TAG)
-    if open_start < 0:
-        return None
-    value_start = open_start + len(OPEN_TAG)
-    value_end = text.find(CLOSE_TAG, value_start)
-    if value_end < 0:
-        return None
-    return open_start, value_start, value_end, value_end + len(CLOSE_TAG)
+    return last_block_span(text, "confidence")
 
 
 def answer_content_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Character ranges ``(content_start, content_end)`` of the ``<answer>..</answer>`` blocks in
-    ``text[start:end]``, in order: each ``</answer>`` closes the nearest ``<answer>`` before it (as
-    ``reward_fns.emocaliber.extract_answer`` pairs the last block, which is the one it reads)."""
-    end = len(text) if end is None else end
-    spans = []
-    pos = start
-    while (close := text.find(ANSWER_CLOSE, pos, end)) >= 0:
-        open_start = text.rfind(ANSWER_OPEN, pos, close)
-        if open_start >= 0:
-            spans.append((open_start + len(ANSWER_OPEN), close))
-        pos = close + len(ANSWER_CLOSE)
-    return spans
+    """Character ranges ``(content_start, content_end)`` of the answer blocks in ``text[start:end]``
+    (``reward_fns.emocaliber.block_content_spans``)."""
+    return block_content_spans(text, "answer", start, end)
 
 
 def row_problem(messages: Sequence[dict[str, Any]]) -> str | None:
@@ -159,10 +149,12 @@ def row_problem(messages: Sequence[dict[str, Any]]) -> str | None:
     span = last_confidence_span(text)
     if span is None:
         return f"the last {OPEN_TAG} of the last assistant message is not closed by {CLOSE_TAG}"
+    # The reward's rule for a valid confidence (0.83, .83, 83%, {0.83}): a row the reward would
+    # score as confidence-less must not become a training target.
     value = text[span[1] : span[2]]
-    if not _NUMBER.fullmatch(value):
+    if parse_confidence_number(value) is None:
         return f"the confidence {value!r} is not a number"
-    if not 0.0 <= float(value) <= 1.0:
+    if parse_confidence(value) is None:
         return f"the confidence {value!r} is outside [0, 1]"
     return None
 
@@ -308,14 +300,15 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
         return self.row_name(self._current_item) if self._current_item is not None else "a row"
 
     def _positions_by_token_ids(self, input_ids: torch.Tensor) -> list[int]:
+        # the reward's pairing (last_block_span), on token ids: the last close, the nearest open before it
         ids = input_ids.tolist()
-        opens = [i for i, t in enumerate(ids) if t == self.open_id]
-        if not opens:
-            raise ConfidenceSpanError(f"{self._row()}: no {OPEN_TAG} token in the last assistant message")
-        start = opens[-1]
-        close = next((i for i in range(start + 1, len(ids)) if ids[i] == self.close_id), None)
-        if close is None:
-            raise ConfidenceSpanError(f"{self._row()}: no {CLOSE_TAG} token after the last {OPEN_TAG}")
+        closes = [i for i, t in enumerate(ids) if t == self.close_id]
+        if not closes:
+            raise ConfidenceSpanError(f"{self._row()}: no {CLOSE_TAG} token in the last assistant message")
+        close = closes[-1]
+        start = next((i for i in range(close - 1, -1, -1) if ids[i] == self.open_id), None)
+        if start is None:
+            raise ConfidenceSpanError(f"{self._row()}: no {OPEN_TAG} token before the last {CLOSE_TAG}")
         positions = [start] * self.include_open_tag + list(range(start + 1, close)) + [close] * self.include_close_tag
         if self.include_end_of_turn:
             eot = self.tokenizer.eos_token_id
@@ -402,7 +395,7 @@ class ConfidenceOnlySFTDataset(MultiTurnSFTDataset):
             if not answers and not self._no_answer_reported:
                 self._no_answer_reported = True
                 logger.warning("%s: no %s..%s before %s; exclude_answer leaves nothing out",
-                               self._row(), ANSWER_OPEN, ANSWER_CLOSE, OPEN_TAG)
+                               self._row(), open_tag("answer"), close_tag("answer"), OPEN_TAG)
             positions = [i for i in positions
                          if not any(offsets[i][0] < hi and lo < offsets[i][1] for lo, hi in answers)]
         return positions

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from emocaliber_rl.world.scenes import Scene, bayes_answer, posterior_for_subtask
+from reward_fns.emocaliber import format_block, format_confidence
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -59,7 +60,7 @@ def oracle_rows(manifest_rows: Iterable[Mapping[str, Any]], scenes: Mapping[str,
         posterior = posterior_for_subtask(scenes[sha], row["task"])
         answer, conf = bayes_answer(posterior)
         out.append({"id": str(row["id"]), "task": row["task"], "group": row.get("group"), "label": row["label"],
-                    "candidates": list(row.get("candidates") or posterior), "response": f"<answer>{answer}</answer><confidence>{conf:.2f}</confidence>",
+                    "candidates": list(row.get("candidates") or posterior), "response": format_block("answer", answer) + format_confidence(conf),
                     "pred": answer, "conf_verb": conf, "conf_ans": conf, "conf_avg": conf,
                     "posterior": posterior, "num_tokens": 0, "finish_reason": "oracle"})
     return out

@@ -113,10 +113,9 @@ def evidence_steps(ev: Evidence) -> dict[str, str]:
 
 def render_response(steps: dict[str, str], label: str) -> str:
     """The steps and the label in the response grammar (``reward_fns.emocaliber``)."""
-    from reward_fns.emocaliber import STEP_TAGS
+    from reward_fns.emocaliber import format_response
 
-    body = "".join(f"<{tag}>{steps[tag]}</{tag}>" for tag in STEP_TAGS)
-    return f"<think>{body}</think><answer>{label}</answer>"
+    return format_response(steps, label)
 
 
 def teacher_response(image: Any, subtask: str, label: str) -> str:
