@@ -48,18 +48,19 @@ Environment read: PYTHON (default the repository's .venv), CUDA_VISIBLE_DEVICES 
 USAGE
 }
 
-out="runs/gpu_smoke" tiny=1 big=1 dry=0 dry_gpus=8
+out="runs/gpu_smoke" tiny=1 big=1 dry=0 dry_gpus=8 gpus_given=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    --gpus) dry_gpus="$2"; shift 2 ;;
+    --gpus) dry_gpus="$2"; gpus_given=1; shift 2 ;;
     --skip-tiny) tiny=0; shift ;;
     --skip-7b) big=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "gpu_smoke.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+(( dry == 1 || gpus_given == 0 )) || { echo "gpu_smoke.sh: --gpus is for --dry-run; a run uses the GPUs it sees (CUDA_VISIBLE_DEVICES)" >&2; exit 2; }
 [[ "$dry_gpus" =~ ^[1-9][0-9]*$ ]] || { echo "gpu_smoke.sh: --gpus wants a positive integer, got '$dry_gpus'" >&2; exit 2; }
 mkdir -p "$out/logs"
 out="$(cd "$out" && pwd)"
