@@ -255,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     print("EMOCALIBER_PLUGIN_STATE driver " + json.dumps(plugin_state(), sort_keys=True), flush=True)
-    token = _out_token(args.recipe_args) if args.stage_script else None
+    try:
+        token = _out_token(args.recipe_args) if args.stage_script else None
+    except OSError as e:  # --out not creatable or not writable from the job's driver node
+        print(f"cluster_check: --out: cannot write the shared-folder token: {e}", file=sys.stderr)
+        return 2
     try:
         ray.init()
         nodes = sorted((n for n in ray.nodes() if n["Alive"]), key=lambda n: n["NodeManagerAddress"])
