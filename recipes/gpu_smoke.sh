@@ -3,9 +3,12 @@
 # 1. install check (driver vs torch's CUDA, CUDA visible, flash-attn -> profile gpu or gpu-sdpa);
 # 2. the three stages on the tiny random Qwen2.5-VL with the GPU profile (demo data, a few steps);
 # 3. one stage-3 step on a randomly initialised model with Qwen2.5-VL-7B-Instruct's configuration
-#    (built from its config, no download), printing peak memory per GPU and the step time; sized to
-#    the GPUs found (emocaliber_rl/memory_estimate.py, smoke_plan): as configured when it fits, with
+#    (built from its config, no download) and the paper's shape (recipes/config/stage3_grpo.yaml:
+#    prompts up to 4096 tokens with images at the official pixel bounds, responses up to 2048,
+#    rollout n 8, 8 prompts per GPU), printing peak memory per GPU and the step time; sized to the
+#    GPUs found (emocaliber_rl/memory_estimate.py, smoke_plan): as configured when it fits, with
 #    FSDP offload when only that fits (and the host memory holds it), else skipped, saying why.
+# --dry-run checks part 3's command on any machine (no GPU): stage3_grpo.sh --dry-run with its args.
 # NOT YET RUN ON A GPU (no GPU was lent to the task that wrote it): see docs/gpu.md.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,10 +18,14 @@ source "$HERE/lib/common.sh"
 # shellcheck source=lib/gpus.sh
 source "$HERE/lib/gpus.sh"
 resolve_python "$REPO_ROOT"
+# every step's log in the order it was written (stdout unbuffered like stderr): a warning lands
+# after the config the dry run prints, not inside it, and a run that dies leaves its last lines
+export PYTHONUNBUFFERED=1
 
 usage() {
   cat <<USAGE
 Usage: bash recipes/gpu_smoke.sh [--out DIR] [--skip-tiny] [--skip-7b]
+       bash recipes/gpu_smoke.sh --dry-run [--gpus N] [--out DIR]
 
   --out DIR     work folder (default: runs/gpu_smoke); DIR/summary.txt gets the results and
                 DIR/logs/ every command's output. The 7B step writes ~17 GB of random weights there.
@@ -28,21 +35,33 @@ Usage: bash recipes/gpu_smoke.sh [--out DIR] [--skip-tiny] [--skip-7b]
                 parameter (~133 GB for the 7B) before activations and vLLM's share, so below the
                 estimate's fit (8 x 80 GB fits; 4 x 80 GB fits) it offloads parameters, optimizer
                 and reference model to host memory, or skips when even that does not fit.
+                Its batch: 8 prompts per GPU (the paper's 64 on 8), 8 responses each, prompts with
+                one 672x672 image (576 image tokens, the official maximum), data.max_prompt_length
+                4096 and data.max_response_length 2048 as in recipes/config/stage3_grpo.yaml (a
+                random model rarely stops early: responses run to 2048 tokens).
+  --dry-run     no GPU needed: part 3 only, its model as a config.json (no weights), its data, its
+                plan for --gpus N cards of 80 GiB, then recipes/stage3_grpo.sh --dry-run with the
+                step's exact arguments (veRL's checks, paths, memory estimate); exit 0 when it holds.
+  --gpus N      the GPU count --dry-run plans for (default 8).
   -h, --help    this help.
 Environment read: PYTHON (default the repository's .venv), CUDA_VISIBLE_DEVICES (GPUs used).
 USAGE
 }
 
-out="runs/gpu_smoke" tiny=1 big=1
+out="runs/gpu_smoke" tiny=1 big=1 dry=0 dry_gpus=8 gpus_given=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
+    --dry-run) dry=1; shift ;;
+    --gpus) dry_gpus="$2"; gpus_given=1; shift 2 ;;
     --skip-tiny) tiny=0; shift ;;
     --skip-7b) big=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "gpu_smoke.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+(( dry == 1 || gpus_given == 0 )) || { echo "gpu_smoke.sh: --gpus is for --dry-run; a run uses the GPUs it sees (CUDA_VISIBLE_DEVICES)" >&2; exit 2; }
+[[ "$dry_gpus" =~ ^[1-9][0-9]*$ ]] || { echo "gpu_smoke.sh: --gpus wants a positive integer, got '$dry_gpus'" >&2; exit 2; }
 mkdir -p "$out/logs"
 out="$(cd "$out" && pwd)"
 summary="$out/summary.txt"
@@ -50,10 +69,13 @@ summary="$out/summary.txt"
 say() { echo "[gpu_smoke] $*" | tee -a "$summary"; }
 
 # Peak memory per GPU, sampled every second while this script runs (killed on exit).
-"nvidia-smi" --query-gpu=index,memory.used,memory.total --format=csv,noheader,nounits -lms 1000 \
-  > "$out/memory.csv" 2>/dev/null &
-sampler=$!
-trap 'kill "$sampler" 2>/dev/null || true' EXIT
+: > "$out/memory.csv"
+if (( dry == 0 )); then
+  "nvidia-smi" --query-gpu=index,memory.used,memory.total --format=csv,noheader,nounits -lms 1000 \
+    > "$out/memory.csv" 2>/dev/null &
+  sampler=$!
+  trap 'kill "$sampler" 2>/dev/null || true' EXIT
+fi
 peak_memory() {  # print "gpu i: peak MiB / total MiB" lines for the samples since line $1
   tail -n +"$1" "$out/memory.csv" | awk -F', *' '{ if ($2 > p[$1]) p[$1] = $2; t[$1] = $3 }
     END { for (i in p) printf "gpu %s: peak %d MiB of %d MiB\n", i, p[i], t[i] }' | sort -V
@@ -77,17 +99,24 @@ timed() {  # timed NAME CMD...: run CMD with its output in logs/NAME.log, report
 }
 
 # ---- 1. install check ------------------------------------------------------------------------
-"$PYTHON" -m emocaliber_rl.cli gpu-check | tee -a "$summary"
-"$PYTHON" - <<'PY' | tee -a "$summary"
+if (( dry == 1 )); then
+  # the checks part 3 runs without a GPU: the profile the GPU node would pick without flash-attn is
+  # gpu-sdpa; the dry run of --profile gpu differs only in the attention implementation
+  ngpu="$dry_gpus" profile=gpu-sdpa tiny=0 big=1
+  say "dry run: part 3 only, planned for $ngpu GPU(s) of 80 GiB; profile: $profile"
+else
+  "$PYTHON" -m emocaliber_rl.cli gpu-check | tee -a "$summary"
+  "$PYTHON" - <<'PY' | tee -a "$summary"
 import torch, vllm, verl, transformers
 assert torch.cuda.is_available(), "torch sees no CUDA device"
 print(f"[gpu_smoke] torch {torch.__version__} vllm {vllm.__version__} verl {verl.__version__} "
       f"transformers {transformers.__version__}; {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}")
 PY
-ngpu="$(count_visible_gpus)"
-if "$PYTHON" -c "import flash_attn" 2>/dev/null; then profile=gpu; else profile=gpu-sdpa; fi
-say "GPUs visible: $ngpu; profile: $profile"
-[[ "$ngpu" -ge 1 ]] || { say "no GPU visible"; exit 1; }
+  ngpu="$(count_visible_gpus)"
+  if "$PYTHON" -c "import flash_attn" 2>/dev/null; then profile=gpu; else profile=gpu-sdpa; fi
+  say "GPUs visible: $ngpu; profile: $profile"
+  [[ "$ngpu" -ge 1 ]] || { say "no GPU visible"; exit 1; }
+fi
 common=("trainer.logger=[console]")
 
 # ---- 2. the three stages on the tiny model ---------------------------------------------------
@@ -125,7 +154,8 @@ fi
 big_args=()
 if (( big == 1 )); then
   # size the step to these GPUs: the smallest card, the host memory offload would use
-  gpu_mib="$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | sort -n | head -1)"
+  if (( dry == 1 )); then gpu_mib=81920  # the card the recipes' dry run assumes without a GPU
+  else gpu_mib="$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | sort -n | head -1)"; fi
   host_kib="$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
   plan_log="$(PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c 'import sys
 from emocaliber_rl.memory_estimate import smoke_report
@@ -147,13 +177,14 @@ fi
 if (( big == 1 )); then
   big_dir="$out/models/qwen2.5-vl-7b-random"
   [[ -d "$out/demo/models/base" ]] || timed tiny_model "$PYTHON" -m emocaliber_rl.cli tiny-model "$out/demo/models/base"
-  timed build_7b "$PYTHON" - "$out/demo/models/base" "$big_dir" <<'PY'
+  timed build_7b "$PYTHON" - "$out/demo/models/base" "$big_dir" "$dry" <<'PY'
 # Qwen/Qwen2.5-VL-7B-Instruct's config.json (text 28 x 3584, GQA 28/4 heads, vocab 152064; vision
-# 32 x 1280, full attention at blocks 7/15/23/31), random bf16 weights made on the GPU; the tiny
-# model's tokenizer and processor, whose special-token ids the config takes.
+# 32 x 1280, full attention at blocks 7/15/23/31), random bf16 weights made on the GPU (the dry
+# run writes the config only); the tiny model's tokenizer and processor, whose special-token ids
+# the config takes.
 import sys, torch
 from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-tiny, out = sys.argv[1], sys.argv[2]
+tiny, out, dry = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 proc = AutoProcessor.from_pretrained(tiny)
 ids = {t: proc.tokenizer.convert_tokens_to_ids(t) for t in
        ("<|endoftext|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
@@ -170,21 +201,66 @@ cfg = Qwen2_5_VLConfig(
     image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
     vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     tie_word_embeddings=False)
+proc.save_pretrained(out)
+if dry:
+    cfg.save_pretrained(out)
+    print("config only (dry run)")
+    sys.exit(0)
 torch.manual_seed(0)
 with torch.device("cuda"):
     model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16)
 print(f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
 model.save_pretrained(out)
-proc.save_pretrained(out)
 PY
-  grep -h "B parameters" "$out/logs/build_7b.log" | sed 's/^/    /' | tee -a "$summary"
-  if [[ ! -f "$out/demo/data/stage3_train.parquet" ]]; then
-    say "part 3 needs the demo's stage-3 parquet: run without --skip-tiny once"; exit 1
+  grep -h "B parameters\|config only" "$out/logs/build_7b.log" | sed 's/^/    /' | tee -a "$summary"
+  # the paper's prompts: 8 per GPU, each with one 672x672 image, which the official pixel bounds
+  # (200704-451584) keep at 672x672: 451584 / 28^2 = 576 image tokens, the most a prompt gets
+  d7="$out/data_7b"
+  timed data_7b "$PYTHON" - "$d7" $(( 8 * ngpu )) "$out/demo/models/base" <<'PY'
+import random, sys
+from pathlib import Path
+from PIL import Image, ImageDraw
+from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS, export_rl_stage3
+from emocaliber_rl.data.lengths import RL_MAX_PROMPT_LENGTH
+from emocaliber_rl.data.records import Record
+from emocaliber_rl.taxonomy import get_subtask
+out, n, tokenizer = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+out.mkdir(parents=True, exist_ok=True)
+tasks = ["FI-8", "WebEmo-2", "Abstract-8", "FI-2"]  # all three VECBench groups
+records = []
+for i in range(n):
+    rng = random.Random(i)
+    img = Image.new("RGB", (672, 672), tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x, y = rng.randrange(448), rng.randrange(448)
+        draw.ellipse((x, y, x + 224, y + 224), fill=tuple(rng.randrange(256) for _ in range(3)))
+    img.save(out / f"img{i}.png")
+    labels = get_subtask(tasks[i % 4]).labels
+    records.append(Record.make(f"smoke7b-{i}", tasks[i % 4], out / f"img{i}.png", labels[i % len(labels)]))
+# exact prompt lengths (the tokenizer is Qwen2.5-VL's): a prompt over 4096 would fail the step
+for split, name, rows in (("train", "train", records), ("test", "val", records[:8])):
+    res = export_rl_stage3(rows, out / f"{name}.parquet", split=split, pixel_bounds=OFFICIAL_PIXEL_BOUNDS,
+                           max_length=RL_MAX_PROMPT_LENGTH, tokenizer=tokenizer)
+    if res.rows != len(rows) or res.report.problems:
+        sys.exit(f"{name}: {res.rows} of {len(rows)} rows written: {res.report.problems[:3]}")
+print(f"{len(records)} train prompts, 8 val prompts: one 672x672 image each (576 image tokens), "
+      f"every prompt within max_prompt_length {RL_MAX_PROMPT_LENGTH}")
+PY
+  grep -h "train prompts" "$out/logs/data_7b.log" | sed 's/^/    /' | tee -a "$summary"
+  # the paper's shape from recipes/config/stage3_grpo.yaml (max_prompt_length 4096,
+  # max_response_length 2048, rollout.n 8, 16384 tokens per micro-batch); the batch scales with the
+  # GPUs: 8 prompts per GPU, two PPO updates per step (the paper's 64 and 32 on 8 GPUs)
+  step=(bash "$HERE/stage3_grpo.sh" --profile "$profile" --model "$big_dir" --gpus-per-node "$ngpu"
+        --train "$d7/train.parquet" --val "$d7/val.parquet" --out "$out/ckpt/stage3_7b" --steps 1
+        "data.train_batch_size=$(( 8 * ngpu ))" "actor_rollout_ref.actor.ppo_mini_batch_size=$(( 4 * ngpu ))"
+        trainer.val_before_train=False trainer.test_freq=-1 trainer.save_freq=-1 "${big_args[@]}" "${common[@]}")
+  if (( dry == 1 )); then
+    timed stage3_7b_dry_run "${step[@]}" --dry-run
+    grep -h "per-GPU memory estimate\|peak\|veRL's own checks pass" "$out/logs/stage3_7b_dry_run.log" \
+      | sed 's/^/    /' | tee -a "$summary"
+  else
+    timed stage3_7b "${step[@]}"
   fi
-  timed stage3_7b bash "$HERE/stage3_grpo.sh" --profile "$profile" --model "$big_dir" \
-    --train "$out/demo/data/stage3_train.parquet" --val "$out/demo/data/stage3_val.parquet" --out "$out/ckpt/stage3_7b" \
-    --steps 1 "data.train_batch_size=$ngpu" "actor_rollout_ref.actor.ppo_mini_batch_size=$ngpu" \
-    actor_rollout_ref.rollout.n=2 data.max_prompt_length=1024 data.max_response_length=128 \
-    trainer.val_before_train=False trainer.test_freq=-1 trainer.save_freq=-1 "${big_args[@]}" "${common[@]}"
 fi
 say "done; summary: $summary"

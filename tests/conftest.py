@@ -18,6 +18,18 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """recipes/check_gpu_pins.sh runs tests under another transformers than the venv's: refuse to
+    run them (and report passes) under any other than the one it asked for."""
+    want = os.environ.get("EMOCALIBER_EXPECT_TRANSFORMERS")
+    if want:
+        import transformers
+
+        if transformers.__version__ != want:
+            pytest.exit(f"EMOCALIBER_EXPECT_TRANSFORMERS={want}, but transformers {transformers.__version__} "
+                        f"was imported from {transformers.__file__}", returncode=3)
+
+
 def setup_kwargs() -> dict:
     """The keyword arguments setup.py passes to ``setuptools.setup`` (run with it captured, so
     requirement lists built with Python, such as ``*COT``, arrive as setuptools sees them)."""

@@ -217,3 +217,82 @@ def test_stage3_on_a_two_node_ray_cluster(tiny_model_dir, tmp_path) -> None:
     worker_nodes = {a["node_id"] for a in json.loads(actors.stdout) if "WorkerDict" in (a.get("class_name") or "")}
     assert worker_nodes == alive, (worker_nodes, alive)  # one FSDP/vLLM worker per node
     print(f"\n[multinode] Ray cluster of 2 nodes up in {t_cluster:.0f} s; stage-3 job (1 step) {t_job:.0f} s")
+
+
+def test_submit_check_compares_every_node(tiny_model_dir, tmp_path) -> None:
+    """`submit_stage3.sh --check -- RECIPE_ARGS` on a head and a second raylet: one task per node
+    runs the recipe's dry run and fingerprints the paths; the same files on both nodes give one
+    table of `ok` rows and exit 0, a --val that no node has gives FAILS and a non-zero exit."""
+    import secrets
+    import shutil
+    import tempfile
+    import uuid
+
+    from emocaliber_rl.data.exports import export_rl_stage3
+    from tests.test_ray_submit import _marked_pids, _stop_cluster
+
+    train = export_rl_stage3(_records(tmp_path, 4, 0), tmp_path / "train.parquet", pixel_bounds=None).path
+    val = export_rl_stage3(_records(tmp_path, 2, 100), tmp_path / "val.parquet", split="test",
+                           pixel_bounds=None).path
+    tmp = Path(tempfile.mkdtemp(prefix="ecck", dir="/tmp"))  # short: Ray's socket paths are length-limited
+    marker = uuid.uuid4().hex
+    token = tmp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {**os.environ, "EMOCALIBER_RAY_TEST": marker, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+    for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "PYTHONPATH"):
+        env.pop(key, None)
+    gcs, dashboard = _free_port(), _free_port()
+    out = tmp_path / "ckpt"
+
+    def check(val_path: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", f"http://127.0.0.1:{dashboard}",
+             "--profile", "cpu", "--python", sys.executable, "--check", "--",
+             "--model", str(tiny_model_dir), "--train", str(train), "--val", str(val_path), "--out", str(out),
+             "--nnodes", "2", "--gpus-per-node", "1"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+    try:
+        _ray_start(["--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--port={gcs}",
+                    f"--dashboard-port={dashboard}", f"--ray-client-server-port={_free_port()}",
+                    f"--temp-dir={tmp / 'ray'}", "--num-cpus=2", "--num-gpus=1", *_agent_ports()], env)
+        _ray_start([f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=1",
+                    *_agent_ports()], env)
+        good = check(val)
+        bad = check(tmp_path / "no_such_val.parquet")
+    finally:
+        _stop_cluster(marker)
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not _marked_pids(marker), "processes of the test cluster survived teardown"
+
+    log = good.stdout + good.stderr
+    (tmp_path / "good.log").write_text(log)
+    assert good.returncode == 0, log[-6000:]
+    assert "cluster_check: 2 alive nodes" in log
+    header = next(ln for ln in log.splitlines() if ln.startswith("item "))
+    assert header.split()[-1] == "verdict" and header.count("node") == 2, header
+    table = log[log.index(header):].splitlines()[2:]
+    verdicts = {}
+    for line in table:
+        if line.startswith("cluster_check:"):
+            break
+        verdicts[line.split("  ")[0]] = line.split()[-1]
+    assert verdicts == {"dry run": "ok", "veRL plug-ins": "ok", "--python": "ok", "repo": "ok",
+                        f"--model {tiny_model_dir}": "ok", f"--train {train}": "ok", f"--val {val}": "ok",
+                        f"--out {out}": "ok", "--out shared": "ok"}, table
+    assert "cluster_check: every node sees the same paths" in log
+    assert not list(out.glob(".emocaliber-check-*"))  # the token is removed
+    # one plug-in state per node, from the job's working_dir copy, not this checkout
+    workers = re.findall(r"^EMOCALIBER_PLUGIN_STATE worker ", log, re.MULTILINE)
+    assert len(workers) == 2
+
+    log = bad.stdout + bad.stderr
+    (tmp_path / "bad.log").write_text(log)
+    assert bad.returncode != 0, log[-6000:]
+    missing = f"--val {tmp_path / 'no_such_val.parquet'}"
+    assert re.search(rf"^{re.escape(missing)}\s+missing\s+missing\s+FAILS$", log, re.MULTILINE), log[-6000:]
+    assert re.search(r"^dry run\s+exit 2\s+exit 2\s+FAILS$", log, re.MULTILINE), log[-6000:]
+    assert "no_such_val.parquet: no such file" in log
+    assert "cluster_check: the nodes do not agree: dry run, " in log

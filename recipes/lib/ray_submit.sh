@@ -11,7 +11,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 submit_usage() {
   cat <<USAGE
 Usage: bash recipes/submit_${STAGE_NAME}.sh [options] -- RECIPE_ARGS...
-       bash recipes/submit_${STAGE_NAME}.sh [options] --check
+       bash recipes/submit_${STAGE_NAME}.sh [options] --check [-- RECIPE_ARGS...]
 
 Submits \`bash ${STAGE_SCRIPT} RECIPE_ARGS...\` as a job to an existing Ray cluster with
 \`ray job submit\`. RECIPE_ARGS are the recipe's own options (see \`bash ${STAGE_SCRIPT} --help\`).
@@ -44,9 +44,16 @@ Options:
                        (VERL_USE_EXTERNAL_MODULES, PYTHON, EMOCALIBER_FREEZE_MODULES, VERL_PLATFORM,
                        EMOCALIBER_HF_DTYPE)
                        are refused: use --python and --profile.
-  --check              instead of the recipe, submit a short job that imports emocaliber_rl and veRL
-                       in the driver and in a Ray task on the cluster and prints the plug-in state
-                       (platform, grpo_no_std registered, validation calibration hook installed).
+  --check              instead of the recipe, submit a short job that runs one Ray task pinned to
+                       each alive node (emocaliber_rl/cluster_check.py) and prints one table, a
+                       column per node: the plug-in state (platform, grpo_no_std registered,
+                       validation calibration hook) and the --python interpreter with its installed
+                       distributions, the repository; with RECIPE_ARGS after --, also the recipe's
+                       --dry-run on each node, the --model/--train/--val/--out it names (resolved
+                       path, size, sha256 of small files and of the ends of big ones) and whether
+                       --out is one shared folder (a token file the driver writes there, every node
+                       reads, the driver removes; --out is created). Exits non-zero when a row
+                       differs between nodes, a path is missing or a dry run fails.
   -h, --help           this help.
 
 The job's runtime_env: working_dir = the repository root, without the output and data folders
@@ -68,36 +75,6 @@ Copy that file (or export RAY_AUTH_TOKEN) on the submitting machine. Keep the da
 loopback (\`ray start --head --dashboard-host=127.0.0.1\`) and reach a remote head with
 \`ssh -L 8265:127.0.0.1:8265 HEAD\` rather than binding it to a public address.
 USAGE
-}
-
-_check_code() {
-  cat <<'PY'
-import json, os, socket
-import ray
-
-def state():
-    import os, socket
-    import emocaliber_rl, verl
-    from verl.trainer.ppo import core_algos
-    import verl.trainer.ppo.v1.trainer_base as trainer_base
-    from verl.plugin.platform import get_platform
-    return {
-        "host": socket.gethostname(),
-        "emocaliber_rl": os.path.dirname(emocaliber_rl.__file__),
-        "verl": verl.__version__,
-        "VERL_USE_EXTERNAL_MODULES": os.environ.get("VERL_USE_EXTERNAL_MODULES"),
-        "VERL_PLATFORM": os.environ.get("VERL_PLATFORM"),
-        "EMOCALIBER_LOSS_ROWS": os.environ.get("EMOCALIBER_LOSS_ROWS"),
-        "platform": type(get_platform()).__name__,
-        "grpo_no_std": "grpo_no_std" in core_algos.ADV_ESTIMATOR_REGISTRY,
-        "val_calibration_hook": bool(getattr(trainer_base.PPOTrainer._val_metrics_update,
-                                             "_emocaliber_val_calibration", False)),
-    }
-
-print("EMOCALIBER_PLUGIN_STATE driver " + json.dumps(state(), sort_keys=True), flush=True)
-ray.init()
-print("EMOCALIBER_PLUGIN_STATE worker " + json.dumps(ray.get(ray.remote(num_cpus=0)(state).remote()), sort_keys=True), flush=True)
-PY
 }
 
 # The recipe's paths, before anything uploads: --out (required), --train, --val (comma-separated
@@ -168,7 +145,7 @@ submit_main() {
     esac
   done
   local out=""
-  if (( check == 0 )); then
+  if (( check == 0 || ${#recipe_args[@]} > 0 )); then
     out="$(submit_paths_check "${recipe_args[@]}")" || return 2
   fi
   if [[ "${RAY_AUTH_MODE:-}" != disabled && -z "${RAY_AUTH_TOKEN:-}" && -z "${RAY_AUTH_TOKEN_PATH:-}" && ! -s "$HOME/.ray/auth_token" ]]; then
@@ -200,15 +177,16 @@ submit_main() {
                    "$REPO_ROOT" --runtime-env-json "${env_args[@]}")" || {
     echo "submit_${STAGE_NAME}.sh: job not submitted (see above)" >&2; return 3; }
 
-  local -a entry
+  local -a entry run_args=("${recipe_args[@]}")
+  local has_profile=0 a
+  for a in "${recipe_args[@]}"; do [[ "$a" == --profile ]] && has_profile=1; done
+  (( has_profile == 1 || ${#recipe_args[@]} == 0 )) || run_args=(--profile "$profile" "${recipe_args[@]}")
   if (( check == 1 )); then
-    entry=("$python" -c "$(_check_code)")
+    # one task per node; with the recipe's arguments, its dry run and path comparison on each
+    entry=("$python" -m emocaliber_rl.cluster_check --repo "$REPO_ROOT" --python "$python")
+    (( ${#recipe_args[@]} == 0 )) || entry+=(--stage-script "$STAGE_SCRIPT" -- "${run_args[@]}")
   else
-    local has_profile=0 a
-    for a in "${recipe_args[@]}"; do [[ "$a" == --profile ]] && has_profile=1; done
-    entry=(bash "$STAGE_SCRIPT")
-    (( has_profile == 1 )) || entry+=(--profile "$profile")
-    entry+=("${recipe_args[@]}")
+    entry=(bash "$STAGE_SCRIPT" "${run_args[@]}")
   fi
 
   local -a submit=("$ray_bin" job submit --address "$address" --runtime-env-json "$runtime_env"
