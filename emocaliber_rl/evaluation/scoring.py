@@ -1,7 +1,8 @@
 """Prediction rows -> the score JSON (``emocaliber eval score``).
 
-Input: JSON lines, one per test sample, with at least ``task``, ``label`` (``ground_truth`` is
-accepted for the official release's files), ``candidates`` and ``response``; optionally
+Input: JSON lines, one per test sample, with at least ``subtask`` (``task`` is accepted for files
+written before the field was renamed), ``label`` (``ground_truth`` is accepted for the official
+release's files), ``candidates`` and ``response``; optionally
 ``conf_verb``, ``conf_ans``, ``conf_avg``. Without a ``conf_verb`` key the verbalised confidence is
 parsed from the response's ``<confidence>``.
 
@@ -46,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from emocaliber_rl.data.rows import row_subtask, validate_row
 from emocaliber_rl.evaluation import metrics
 from emocaliber_rl.evaluation.parsing import (
     PARSE_MODES,
@@ -100,7 +102,7 @@ class Samples:
     source_path: str | None = None
     extractor: str = field(default_factory=extractor_name)
     n_duplicates_dropped: int = 0
-    # rows left out under parse="official" (confidence not a float): {"line", "task", "detail"}
+    # rows left out under parse="official" (confidence not a float): {"line", "subtask", "detail"}
     dropped: list[dict[str, Any]] = field(default_factory=list)
     # parse="official": ground truth and prediction as the release's F1 sees them (lower-cased
     # raw spellings, "unknown"), so that a task spelling one label two ways scores as there
@@ -138,7 +140,7 @@ class Samples:
                 row["id"] = ids[i]
             if lines is not None:
                 row["line"] = lines[i]
-            row.update(task=t, group=groups[i], label=lab, pred=p, correct=bool(correct[i]))
+            row.update(subtask=t, group=groups[i], label=lab, pred=p, correct=bool(correct[i]))
             for src, arr in self.conf.items():
                 v = float(arr[i])
                 row[f"conf_{src}"] = None if math.isnan(v) else v
@@ -189,7 +191,9 @@ def samples_from_rows(
 
     Raises:
         PredictionFileError: on a row that is not an object, lacks a field, or names an unknown
-            task, label or candidate; the message gives ``path:line: field 'x': problem``.
+            subtask, label or candidate; the message gives ``path:line: field 'x': problem`` (the
+            row's checks are :func:`~emocaliber_rl.data.rows.validate_row`'s; an old file's ``task``
+            is read as ``subtask``).
     """
     if parse not in PARSE_MODES:
         raise ValueError(f"unknown parse mode {parse!r}; choose from {', '.join(PARSE_MODES)}")
@@ -205,25 +209,14 @@ def samples_from_rows(
     lines: list[int] = []
     out_of_range: dict[str, list[bool]] = {s: [] for s in CONF_SOURCES}
     for lineno, row in rows:
-        if not isinstance(row, dict):
-            raise _err(path, lineno, None, f"expected a JSON object, got {type(row).__name__}")
-        if "task" not in row:
-            raise _err(path, lineno, "task", "missing")
-        try:
-            task = get_subtask(str(row["task"])).name
-        except UnknownSubtaskError as e:
-            raise _err(path, lineno, "task", str(e)) from None
-        label_key = "label" if "label" in row else "ground_truth" if "ground_truth" in row else None
-        if label_key is None:
-            raise _err(path, lineno, "label", "missing")
-        if not isinstance(row[label_key], str):
-            raise _err(path, lineno, label_key, f"expected a string, got {row[label_key]!r}")
-        label = canonical_or_none(task, row[label_key])  # cached fast path
-        if label is None:
-            try:
-                label = canonical_label(task, row[label_key])
-            except UnknownLabelError as e:
-                raise _err(path, lineno, label_key, str(e)) from None
+        # the official release's test file names the label `ground_truth`
+        label_key = "ground_truth" if isinstance(row, dict) and "label" not in row and "ground_truth" in row \
+            else "label"
+        # the one row validator: an object, a known subtask (an old file's `task` read as one), a
+        # label of it; ids are optional in a predictions file
+        validate_row(row, path=path, line=lineno, required=(), label_key=label_key, error=PredictionFileError)
+        task = row["subtask"]
+        label = canonical_or_none(task, row[label_key]) or canonical_label(task, row[label_key])
         cands = row.get("candidates")
         if "candidates" not in row:
             raise _err(path, lineno, "candidates", "missing")
@@ -247,7 +240,7 @@ def samples_from_rows(
             try:
                 official_verb = official_confidence(response)
             except NotAFloat as e:
-                dropped.append({"line": lineno, "task": task, "detail": str(e)})
+                dropped.append({"line": lineno, "subtask": task, "detail": str(e)})
                 continue
         tasks.append(task)
         ids.append(row.get("id"))
@@ -359,7 +352,7 @@ def read_samples(path: str | Path) -> Samples:
     sources = [s for s in CONF_SOURCES if f"conf_{s}" in rows[0][1]]
     try:
         return Samples(
-            task=np.array([get_subtask(r["task"]).name for _, r in rows], dtype=object),
+            task=np.array([get_subtask(str(row_subtask(r))).name for _, r in rows], dtype=object),  # old: `task`
             label=np.array([r["label"] for _, r in rows], dtype=object),
             pred=np.array([r["pred"] for _, r in rows], dtype=object),
             conf={s: np.array([math.nan if r[f"conf_{s}"] is None else r[f"conf_{s}"]
