@@ -65,7 +65,7 @@ def test_old_prediction_file_scores_as_before_and_samples_name_the_subtask(tmp_p
 def test_old_and_new_samples_files_read_alike(tmp_path: Path) -> None:
     old = read_samples(OLD_SAMPLES)
     new = read_samples(_renamed(OLD_SAMPLES, tmp_path / "samples.jsonl"))
-    assert old.task.tolist() == new.task.tolist() == ["FI-2"] * 4 + ["FI-8"] * 3
+    assert old.subtask.tolist() == new.subtask.tolist() == ["FI-2"] * 4 + ["FI-8"] * 3
     assert new.correct.tolist() == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
     assert old.pred.tolist() == new.pred.tolist()
 
@@ -73,7 +73,7 @@ def test_old_and_new_samples_files_read_alike(tmp_path: Path) -> None:
 def test_old_prediction_file_reads_like_its_renamed_copy(tmp_path: Path) -> None:
     old = read_predictions(OLD_PREDICTIONS)
     new = read_predictions(_renamed(OLD_PREDICTIONS, tmp_path / "new.jsonl"))
-    assert old.task.tolist() == new.task.tolist() == ["FI-2"] * 4 + ["FI-8"] * 3
+    assert old.subtask.tolist() == new.subtask.tolist() == ["FI-2"] * 4 + ["FI-8"] * 3
     assert old.pred.tolist() == new.pred.tolist() == ["positive"] * 4 + ["amusement", "anger", "excitement"]
 
 

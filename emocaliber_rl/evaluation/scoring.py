@@ -94,7 +94,7 @@ class Samples:
     confidence or ``nan`` where it was missing / unparseable.
     """
 
-    task: np.ndarray
+    subtask: np.ndarray
     label: np.ndarray
     pred: np.ndarray
     conf: dict[str, np.ndarray]
@@ -116,7 +116,7 @@ class Samples:
     out_of_range: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return int(self.task.size)
+        return int(self.subtask.size)
 
     @property
     def correct(self) -> np.ndarray:
@@ -125,7 +125,7 @@ class Samples:
 
     @property
     def group(self) -> np.ndarray:
-        return np.array([SUBTASKS[t].group for t in self.task.tolist()], dtype=object)
+        return np.array([SUBTASKS[t].group for t in self.subtask.tolist()], dtype=object)
 
     def to_rows(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per sample (what ``--samples`` writes and ``eval report`` reads)."""
@@ -134,7 +134,7 @@ class Samples:
         out = []
         ids = self.ids.tolist() if self.ids is not None else None
         lines = self.lines.tolist() if self.lines is not None else None
-        for i, (t, lab, p) in enumerate(zip(self.task.tolist(), self.label.tolist(), self.pred.tolist())):
+        for i, (t, lab, p) in enumerate(zip(self.subtask.tolist(), self.label.tolist(), self.pred.tolist())):
             row: dict[str, Any] = {}
             if ids is not None:
                 row["id"] = ids[i]
@@ -271,7 +271,7 @@ def samples_from_rows(
         raise PredictionFileError(f"{path}: no prediction rows{why}")
     sources = [s for s in CONF_SOURCES if s == "verb" or seen_key[s]]
     return Samples(
-        task=np.array(tasks, dtype=object),
+        subtask=np.array(tasks, dtype=object),
         label=np.array(labels, dtype=object),
         pred=np.array(preds, dtype=object),
         conf={s: np.array(conf[s], dtype=np.float64) for s in sources},
@@ -352,7 +352,7 @@ def read_samples(path: str | Path) -> Samples:
     sources = [s for s in CONF_SOURCES if f"conf_{s}" in rows[0][1]]
     try:
         return Samples(
-            task=np.array([get_subtask(str(row_subtask(r))).name for _, r in rows], dtype=object),  # old: `task`
+            subtask=np.array([get_subtask(str(row_subtask(r))).name for _, r in rows], dtype=object),  # old: `task`
             label=np.array([r["label"] for _, r in rows], dtype=object),
             pred=np.array([r["pred"] for _, r in rows], dtype=object),
             conf={s: np.array([math.nan if r[f"conf_{s}"] is None else r[f"conf_{s}"]
@@ -452,7 +452,7 @@ def score_samples(
                          f"{', '.join(MISSING_CONF_POLICIES)}")
     correct = samples.correct
     binning = "official" if samples.parse == "official" else "last-bin-closed"
-    task_arr = samples.task
+    task_arr = samples.subtask
     group_arr = samples.group
     present = set(task_arr.tolist())
     tasks_out: dict[str, Any] = {}
