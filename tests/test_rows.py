@@ -109,3 +109,17 @@ def test_every_reader_reads_an_old_task_field_as_subtask(tmp_path: Path, reader:
         return
     rows = (read_eval_manifest if reader == "eval manifest" else read_prompt_set)(path)
     assert rows[0]["subtask"] == "FI-8" and "task" not in rows[0]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"candidates": ["fear", "anger"]}, "label"),  # awe could never be answered right
+    ({"response": None}, "response"),
+    ({"conf_verb": "high"}, "conf_verb"),
+])
+def test_prediction_checks_beyond_the_schema_name_the_id_too(tmp_path: Path, change: dict, field: str) -> None:
+    good = {"id": "r-ok", "subtask": "FI-8", "label": "awe", "candidates": ["awe", "fear"],
+            "response": "<answer>awe</answer>"}
+    path = _write(tmp_path / "pred.jsonl", [good, {**good, "id": "r-bad", **change}])
+    with pytest.raises(InputFileError) as exc:
+        read_predictions(path)
+    assert f"{path}:2: field '{field}'" in str(exc.value) and "(id 'r-bad')" in str(exc.value)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from emocaliber_rl.data.rows import row_subtask, validate_row
+from emocaliber_rl.data.rows import row_error, row_subtask, validate_row
 from emocaliber_rl.evaluation import metrics
 from emocaliber_rl.evaluation.parsing import (
     PARSE_MODES,
@@ -151,9 +151,9 @@ class Samples:
         return out
 
 
-def _err(path: str, lineno: int, fld: str | None, msg: str) -> PredictionFileError:
-    where = f"{path}:{lineno}"
-    return PredictionFileError(f"{where}: field {fld!r}: {msg}" if fld else f"{where}: {msg}")
+def _err(path: str, lineno: int, fld: str | None, msg: str, row_id: Any = None) -> PredictionFileError:
+    """The row schema's error line (data/rows.py): file, line, field and, where known, the row's id."""
+    return row_error(path, lineno, row_id, fld, msg, PredictionFileError)
 
 
 def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> tuple[float, bool]:
@@ -162,12 +162,12 @@ def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> tup
     if value is None:
         return math.nan, False
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _err(path, lineno, key, f"expected a number or null, got {value!r}")
+        raise _err(path, lineno, key, f"expected a number or null, got {value!r}", row.get("id"))
     if isinstance(value, str):
         try:
             float(value)
         except ValueError:
-            raise _err(path, lineno, key, f"expected a number or null, got {value!r}") from None
+            raise _err(path, lineno, key, f"expected a number or null, got {value!r}", row.get("id")) from None
     # a number outside [0, 1] is unusable, counted and reported as out of range, not an error
     v = valid_confidence(value)
     if v is None:
@@ -219,22 +219,22 @@ def samples_from_rows(
         label = canonical_or_none(task, row[label_key]) or canonical_label(task, row[label_key])
         cands = row.get("candidates")
         if "candidates" not in row:
-            raise _err(path, lineno, "candidates", "missing")
+            raise _err(path, lineno, "candidates", "missing", row.get("id"))
         if not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
-            raise _err(path, lineno, "candidates", f"expected a non-empty list of strings, got {cands!r}")
+            raise _err(path, lineno, "candidates", f"expected a non-empty list of strings, got {cands!r}", row.get("id"))
         try:
             allowed = allowed_labels(task, cands)  # cached: one check per distinct candidate list
         except UnknownLabelError as e:
-            raise _err(path, lineno, "candidates", str(e)) from None
+            raise _err(path, lineno, "candidates", str(e), row.get("id")) from None
         if label not in allowed:
             # the answer could never be right: a data bug, not a model error to count silently
             raise _err(path, lineno, label_key, f"label {label!r} is not among the row's candidates "
-                                                f"{cands!r}")
+                                                f"{cands!r}", row.get("id"))
         if "response" not in row:
-            raise _err(path, lineno, "response", "missing")
+            raise _err(path, lineno, "response", "missing", row.get("id"))
         response = row["response"]
         if not isinstance(response, str):
-            raise _err(path, lineno, "response", f"expected a string, got {response!r}")
+            raise _err(path, lineno, "response", f"expected a string, got {response!r}", row.get("id"))
         official_verb: float | None = None
         if parse == "official":
             try:
