@@ -440,8 +440,8 @@ def eval_accuracy_on(predictions: Path, manifest: Path) -> dict[str, tuple[float
         raise StageFailed(f"{predictions}: {missing} of the {len(wanted)} images of {manifest} have no prediction")
     samples = samples_from_rows(rows, path=str(predictions))
     out: dict[str, tuple[float, int]] = {}
-    for task in sorted(set(samples.task.tolist())):
-        idx = samples.task == task
+    for task in sorted(set(samples.subtask.tolist())):
+        idx = samples.subtask == task
         out[task] = (float(samples.correct[idx].mean()), int(idx.sum()))
     return out
 

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emocaliber_rl.data.image_paths import resolve_image, stored_image
+from emocaliber_rl.data.rows import missing_fields, row_subtask
 from emocaliber_rl.inference.probs import answer_token_prob, mean_token_prob
 from emocaliber_rl.limits import OFFICIAL_PIXEL_BOUNDS, SFT_MAX_LENGTH
 from emocaliber_rl.taxonomy import UnknownLabelError, aliases_for, canonical_label, get_subtask
@@ -170,11 +171,12 @@ def predicted_label(
 def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a stage-2 prompt set (``export prompts2``): jsonl, or parquet by suffix.
 
-    Raises InputFileError (a ValueError) naming the line of a row that is not an object, lacks
-    ``id``, ``subtask``, ``image``, ``label`` or ``messages``, or names an unknown subtask or label:
-    such a row is refused before any generation, not found out at labelling time.
+    Each row is checked by :func:`~emocaliber_rl.data.rows.validate_row` (``messages`` required
+    too, and a list): InputFileError (a ValueError) names the line, field and id of a bad row, which
+    is refused before any generation, not found out at labelling time.
     """
-    from emocaliber_rl.jsonl import input_error, read_jsonl
+    from emocaliber_rl.data.rows import row_error, validate_row
+    from emocaliber_rl.jsonl import read_jsonl
 
     p = Path(path)
     if p.suffix == ".parquet":
@@ -186,20 +188,9 @@ def read_prompt_set(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         numbered = list(read_jsonl(p))
     out = []
     for n, row in numbered:
-        missing = [k for k in ("id", "subtask", "image", "label", "messages") if row.get(k) is None]
-        if missing:
-            raise input_error(p, n, None, f"missing {', '.join(missing)}")
-        try:
-            row["subtask"] = get_subtask(str(row["subtask"])).name
-        except ValueError as e:
-            raise input_error(p, n, "subtask", str(e)) from None
-        try:
-            canonical_label(row["subtask"], str(row["label"]))
-        except ValueError as e:
-            raise input_error(p, n, "label", str(e)) from None
+        validate_row(row, path=p, line=n, required=("id", "subtask", "image", "label", "messages"))
         if not isinstance(row["messages"], list):
-            raise input_error(p, n, "messages", f"expected a list, got {type(row['messages']).__name__}")
-        row["id"] = str(row["id"])
+            raise row_error(p, n, row["id"], "messages", f"expected a list, got {type(row['messages']).__name__}")
         row["image"] = resolve_image(str(row["image"]), p.parent)
         out.append(row)
     return out
@@ -350,10 +341,10 @@ def label_row(row: dict[str, Any], *, require_format: bool = False, p_source: st
     """
     check_p_source(p_source, tokenizer)
     required = ("id", "subtask", "label", "response", "logprobs") + (("token_ids",) if p_source == "answer" else ())
-    for key in required:
-        if row.get(key) is None:
-            return None, "missing_field", f"no {key!r}"
-    subtask, response = row["subtask"], row["response"]
+    missing = missing_fields(row, required)  # the row schema's rule (data/rows.py); here a reject, not a stop
+    if missing:
+        return None, "missing_field", f"no {missing[0]!r}"
+    subtask, response = str(row_subtask(row)), row["response"]
     try:
         label = canonical_label(subtask, str(row["label"]))
     except (UnknownLabelError, ValueError) as e:
@@ -565,7 +556,7 @@ def label_generations(
         # a first pass finds every row that will be kept, so the bins hold exactly those rows
         by_task: dict[str, list[tuple[str, float, bool]]] = {}
         for _, rid, row, t, _, _ in rows_kept(lambda _r: None):
-            by_task.setdefault(get_subtask(row["subtask"]).name, []).append((rid, t["p"], t["correct"]))
+            by_task.setdefault(get_subtask(str(row_subtask(row))).name, []).append((rid, t["p"], t["correct"]))
         for members in by_task.values():
             accs = binned_accuracy([(p, ok) for _, p, ok in members], bin_rows)
             binned.update((rid, round_confidence(a)) for (rid, _, _), a in zip(members, accs))
@@ -581,7 +572,7 @@ def label_generations(
                 t["confidence"] = binned[rid]
                 t["assistant"] = with_confidence(row["response"], t["confidence"])
                 msgs[-1] = {"role": "assistant", "content": t["assistant"]}
-            writer.add(msgs, writer.images(data), id=rid, subtask=get_subtask(row["subtask"]).name,
+            writer.add(msgs, writer.images(data), id=rid, subtask=get_subtask(str(row_subtask(row))).name,
                        label=t["label"])
             n_format_ok += parse_response(t["assistant"]).format_ok
             hist_in.append((t["confidence"], t["correct"]))

@@ -14,7 +14,7 @@ from tests.conftest import draw_image, png_bytes
 
 
 def _pred_row(i: int) -> dict:
-    return {"id": f"r{i}", "task": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
+    return {"id": f"r{i}", "subtask": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
             "response": "<answer>positive</answer><confidence>0.9</confidence>"}
 
 
@@ -27,7 +27,8 @@ def _lines(path: Path, rows: list[dict], *, bad_line: bytes | None = None, at: i
     return path
 
 
-# A real-world damage: one Latin-1 byte (0xe9, "é" in Latin-1) in a UTF-8 file.
+# A real-world damage: one Latin-1 byte (0xe9, "é" in Latin-1) in a UTF-8 file (an old-format row,
+# `task` for `subtask`; the columns the tests expect count its bytes).
 LATIN1_LINE = b'{"id": "x", "task": "FI-2", "label": "positive", "response": "caf\xe9"}'
 
 
@@ -126,8 +127,8 @@ def test_manifest_readers_name_line_and_field(tmp_path: Path) -> None:
     bad = _lines(tmp_path / "m.jsonl", rows + [{**rows[0], "id": "z", "label": "joy"}])
     with pytest.raises(InputFileError, match=r"m\.jsonl:3: .*joy"):
         read_manifest(bad)
-    ev = _lines(tmp_path / "ev.jsonl", [{"id": "e", "task": "FI-9", "image": "x.png", "label": "awe"}])
-    with pytest.raises(InputFileError, match=r"ev\.jsonl:1: field 'task': .*FI-9"):
+    ev = _lines(tmp_path / "ev.jsonl", [{"id": "e", "subtask": "FI-9", "image": "x.png", "label": "awe"}])
+    with pytest.raises(InputFileError, match=r"ev\.jsonl:1: field 'subtask': .*FI-9"):
         read_eval_manifest(ev)
     pr = _lines(tmp_path / "p.jsonl", [{"id": "p", "subtask": "FI-9", "image": "x.png", "label": "awe",
                                         "messages": []}])
@@ -275,7 +276,7 @@ def test_model_that_is_not_a_folder_is_refused_before_any_engine(
                                              "label": "awe", "messages": []}])
         base = ["stage2", "generate", "--prompts", str(src), "--out", str(tmp_path / "o.jsonl")]
     else:
-        src = _lines(tmp_path / "m.jsonl", [{"id": "e", "task": "FI-8", "image": str(img), "label": "awe"}])
+        src = _lines(tmp_path / "m.jsonl", [{"id": "e", "subtask": "FI-8", "image": str(img), "label": "awe"}])
         base = ["eval", "run", "--manifest", str(src), "--out", str(tmp_path / "o.jsonl")]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()

@@ -67,7 +67,7 @@ def test_stage2_label_to_a_folder_leaves_no_tmp(tmp_path: Path, capsys: pytest.C
 
 
 def test_eval_score_and_report_outputs_of_the_wrong_kind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    pred = _write(tmp_path / "pred.jsonl", [{"id": "r0", "task": "FI-2", "label": "positive",
+    pred = _write(tmp_path / "pred.jsonl", [{"id": "r0", "subtask": "FI-2", "label": "positive",
                                              "candidates": ["positive", "negative"],
                                              "response": "<answer>positive</answer><confidence>0.9</confidence>"}])
     folder = tmp_path / "dir"
@@ -148,7 +148,7 @@ def test_files_written_together_are_all_or_none(tmp_path: Path) -> None:
 def test_world_oracle_with_an_image_not_in_the_scene_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     draw_image(3).save(tmp_path / "stray.png")
     manifest = _write(tmp_path / "test.eval.jsonl", [
-        {"id": "e0", "task": "FI-8", "image": str(tmp_path / "stray.png"), "label": "awe"}])
+        {"id": "e0", "subtask": "FI-8", "image": str(tmp_path / "stray.png"), "label": "awe"}])
     scenes = tmp_path / "scenes.jsonl"
     scenes.write_text("")
     out = tmp_path / "oracle.jsonl"

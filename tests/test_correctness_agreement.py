@@ -93,7 +93,7 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
         stage2.append(target is not None and target["correct"] and target["confidence"] >= 0.5)
         reasons.append(reason)
     samples = samples_from_rows(
-        [(i + 1, {"task": rec.subtask, "label": rec.label, "candidates": rec.candidates,
+        [(i + 1, {"subtask": rec.subtask, "label": rec.label, "candidates": rec.candidates,
                   "response": format_response(STEPS, answer, 0.8)})
          for i, (rec, (_, _, answer, _)) in enumerate(zip(records, PHRASINGS))])
     evaluation = [bool(c) for c in samples.correct.tolist()]

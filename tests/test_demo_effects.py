@@ -158,7 +158,7 @@ def test_parity_subset_spreads_over_each_subtask_and_is_scored_by_id(tmp_path):
     assert n == 7 and kept == ["img0", "img4", "img8", "img12", "img100", "img101", "img102"]
 
     def row(rec, pred):
-        return {"id": rec.id, "task": rec.subtask, "label": rec.label, "candidates": list(rec.candidates),
+        return {"id": rec.id, "subtask": rec.subtask, "label": rec.label, "candidates": list(rec.candidates),
                 "response": f"<answer>{pred}</answer>"}
 
     # right on img0 and img8 of the four FI-8 parity images (the others wrong or unparsed), right on

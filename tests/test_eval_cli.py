@@ -73,9 +73,9 @@ def _generate(seed: int = 7) -> tuple[list[dict], list[dict]]:
             if conf_text is not None:
                 response += f"<confidence>{conf_text}</confidence>"
             ans = None if rng.random() < 0.05 else round(rng.random(), 4)
-            rows.append({"task": task, "label": label, "candidates": list(labels),
+            rows.append({"subtask": task, "label": label, "candidates": list(labels),
                          "response": response, "conf_ans": ans})
-            truth.append({"task": task, "label": label, "pred": pred, "verb": conf, "ans": ans,
+            truth.append({"subtask": task, "label": label, "pred": pred, "verb": conf, "ans": ans,
                           "text": text})
     # row order must not matter (expected numbers are computed per task from `truth`)
     rng.shuffle(rows)
@@ -117,7 +117,7 @@ def test_score_json_matches_independent_numbers(scored: dict) -> None:
     assert list(scores["tasks"]) == list(SUBTASKS)        # all nine, taxonomy order
     group_tasks: dict[str, list[str]] = {}
     for task in SUBTASKS:
-        items = [t for t in truth if t["task"] == task]
+        items = [t for t in truth if t["subtask"] == task]
         y = [t["label"] for t in items]
         p = [t["pred"] if t["pred"] is not None else "unknown" for t in items]
         got = scores["tasks"][task]
@@ -138,7 +138,7 @@ def test_score_json_matches_independent_numbers(scored: dict) -> None:
             sum(scores["tasks"][t]["macro_f1"] for t in tasks) / len(tasks))
         assert g["n"] == sum(SIZES[t] for t in tasks)
         assert "avg" not in g
-        items = [t for t in truth if t["task"] in tasks]
+        items = [t for t in truth if t["subtask"] in tasks]
         for src in ("verb", "ans"):
             have = [t for t in items if t[src] is not None]
             c = [t[src] for t in have]
@@ -153,8 +153,8 @@ def test_score_json_matches_independent_numbers(scored: dict) -> None:
             # within-subtask AUC: each task's own sklearn AUC, averaged by hand
             per_task = []
             for t in tasks:
-                yt = [int(x["pred"] == x["label"]) for x in have if x["task"] == t]
-                ct = [x[src] for x in have if x["task"] == t]
+                yt = [int(x["pred"] == x["label"]) for x in have if x["subtask"] == t]
+                ct = [x[src] for x in have if x["subtask"] == t]
                 if len(set(yt)) == 2:
                     per_task.append(roc_auc_score(yt, ct))
             assert cal["auc_within"] == pytest.approx(sum(per_task) / len(per_task))
@@ -172,7 +172,7 @@ def test_official_parse_reproduces_the_substring_rule(scored: dict) -> None:
     official = json.loads((scored["run_b"] / "scores.json").read_text())
     assert official["meta"]["parse"] == "official"
     for task in SUBTASKS:
-        items = [t for t in scored["truth"] if t["task"] == task]
+        items = [t for t in scored["truth"] if t["subtask"] == task]
         labels = SUBTASKS[task].labels
         # the official rule by its definition: first candidate that is a substring of the answer
         p = [next((c for c in labels if c in t["text"].lower()), "unknown") for t in items]
@@ -241,7 +241,7 @@ def test_report_tables_html_and_pngs(scored: dict) -> None:
 
 def test_bad_input_exits_2_with_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    good = {"task": "FI-8", "label": "fear", "candidates": ["fear", "awe"],
+    good = {"subtask": "FI-8", "label": "fear", "candidates": ["fear", "awe"],
             "response": "<answer>fear</answer>"}
     bad.write_text(json.dumps(good) + "\n" + json.dumps({**good, "label": "joy"}) + "\n")
     proc = _run("eval", "score", str(bad))
@@ -273,7 +273,7 @@ def test_report_without_samples_and_undefined_auc(tmp_path: Path, capsys: pytest
     from emocaliber_rl.evaluation.report import write_report
     from emocaliber_rl.evaluation.scoring import score_file
 
-    rows = [{"task": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
+    rows = [{"subtask": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
              "response": "<answer>positive</answer><confidence>0.9</confidence>"}] * 3
     pred = tmp_path / "p.jsonl"
     pred.write_text("".join(json.dumps(r) + "\n" for r in rows))

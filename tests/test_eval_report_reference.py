@@ -29,7 +29,7 @@ LABEL = "oracle (Bayes posterior)"
 
 
 def _row(label: str, pred: str, conf: float) -> dict:
-    return {"task": "FI-2", "label": label, "candidates": ["positive", "negative"],
+    return {"subtask": "FI-2", "label": label, "candidates": ["positive", "negative"],
             "response": f"<answer>{pred}</answer><confidence>{conf:.2f}</confidence>"}
 
 

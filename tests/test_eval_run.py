@@ -56,7 +56,7 @@ def test_eval_run_rows_then_eval_score(taught: Path, manifest: Path, tmp_path: P
     rows = [json.loads(x) for x in pred.read_text().splitlines()]
     assert [r["id"] for r in rows] == [f"t{i}" for i in range(8)]
     for r, (task, label) in zip(rows, ROWS):
-        assert r["task"] == task and r["label"] == label
+        assert r["subtask"] == task and r["label"] == label
         assert r["candidates"] == ["amusement", "anger", "awe", "contentment", "disgust",
                                    "excitement", "fear", "sadness"]
         assert f"<answer>{TAUGHT_ANSWER}</answer>" in r["response"]

@@ -21,7 +21,7 @@ from emocaliber_rl.taxonomy import MIKELS_8, POLARITY_2
 def _row(task: str, label: str, answer: str, conf: str | None = "0.9", **extra: object) -> dict:
     cands = list(POLARITY_2) if task.endswith("-2") else list(MIKELS_8)
     tail = f"<confidence>{conf}</confidence>" if conf is not None else ""
-    return {"task": task, "label": label, "candidates": cands,
+    return {"subtask": task, "label": label, "candidates": cands,
             "response": f"<answer>{answer}</answer>{tail}", **extra}
 
 
@@ -34,20 +34,20 @@ def _write(path: Path, rows: list) -> Path:
 @pytest.mark.parametrize(("bad", "needle"), [
     ("{not json", ":2: invalid JSON"),
     ('["a list"]', ":2: expected a JSON object"),
-    ({"label": "fear", "candidates": ["fear"], "response": ""}, ":2: field 'task': missing"),
-    ({"task": "FI-9", "label": "fear", "candidates": ["fear"], "response": ""},
-     ":2: field 'task': unknown subtask 'FI-9'"),
-    ({"task": "FI-8", "candidates": ["fear"], "response": ""}, ":2: field 'label': missing"),
-    ({"task": "FI-8", "label": "joy", "candidates": ["fear"], "response": ""},
+    ({"label": "fear", "candidates": ["fear"], "response": ""}, ":2: field 'subtask': missing"),
+    ({"subtask": "FI-9", "label": "fear", "candidates": ["fear"], "response": ""},
+     ":2: field 'subtask': unknown subtask 'FI-9'"),
+    ({"subtask": "FI-8", "candidates": ["fear"], "response": ""}, ":2: field 'label': missing"),
+    ({"subtask": "FI-8", "label": "joy", "candidates": ["fear"], "response": ""},
      ":2: field 'label': label 'joy' is not a label of subtask FI-8"),
-    ({"task": "FI-8", "label": "fear", "candidates": "fear", "response": ""},
+    ({"subtask": "FI-8", "label": "fear", "candidates": "fear", "response": ""},
      ":2: field 'candidates'"),
-    ({"task": "FI-8", "label": "fear", "candidates": ["fear", "joy"], "response": ""},
+    ({"subtask": "FI-8", "label": "fear", "candidates": ["fear", "joy"], "response": ""},
      ":2: field 'candidates': label 'joy'"),
-    ({"task": "FI-8", "label": "awe", "candidates": ["fear", "anger"], "response": ""},
+    ({"subtask": "FI-8", "label": "awe", "candidates": ["fear", "anger"], "response": ""},
      ":2: field 'label': label 'awe' is not among the row's candidates"),
-    ({"task": "FI-8", "label": "fear", "candidates": ["fear"]}, ":2: field 'response': missing"),
-    ({"task": "FI-8", "label": "fear", "candidates": ["fear"], "response": None},
+    ({"subtask": "FI-8", "label": "fear", "candidates": ["fear"]}, ":2: field 'response': missing"),
+    ({"subtask": "FI-8", "label": "fear", "candidates": ["fear"], "response": None},
      ":2: field 'response': expected a string"),
     (_row("FI-8", "fear", "fear", conf_ans="high"), ":2: field 'conf_ans': expected a number"),
 ])
@@ -68,9 +68,9 @@ def test_empty_file_and_missing_file(tmp_path: Path) -> None:
 
 def test_misspelled_task_names_and_ground_truth_key(tmp_path: Path) -> None:
     rows = [
-        {**_row("UnbiasedEmo-6", "fear", "fear"), "task": "UnbaisedEmo-6",
+        {**_row("UnbiasedEmo-6", "fear", "fear"), "subtask": "UnbaisedEmo-6",
          "candidates": ["anger", "fear", "joy", "love", "sadness", "surprise"]},
-        {**_row("Artphoto-8", "sadness", "sad"), "task": "ArtPhoto-8"},
+        {**_row("Artphoto-8", "sadness", "sad"), "subtask": "ArtPhoto-8"},
     ]
     rows[1]["ground_truth"] = rows[1].pop("label")
     scores = score_file(_write(tmp_path / "p.jsonl", rows))[0]

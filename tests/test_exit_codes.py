@@ -103,7 +103,7 @@ def test_bench_build_with_an_undecodable_image_exits_3(tmp_path: Path) -> None:
 
 
 def test_eval_score_with_rows_left_out_exits_3(tmp_path: Path) -> None:
-    row = {"id": "r0", "task": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
+    row = {"id": "r0", "subtask": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
            "response": "<answer>positive</answer><confidence>0.9</confidence>"}
     pred = _write(tmp_path / "pred.jsonl", [row, row, {**row, "id": "r1"}])
     assert main(["eval", "score", str(pred), "--duplicates", "first"]) == 3

@@ -194,7 +194,7 @@ def test_stage2_prompts_and_eval_manifest(tmp_path: Path) -> None:
     assert pq.read_table(res_pq.path).num_rows == 3
     ev = export_eval_manifest(recs[:3], tmp_path / "eval.jsonl")
     rows = [json.loads(line) for line in ev.path.read_text().splitlines()]
-    assert [r["task"] for r in rows] == ["FI-8", "WebEmo-25", "FI-2"]
+    assert [r["subtask"] for r in rows] == ["FI-8", "WebEmo-25", "FI-2"]
     assert rows[2]["group"] == "ID VSA" and rows[2]["candidates"] == ["positive", "negative"]
     assert rows[0]["prompt"].startswith("<image>") and "<confidence>" in rows[0]["prompt"]
 

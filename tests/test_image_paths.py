@@ -36,8 +36,8 @@ def test_bench_import_then_export_eval_from_other_working_directories(tmp_path: 
     _img(src / "imgs ä" / "a 1.png", (200, 10, 10))
     _img(src / "imgs ä" / "b.png", (10, 200, 10))
     (src / "good.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [
-        {"id": "r1", "task": "FI-8", "label": "awe", "image": "imgs ä/a 1.png"},
-        {"id": "r2", "task": "FI-2", "label": "positive", "image": "imgs ä/b.png"},
+        {"id": "r1", "subtask": "FI-8", "label": "awe", "image": "imgs ä/a 1.png"},
+        {"id": "r2", "subtask": "FI-2", "label": "positive", "image": "imgs ä/b.png"},
     ]), encoding="utf-8")
     # import from the release's folder, into a folder beside it (the issue's `-o out/g.jsonl`)
     imp = _cli(src, "bench", "import", "good.jsonl", "-o", "../out ö/g.jsonl", "--no-progress")

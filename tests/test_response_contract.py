@@ -51,7 +51,7 @@ def test_reward_reads_the_hand_expected_block(name: str) -> None:
 @pytest.mark.parametrize("name", IDS)
 def test_import_takes_the_label_the_reward_reads(name: str, tmp_path) -> None:
     text, answer, _ = CASES[name]
-    row = {"id": "r1", "task": "FI-8", "image": "x.jpg",
+    row = {"id": "r1", "subtask": "FI-8", "image": "x.jpg",
            "conversations": [{"from": "human", "value": "<image>Which emotion?"}, {"from": "gpt", "value": text}]}
     if answer is None:
         with pytest.raises(RowError) as e:

@@ -15,7 +15,7 @@ def _pred(path: Path, confidences: list[str | None]) -> Path:
     rows = []
     for i, c in enumerate(confidences):
         conf = "" if c is None else f"<confidence>{c}</confidence>"
-        rows.append({"id": f"r{i}", "task": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
+        rows.append({"id": f"r{i}", "subtask": "FI-2", "label": "positive", "candidates": ["positive", "negative"],
                      "response": f"<answer>{'positive' if i % 2 == 0 else 'negative'}</answer>{conf}"})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -121,14 +121,14 @@ def test_oracle_rows_match_images_by_hash(tmp_path: Path) -> None:
         path = tmp_path / f"{i}.png"
         draw_scene(scene, rng).save(path)
         lines.append(json.dumps({"sha256": sha256_of(path), "path": str(path), "scene": scene.to_json()}))
-        rows.append({"id": i, "task": "FI-8", "group": "ID VER", "label": scene.primary, "image": str(path)})
+        rows.append({"id": i, "subtask": "FI-8", "group": "ID VER", "label": scene.primary, "image": str(path)})
     (tmp_path / "scenes.jsonl").write_text("\n".join(lines) + "\n")
     got = oracle_rows(rows, read_scene_file(tmp_path / "scenes.jsonl"))
     assert [(r["pred"], r["conf_verb"]) for r in got] == [("awe", 0.625), ("fear", 1.0)]
     assert got[0]["response"] == "<answer>awe</answer><confidence>0.62</confidence>"
     (tmp_path / "other.png").write_bytes(b"not one of the world's images")
     with pytest.raises(NoSceneError, match="image .*other.png .*not in the world.s scene file") as err:
-        oracle_rows([{"id": "x", "task": "FI-8", "label": "awe", "image": str(tmp_path / "other.png")}],
+        oracle_rows([{"id": "x", "subtask": "FI-8", "label": "awe", "image": str(tmp_path / "other.png")}],
                     read_scene_file(tmp_path / "scenes.jsonl"))
     assert err.value.row_id == "x"
 
@@ -177,7 +177,7 @@ def test_world_oracle_cli_scores_like_its_posterior(tmp_path: Path) -> None:
         path = tmp_path / f"{i}.jpg"
         draw_scene(scene, rng).save(path, format="JPEG", quality=95)
         lines.append(json.dumps({"sha256": sha256_of(path), "path": str(path), "scene": scene.to_json()}))
-        manifest.append(json.dumps({"id": str(i), "task": "FI-2", "group": "ID VSA", "image": str(path), "label": label,
+        manifest.append(json.dumps({"id": str(i), "subtask": "FI-2", "group": "ID VSA", "image": str(path), "label": label,
                                     "candidates": ["positive", "negative"]}))
     (tmp_path / "scenes.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "m.jsonl").write_text("\n".join(manifest) + "\n")

@@ -142,8 +142,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _configure_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("predictions", metavar="PRED.jsonl",
-                   help="one JSON object per line: task, label, candidates, response "
-                        "[, conf_verb, conf_ans, conf_avg]")
+                   help="one JSON object per line: subtask (or an old file's task), label, candidates, "
+                        "response [, conf_verb, conf_ans, conf_avg]")
     p.add_argument("--json", metavar="OUT.json", help="write the score JSON here "
                    "(default: print it)")
     p.add_argument("--print", action="store_true", help="print the JSON even with --json")
@@ -206,7 +206,7 @@ def _configure_eval_run(p: argparse.ArgumentParser) -> None:
     from emocaliber_rl.inference.eval_run import DEFAULT_MANIFEST
 
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, metavar="MANIFEST.jsonl",
-                   help="evaluation manifest from `emocaliber export eval` (rows: id, task, "
+                   help="evaluation manifest from `emocaliber export eval` (rows: id, subtask, "
                         "image, label, candidates, system, prompt) "
                         f"(default: {DEFAULT_MANIFEST}, the VECBench test manifest)")
     p.add_argument("--out", required=True, metavar="PRED.jsonl",

@@ -39,7 +39,7 @@ EXPORT_KINDS = {
     "sft1": "stage-1 SFT parquet for veRL MultiTurnSFTDataset (needs a CoT per record)",
     "prompts2": "stage-2 prompt set for the scaffold model (.jsonl, or .parquet by suffix)",
     "rl3": "stage-3 RL parquet for veRL RLHFDataset (prompt asks for a confidence)",
-    "eval": "evaluation manifest (jsonl: id, task, group, image, label, candidates, prompt)",
+    "eval": "evaluation manifest (jsonl: id, subtask, group, image, label, candidates, prompt)",
 }
 # The kinds that feed training: the train/test guard refuses test data in them.
 TRAINING_KINDS = ("sft1", "prompts2", "rl3")

@@ -3,6 +3,7 @@
 One job per module:
 
 - ``records``: the common :class:`~emocaliber_rl.data.records.Record` and jsonl helpers.
+- ``rows``: the row schema every command reads (``subtask``, one name) and its one validator.
 - ``images``: decode/verify an image, its sha256, bytes for parquet.
 - ``report``: problems found while reading data (never dropped silently).
 - ``conversations``: parse the published conversation layouts (ms-swift, ShareGPT, VECBench test file).

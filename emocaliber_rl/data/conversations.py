@@ -40,6 +40,7 @@ from typing import Any
 
 from emocaliber_rl.data.image_paths import resolve_image
 from emocaliber_rl.data.records import Record
+from emocaliber_rl.data.rows import row_subtask
 from emocaliber_rl.taxonomy import (
     SUBTASKS,
     UnknownLabelError,
@@ -210,7 +211,7 @@ def parse_row(
     candidates = obj.get("candidates")
     if isinstance(candidates, str):
         candidates = [c.strip() for c in re.split(r"[,;/|]", candidates) if c.strip()]
-    subtask_name = obj.get("task") or obj.get("subtask") or obj.get("data_source") or default_subtask
+    subtask_name = row_subtask(obj) or obj.get("data_source") or default_subtask
     inferred = False
     if not subtask_name:
         subtask_name = infer_subtask(candidates, user)

@@ -512,11 +512,11 @@ def _records_with_images(items: Iterable[Record | ParsedRow], report: ProblemRep
             yield row.record
 
 
-def _sample_fields(rec: Record, task_key: str, out: str | os.PathLike[str]) -> dict[str, Any]:
-    """The per-sample fields the prompt set and the evaluation manifest share (``task_key``: the
-    column name each consumer reads the subtask from; the image path stored for the file ``out``
-    by the one path rule)."""
-    return {"id": rec.id, task_key: rec.subtask, "group": rec.group, "image": stored_image(rec.image, out),
+def _sample_fields(rec: Record, out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The per-sample fields the prompt set and the evaluation manifest share (the row schema of
+    :mod:`~emocaliber_rl.data.rows`; the image path stored for the file ``out`` by the one path
+    rule)."""
+    return {"id": rec.id, "subtask": rec.subtask, "group": rec.group, "image": stored_image(rec.image, out),
             "label": rec.label, "candidates": list(rec.candidates), "sha256": rec.sha256}
 
 
@@ -533,7 +533,7 @@ def export_prompts_stage2(
     """
     report = report if report is not None else ProblemReport()
     rows = [
-        {**_sample_fields(rec, "subtask", out_path), "messages": prompt_messages(rec.subtask, ask_confidence=False)}
+        {**_sample_fields(rec, out_path), "messages": prompt_messages(rec.subtask, ask_confidence=False)}
         for rec in _records_with_images(items, report)
     ]
     out = Path(out_path)
@@ -555,13 +555,13 @@ def export_eval_manifest(
     *,
     ask_confidence: bool = True,
 ) -> ExportResult:
-    """Evaluation manifest (jsonl): id, task, group, image, label, candidates, sha256, system and
+    """Evaluation manifest (jsonl): id, subtask, group, image, label, candidates, sha256, system and
     prompt (the user text with ``<image>``; asks for a confidence unless ``ask_confidence=False``)."""
     from emocaliber_rl.prompts import task_question
 
     report = report if report is not None else ProblemReport()
     rows = [
-        {**_sample_fields(rec, "task", out_path), "system": SYSTEM_PROMPT,
+        {**_sample_fields(rec, out_path), "system": SYSTEM_PROMPT,
          "prompt": task_question(rec.subtask, ask_confidence=ask_confidence)}
         for rec in _records_with_images(items, report)
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from emocaliber_rl.data.image_paths import resolve_image, stored_image
+from emocaliber_rl.data.rows import SUBTASK, missing_fields, row_subtask, validate_row
 from emocaliber_rl.jsonl import InputFileError, input_error, iter_jsonl, write_jsonl
 from emocaliber_rl.taxonomy import canonical_label, get_subtask
 
@@ -90,10 +91,11 @@ class Record:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Record:
         """Read a manifest row; ``task``/``image_path``/``checksum`` spellings are accepted too."""
-        subtask = d.get("subtask") or d.get("task")
+        subtask = row_subtask(d)  # the row schema's field (data/rows.py), or an old file's `task`
         image = d.get("image") if d.get("image") is not None else d.get("image_path")
-        if not subtask or image is None or d.get("label") is None or d.get("id") is None:
-            raise ValueError("a record needs id, subtask (or task), image and label")
+        missing = missing_fields({**d, "image": image}, ("id", SUBTASK, "image", "label"))
+        if missing:
+            raise ValueError(f"a record needs id, subtask, image and label: missing {', '.join(missing)}")
         rec = cls.make(
             d["id"],
             subtask,
@@ -117,8 +119,8 @@ def iter_manifest(path: str | os.PathLike[str]) -> Iterator[tuple[int, Record]]:
     for n, obj, err in iter_jsonl(path):
         if err is not None:
             raise input_error(path, n, None, err)
-        if not isinstance(obj, dict):
-            raise input_error(path, n, None, f"expected a JSON object, got {type(obj).__name__}")
+        # the one row validator names the line, field and id; Record.from_dict adds the aliases
+        validate_row(obj, path=path, line=n, required=("id", SUBTASK, "label"))
         try:
             rec = Record.from_dict(obj)
         except (ValueError, TypeError, KeyError, AttributeError) as e:

@@ -1,7 +1,8 @@
 """Prediction rows -> the score JSON (``emocaliber eval score``).
 
-Input: JSON lines, one per test sample, with at least ``task``, ``label`` (``ground_truth`` is
-accepted for the official release's files), ``candidates`` and ``response``; optionally
+Input: JSON lines, one per test sample, with at least ``subtask`` (``task`` is accepted for files
+written before the field was renamed), ``label`` (``ground_truth`` is accepted for the official
+release's files), ``candidates`` and ``response``; optionally
 ``conf_verb``, ``conf_ans``, ``conf_avg``. Without a ``conf_verb`` key the verbalised confidence is
 parsed from the response's ``<confidence>``.
 
@@ -46,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from emocaliber_rl.data.rows import row_error, row_subtask, validate_row
 from emocaliber_rl.evaluation import metrics
 from emocaliber_rl.evaluation.parsing import (
     PARSE_MODES,
@@ -92,7 +94,7 @@ class Samples:
     confidence or ``nan`` where it was missing / unparseable.
     """
 
-    task: np.ndarray
+    subtask: np.ndarray
     label: np.ndarray
     pred: np.ndarray
     conf: dict[str, np.ndarray]
@@ -100,7 +102,7 @@ class Samples:
     source_path: str | None = None
     extractor: str = field(default_factory=extractor_name)
     n_duplicates_dropped: int = 0
-    # rows left out under parse="official" (confidence not a float): {"line", "task", "detail"}
+    # rows left out under parse="official" (confidence not a float): {"line", "subtask", "detail"}
     dropped: list[dict[str, Any]] = field(default_factory=list)
     # parse="official": ground truth and prediction as the release's F1 sees them (lower-cased
     # raw spellings, "unknown"), so that a task spelling one label two ways scores as there
@@ -114,7 +116,7 @@ class Samples:
     out_of_range: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return int(self.task.size)
+        return int(self.subtask.size)
 
     @property
     def correct(self) -> np.ndarray:
@@ -123,7 +125,7 @@ class Samples:
 
     @property
     def group(self) -> np.ndarray:
-        return np.array([SUBTASKS[t].group for t in self.task.tolist()], dtype=object)
+        return np.array([SUBTASKS[t].group for t in self.subtask.tolist()], dtype=object)
 
     def to_rows(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per sample (what ``--samples`` writes and ``eval report`` reads)."""
@@ -132,13 +134,13 @@ class Samples:
         out = []
         ids = self.ids.tolist() if self.ids is not None else None
         lines = self.lines.tolist() if self.lines is not None else None
-        for i, (t, lab, p) in enumerate(zip(self.task.tolist(), self.label.tolist(), self.pred.tolist())):
+        for i, (t, lab, p) in enumerate(zip(self.subtask.tolist(), self.label.tolist(), self.pred.tolist())):
             row: dict[str, Any] = {}
             if ids is not None:
                 row["id"] = ids[i]
             if lines is not None:
                 row["line"] = lines[i]
-            row.update(task=t, group=groups[i], label=lab, pred=p, correct=bool(correct[i]))
+            row.update(subtask=t, group=groups[i], label=lab, pred=p, correct=bool(correct[i]))
             for src, arr in self.conf.items():
                 v = float(arr[i])
                 row[f"conf_{src}"] = None if math.isnan(v) else v
@@ -149,9 +151,9 @@ class Samples:
         return out
 
 
-def _err(path: str, lineno: int, fld: str | None, msg: str) -> PredictionFileError:
-    where = f"{path}:{lineno}"
-    return PredictionFileError(f"{where}: field {fld!r}: {msg}" if fld else f"{where}: {msg}")
+def _err(path: str, lineno: int, fld: str | None, msg: str, row_id: Any = None) -> PredictionFileError:
+    """The row schema's error line (data/rows.py): file, line, field and, where known, the row's id."""
+    return row_error(path, lineno, row_id, fld, msg, PredictionFileError)
 
 
 def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> tuple[float, bool]:
@@ -160,12 +162,12 @@ def _conf_field(row: Mapping[str, Any], key: str, path: str, lineno: int) -> tup
     if value is None:
         return math.nan, False
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _err(path, lineno, key, f"expected a number or null, got {value!r}")
+        raise _err(path, lineno, key, f"expected a number or null, got {value!r}", row.get("id"))
     if isinstance(value, str):
         try:
             float(value)
         except ValueError:
-            raise _err(path, lineno, key, f"expected a number or null, got {value!r}") from None
+            raise _err(path, lineno, key, f"expected a number or null, got {value!r}", row.get("id")) from None
     # a number outside [0, 1] is unusable, counted and reported as out of range, not an error
     v = valid_confidence(value)
     if v is None:
@@ -189,7 +191,9 @@ def samples_from_rows(
 
     Raises:
         PredictionFileError: on a row that is not an object, lacks a field, or names an unknown
-            task, label or candidate; the message gives ``path:line: field 'x': problem``.
+            subtask, label or candidate; the message gives ``path:line: field 'x': problem`` (the
+            row's checks are :func:`~emocaliber_rl.data.rows.validate_row`'s; an old file's ``task``
+            is read as ``subtask``).
     """
     if parse not in PARSE_MODES:
         raise ValueError(f"unknown parse mode {parse!r}; choose from {', '.join(PARSE_MODES)}")
@@ -205,49 +209,38 @@ def samples_from_rows(
     lines: list[int] = []
     out_of_range: dict[str, list[bool]] = {s: [] for s in CONF_SOURCES}
     for lineno, row in rows:
-        if not isinstance(row, dict):
-            raise _err(path, lineno, None, f"expected a JSON object, got {type(row).__name__}")
-        if "task" not in row:
-            raise _err(path, lineno, "task", "missing")
-        try:
-            task = get_subtask(str(row["task"])).name
-        except UnknownSubtaskError as e:
-            raise _err(path, lineno, "task", str(e)) from None
-        label_key = "label" if "label" in row else "ground_truth" if "ground_truth" in row else None
-        if label_key is None:
-            raise _err(path, lineno, "label", "missing")
-        if not isinstance(row[label_key], str):
-            raise _err(path, lineno, label_key, f"expected a string, got {row[label_key]!r}")
-        label = canonical_or_none(task, row[label_key])  # cached fast path
-        if label is None:
-            try:
-                label = canonical_label(task, row[label_key])
-            except UnknownLabelError as e:
-                raise _err(path, lineno, label_key, str(e)) from None
+        # the official release's test file names the label `ground_truth`
+        label_key = "ground_truth" if isinstance(row, dict) and "label" not in row and "ground_truth" in row \
+            else "label"
+        # the one row validator: an object, a known subtask (an old file's `task` read as one), a
+        # label of it; ids are optional in a predictions file
+        validate_row(row, path=path, line=lineno, required=(), label_key=label_key, error=PredictionFileError)
+        task = row["subtask"]
+        label = canonical_or_none(task, row[label_key]) or canonical_label(task, row[label_key])
         cands = row.get("candidates")
         if "candidates" not in row:
-            raise _err(path, lineno, "candidates", "missing")
+            raise _err(path, lineno, "candidates", "missing", row.get("id"))
         if not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
-            raise _err(path, lineno, "candidates", f"expected a non-empty list of strings, got {cands!r}")
+            raise _err(path, lineno, "candidates", f"expected a non-empty list of strings, got {cands!r}", row.get("id"))
         try:
             allowed = allowed_labels(task, cands)  # cached: one check per distinct candidate list
         except UnknownLabelError as e:
-            raise _err(path, lineno, "candidates", str(e)) from None
+            raise _err(path, lineno, "candidates", str(e), row.get("id")) from None
         if label not in allowed:
             # the answer could never be right: a data bug, not a model error to count silently
             raise _err(path, lineno, label_key, f"label {label!r} is not among the row's candidates "
-                                                f"{cands!r}")
+                                                f"{cands!r}", row.get("id"))
         if "response" not in row:
-            raise _err(path, lineno, "response", "missing")
+            raise _err(path, lineno, "response", "missing", row.get("id"))
         response = row["response"]
         if not isinstance(response, str):
-            raise _err(path, lineno, "response", f"expected a string, got {response!r}")
+            raise _err(path, lineno, "response", f"expected a string, got {response!r}", row.get("id"))
         official_verb: float | None = None
         if parse == "official":
             try:
                 official_verb = official_confidence(response)
             except NotAFloat as e:
-                dropped.append({"line": lineno, "task": task, "detail": str(e)})
+                dropped.append({"line": lineno, "subtask": task, "detail": str(e)})
                 continue
         tasks.append(task)
         ids.append(row.get("id"))
@@ -278,7 +271,7 @@ def samples_from_rows(
         raise PredictionFileError(f"{path}: no prediction rows{why}")
     sources = [s for s in CONF_SOURCES if s == "verb" or seen_key[s]]
     return Samples(
-        task=np.array(tasks, dtype=object),
+        subtask=np.array(tasks, dtype=object),
         label=np.array(labels, dtype=object),
         pred=np.array(preds, dtype=object),
         conf={s: np.array(conf[s], dtype=np.float64) for s in sources},
@@ -359,7 +352,7 @@ def read_samples(path: str | Path) -> Samples:
     sources = [s for s in CONF_SOURCES if f"conf_{s}" in rows[0][1]]
     try:
         return Samples(
-            task=np.array([get_subtask(r["task"]).name for _, r in rows], dtype=object),
+            subtask=np.array([get_subtask(str(row_subtask(r))).name for _, r in rows], dtype=object),  # old: `task`
             label=np.array([r["label"] for _, r in rows], dtype=object),
             pred=np.array([r["pred"] for _, r in rows], dtype=object),
             conf={s: np.array([math.nan if r[f"conf_{s}"] is None else r[f"conf_{s}"]
@@ -459,7 +452,7 @@ def score_samples(
                          f"{', '.join(MISSING_CONF_POLICIES)}")
     correct = samples.correct
     binning = "official" if samples.parse == "official" else "last-bin-closed"
-    task_arr = samples.task
+    task_arr = samples.subtask
     group_arr = samples.group
     present = set(task_arr.tolist())
     tasks_out: dict[str, Any] = {}

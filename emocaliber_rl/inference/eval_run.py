@@ -1,11 +1,11 @@
 """Inference over an evaluation manifest (``emocaliber eval run``): one prediction row per test
 sample, in exactly the format ``emocaliber eval score`` reads.
 
-Input: the manifest ``emocaliber export eval`` writes (jsonl rows: id, task, group, image, label,
+Input: the manifest ``emocaliber export eval`` writes (jsonl rows: id, subtask, group, image, label,
 candidates, system, prompt with ``<image>``). Output rows (resumable jsonl, see
 ``inference.resumable``)::
 
-    {"id", "task", "group", "label", "candidates", "model", "response", "pred",
+    {"id", "subtask", "group", "label", "candidates", "model", "response", "pred",
      "conf_verb", "conf_ans", "conf_avg", "num_tokens", "finish_reason", "run_id"}
 
 ``run_id`` names the run (its settings are in ``OUT.run.json``, see
@@ -40,28 +40,15 @@ DEFAULT_MANIFEST = Path("data/vecbench/test.eval.jsonl")
 
 
 def read_eval_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of an evaluation manifest; InputFileError (a ValueError) names the line and field of
-    a bad row, an unknown task or label included (refused before the model runs)."""
-    from emocaliber_rl.jsonl import input_error, read_jsonl
-    from emocaliber_rl.taxonomy import canonical_label, get_subtask
+    """Rows of an evaluation manifest, each checked by :func:`~emocaliber_rl.data.rows.validate_row`:
+    InputFileError (a ValueError) names the line, field and id of a bad row, an unknown subtask or
+    label included (refused before the model runs)."""
+    from emocaliber_rl.data.rows import validate_row
+    from emocaliber_rl.jsonl import read_jsonl
 
     out = []
     for n, obj in read_jsonl(path):
-        task = obj.get("task") or obj.get("subtask")
-        missing = [k for k, v in (("id", obj.get("id")), ("task", task), ("image", obj.get("image")),
-                                  ("label", obj.get("label"))) if v is None]
-        if missing:
-            raise input_error(path, n, None, f"missing {', '.join(missing)}")
-        try:
-            task = get_subtask(str(task)).name
-        except ValueError as e:
-            raise input_error(path, n, "task", str(e)) from None
-        try:
-            canonical_label(task, str(obj["label"]))
-        except ValueError as e:
-            raise input_error(path, n, "label", str(e)) from None
-        obj["id"] = str(obj["id"])
-        obj["task"] = task
+        validate_row(obj, path=path, line=n)  # an old manifest's `task` is read as `subtask`
         obj["image"] = resolve_image(str(obj["image"]), Path(path).parent)  # the one path rule
         out.append(obj)
     return out
@@ -93,7 +80,7 @@ def eval_messages(row: dict[str, Any], ask_confidence: bool | None) -> list[dict
         if "<image>" not in prompt:
             prompt = "<image>" + prompt
     else:
-        prompt = task_question(row["task"], ask_confidence=bool(ask_confidence))
+        prompt = task_question(row["subtask"], ask_confidence=bool(ask_confidence))
     return [{"role": "system", "content": row.get("system") or SYSTEM_PROMPT},
             {"role": "user", "content": prompt}]
 
@@ -143,13 +130,13 @@ def run_eval(
             cands = list(r.get("candidates") or [])
             out.append({
                 "id": r["id"],
-                "task": r["task"],
+                "subtask": r["subtask"],
                 "group": r.get("group"),
                 "label": r["label"],
                 "candidates": cands,
                 "model": engine.model_path,
                 "response": g.text,
-                "pred": parse_prediction(g.text, r["task"], cands or None),
+                "pred": parse_prediction(g.text, r["subtask"], cands or None),
                 **confidences(g.text, g.token_ids, g.logprobs, tokenizer),
                 "num_tokens": g.num_tokens,
                 "finish_reason": g.finish_reason,

@@ -57,9 +57,9 @@ def oracle_rows(manifest_rows: Iterable[Mapping[str, Any]], scenes: Mapping[str,
         if sha not in scenes:
             raise NoSceneError(str(row["id"]), f"image {row.get('image')} (sha256 {sha[:12]}) is not in the "
                                "world's scene file: the world did not draw it")
-        posterior = posterior_for_subtask(scenes[sha], row["task"])
+        posterior = posterior_for_subtask(scenes[sha], row["subtask"])
         answer, conf = bayes_answer(posterior)
-        out.append({"id": str(row["id"]), "task": row["task"], "group": row.get("group"), "label": row["label"],
+        out.append({"id": str(row["id"]), "subtask": row["subtask"], "group": row.get("group"), "label": row["label"],
                     "candidates": list(row.get("candidates") or posterior), "response": format_block("answer", answer) + format_confidence(conf),
                     "pred": answer, "conf_verb": conf, "conf_ans": conf, "conf_avg": conf,
                     "posterior": posterior, "num_tokens": 0, "finish_reason": "oracle"})
