@@ -83,6 +83,7 @@ def _pip(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_gpu_extra_resolves_metadata_only_in_install_order(tmp_path: Path) -> None:
     """recipes/install.sh gpu: step 1 `pip install -e .[gpu,test]`, step 2 flash-attn without build
     isolation. --dry-run --report resolves both from PyPI metadata (PEP 658) without installing;
