@@ -221,7 +221,7 @@ import random, sys
 from pathlib import Path
 from PIL import Image, ImageDraw
 from emocaliber_rl.data.exports import OFFICIAL_PIXEL_BOUNDS, export_rl_stage3
-from emocaliber_rl.data.lengths import RL_MAX_PROMPT_LENGTH
+from emocaliber_rl.limits import RL_MAX_PROMPT_LENGTH
 from emocaliber_rl.data.records import Record
 from emocaliber_rl.taxonomy import get_subtask
 out, n, tokenizer = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
