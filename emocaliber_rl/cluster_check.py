@@ -19,7 +19,6 @@ Run as ``python -m emocaliber_rl.cluster_check --stage-script recipes/stage3_grp
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -244,19 +243,16 @@ def _out_token(recipe_args: list[str]) -> tuple[Path, str] | None:
     return path, value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emocaliber_rl.cluster_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage-script", help="the recipe, relative to the repository root (runs its --dry-run)")
-    parser.add_argument("--repo", required=True, help="the submitting machine's repository root")
-    parser.add_argument("--python", required=True, help="the interpreter the job runs")
-    parser.add_argument("recipe_args", nargs="*", help="the recipe's arguments (after --)")
-    args = parser.parse_args(argv)
+def check_cluster(stage_script: str | None, repo: str, python: str, recipe_args: list[str]) -> int:
+    """Run :func:`node_report` on every alive node of the Ray cluster this job runs in, print the
+    table and return 0 when every node agrees, 1 when one differs or fails, 2 when ``--out`` cannot
+    take the shared-folder token (``python -m emocaliber_rl.cli.cluster_check`` parses the options)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     print("EMOCALIBER_PLUGIN_STATE driver " + json.dumps(plugin_state(), sort_keys=True), flush=True)
     try:
-        token = _out_token(args.recipe_args) if args.stage_script else None
+        token = _out_token(recipe_args) if stage_script else None
     except OSError as e:  # --out not creatable or not writable from the job's driver node
         print(f"cluster_check: --out: cannot write the shared-folder token: {e}", file=sys.stderr)
         return 2
@@ -269,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             name = f"node{i} {node['NodeManagerAddress']}"
             pin = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
             refs[name] = task.options(scheduling_strategy=pin).remote(
-                args.stage_script, args.recipe_args, args.repo, args.python,
+                stage_script, recipe_args, repo, python,
                 (str(token[0]), token[1]) if token else None)
         reports = {name: ray.get(ref) for name, ref in refs.items()}
     finally:
@@ -291,6 +287,3 @@ def main(argv: list[str] | None = None) -> int:
     print("cluster_check: every node sees the same paths")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-_FROM = re.compile(r"^\s*from\s+((?:emocaliber_rl|reward_fns)(?:\.\w+)*)\s+import\s+([\w, ()]+?)\s*$", re.M)
+_FROM = re.compile(r"^\s*from\s+((?:emocaliber_rl|reward_fns)(?:\.\w+)*)\s+import\s+([\w, ()]+?)\s*$", re.MULTILINE)
 
 
 def _imports() -> list[tuple[str, str, str]]:

@@ -183,7 +183,7 @@ submit_main() {
   (( has_profile == 1 || ${#recipe_args[@]} == 0 )) || run_args=(--profile "$profile" "${recipe_args[@]}")
   if (( check == 1 )); then
     # one task per node; with the recipe's arguments, its dry run and path comparison on each
-    entry=("$python" -m emocaliber_rl.cluster_check --repo "$REPO_ROOT" --python "$python")
+    entry=("$python" -m emocaliber_rl.cli.cluster_check --repo "$REPO_ROOT" --python "$python")
     (( ${#recipe_args[@]} == 0 )) || entry+=(--stage-script "$STAGE_SCRIPT" -- "${run_args[@]}")
   else
     entry=(bash "$STAGE_SCRIPT" "${run_args[@]}")
