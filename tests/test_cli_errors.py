@@ -160,20 +160,22 @@ def test_world_oracle_with_an_image_not_in_the_scene_file(tmp_path: Path, capsys
 
 
 def test_ctrl_c_in_cot_synthesize_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    n_rows = 240
     from emocaliber_rl.data.chat_server import ServerConfig, ServerThread
     from emocaliber_rl.data.records import Record, write_manifest
     from emocaliber_rl.data.synthetic import draw_image as draw_file
 
     recs = [Record.make(f"rec{i:03d}", "WebEmo-25", draw_file(tmp_path / "img" / f"{i}.jpg", i), "irritabilty")
-            for i in range(40)]
+            for i in range(n_rows)]
     manifest = tmp_path / "train.jsonl"
     write_manifest(manifest, recs)
     out = tmp_path / "synth.jsonl"
     cmd = [sys.executable, "-m", "emocaliber_rl.cli", "cot", "synthesize", str(manifest), "-o", str(out),
            "--base-url", "URL", "--model", "teacher", "--no-auth", "--concurrency", "2", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    # 0.5 s a request, 2 at a time: the 40 rows take ~10 s, so a loaded machine still signals mid-run
-    # (at 0.1 s all 40 were written before the signal once, with the demo sharing the 2 cores)
+    # 0.5 s a request, 2 at a time: the rows take ~60 s, so a loaded machine still signals mid-run
+    # (40 rows were all written before the signal twice, with a demo and a study sharing the 2 cores;
+    # the test interrupts after the fifth row, so the length costs nothing on an idle machine)
     with ServerThread(ServerConfig(delay=0.5)) as server:
         cmd[cmd.index("URL")] = server.url
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -191,4 +193,4 @@ def test_ctrl_c_in_cot_synthesize_is_one_line_and_exit_130(tmp_path: Path) -> No
     assert text.strip().splitlines()[-1] == \
         "interrupted: what was committed is kept; rerun the same command to resume"
     rows = [json.loads(x) for x in out.read_text().splitlines()]  # every line whole
-    assert 5 <= len(rows) < 40 and len({r["id"] for r in rows}) == len(rows)
+    assert 5 <= len(rows) < n_rows and len({r["id"] for r in rows}) == len(rows)
