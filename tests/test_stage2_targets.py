@@ -449,3 +449,63 @@ def test_stage2_label_binned_target_cli(tmp_path: Path, capsys: pytest.CaptureFi
                "--bin-rows", "0"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--bin-rows" in err and not (tmp_path / "z.parquet").exists()
+
+
+def test_stage2_label_bin_by_prompt_and_answer(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--bin-by: which rows share a bin. Hand-computed: FI-8 and EmoSet-8 offer the same eight labels
+    (one prompt), FI-2 and WebEmo-2 the same two; --bin-by answer splits a prompt's rows by the
+    label answered and adds --prior-rows pseudo-rows of the prompt's accuracy."""
+    from emocaliber_rl.cli import main
+
+    img = tmp_path / "a.png"
+    draw_image(3).save(img)
+
+    def said(label: str) -> str:
+        return taught_response().replace("<answer>amusement</answer>", f"<answer>{label}</answer>")
+
+    def vsa(i: str, answer: str, label: str, subtask: str) -> dict:
+        return {**_gen_line(i, said(answer), [0.5], img, label, subtask), "candidates": ["positive", "negative"]}
+
+    lines = [
+        # Mikels-8 prompt: FI-8 (label amusement) 2 of 3 right, EmoSet-8 (label sadness) 1 of 3
+        _gen_line("f1", said("amusement"), [0.5], img), _gen_line("f2", said("amusement"), [0.5], img),
+        _gen_line("f3", said("sadness"), [0.5], img),
+        _gen_line("e1", said("sadness"), [0.5], img, "sadness", "EmoSet-8"),
+        _gen_line("e2", said("amusement"), [0.5], img, "sadness", "EmoSet-8"),
+        _gen_line("e3", said("awe"), [0.5], img, "sadness", "EmoSet-8"),
+        # polarity prompt: FI-2 one right, WebEmo-2 one right and one wrong
+        vsa("p1", "positive", "positive", "FI-2"), vsa("w1", "positive", "negative", "WebEmo-2"),
+        vsa("w2", "negative", "negative", "WebEmo-2"),
+    ]
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    def targets(*flags: str) -> dict[str, float]:
+        out = tmp_path / f"t{len(list(tmp_path.iterdir()))}.parquet"
+        rc = main(["stage2", "label", str(gen), "--out", str(out), "--processor-pixels", "--no-plot",
+                   "--max-length", "0", "--target", "binned", "--bin-rows", "1000", *flags])
+        assert rc == 0, capsys.readouterr().err
+        return {t["id"]: t["confidence"] for t in map(json.loads, Path(f"{out}.targets.jsonl").read_text().splitlines())}
+
+    # per subtask (the default): FI-8 2/3, EmoSet-8 1/3, FI-2 1/1, WebEmo-2 1/2
+    assert targets() == {"f1": 0.67, "f2": 0.67, "f3": 0.67, "e1": 0.33, "e2": 0.33, "e3": 0.33,
+                         "p1": 1.0, "w1": 0.5, "w2": 0.5}
+    # per prompt: Mikels-8 3/6, polarity 2/3
+    assert targets("--bin-by", "prompt") == {k: 0.5 for k in ("f1", "f2", "f3", "e1", "e2", "e3")} | {
+        "p1": 0.67, "w1": 0.67, "w2": 0.67}
+    # per answered label, two pseudo-rows of the prompt's accuracy (Mikels 0.5, polarity 2/3):
+    # amusement 2 of 3 -> (2 + 1) / 5 = 0.6; sadness 1 of 2 -> 2 / 4 = 0.5; awe 0 of 1 -> 1 / 3;
+    # positive 1 of 2 -> (1 + 4/3) / 4 = 0.583; negative 1 of 1 -> (1 + 4/3) / 3 = 0.778
+    assert targets("--bin-by", "answer") == {"f1": 0.6, "f2": 0.6, "e2": 0.6, "f3": 0.5, "e1": 0.5, "e3": 0.33,
+                                             "p1": 0.58, "w1": 0.58, "w2": 0.78}
+    # without the prior: each answer's own precision
+    assert targets("--bin-by", "answer", "--prior-rows", "0") == {
+        "f1": 0.67, "f2": 0.67, "e2": 0.67, "f3": 0.5, "e1": 0.5, "e3": 0.0, "p1": 0.5, "w1": 0.5, "w2": 1.0}
+    summary = json.loads(next(tmp_path.glob("t*.summary.json")).read_text())
+    assert summary["bin_by"] in ("subtask", "prompt", "answer")
+    # a negative prior: one line, exit 2, nothing written
+    capsys.readouterr()
+    rc = main(["stage2", "label", str(gen), "--out", str(tmp_path / "z.parquet"), "--target", "binned",
+               "--bin-by", "answer", "--prior-rows", "-1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--prior-rows" in err and not (tmp_path / "z.parquet").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,9 @@ def _run_label(args: argparse.Namespace) -> int:
     if args.bin_rows < 1:
         print(f"error: --bin-rows must be >= 1, got {args.bin_rows}", file=sys.stderr)
         return 2
+    if not (args.prior_rows >= 0 and math.isfinite(args.prior_rows)):
+        print(f"error: --prior-rows must be a finite number >= 0, got {args.prior_rows}", file=sys.stderr)
+        return 2
 
     output_file(args.out, "--out")
     if args.summary_dir is not None:
@@ -97,7 +101,8 @@ def _run_label(args: argparse.Namespace) -> int:
                             duplicates=args.duplicates,
                             pixel_bounds=None if args.processor_pixels else OFFICIAL_PIXEL_BOUNDS,
                             max_length=args.max_length or None, tokenizer=args.tokenizer,
-                            p_source=args.p_source, target=args.target, bin_rows=args.bin_rows)
+                            p_source=args.p_source, target=args.target, bin_rows=args.bin_rows,
+                            bin_by=args.bin_by, prior_rows=args.prior_rows)
     print_reject_counts(res)
     print(json.dumps({"parquet": str(res.out_path), "p_source": args.p_source, "target": args.target,
                       "kept": res.kept,
@@ -163,7 +168,17 @@ def _configure_label(p: argparse.ArgumentParser) -> None:
                         "bin of --bin-rows rows (histogram binning, made isotonic in p), an estimate of "
                         "P(correct | p) that a model can say back; Eq. 2 splits on a coin it cannot see")
     p.add_argument("--bin-rows", type=int, default=25, metavar="N",
-                   help="rows per bin of --target binned, per subtask (default 25)")
+                   help="rows per bin of --target binned, per group of --bin-by (default 25)")
+    p.add_argument("--bin-by", choices=("subtask", "prompt", "answer"), default="subtask",
+                   help="which rows share the bins of --target binned. subtask (default): one subtask's. "
+                        "prompt: the rows whose prompt offers the same candidate labels (what the model can "
+                        "tell apart: FI-8 and EmoSet-8 share one). answer: the rows of one prompt that answered "
+                        "the same label; the confidence follows the answer, so the model can look up that "
+                        "answer's precision. Each answer group is shrunk toward its prompt's accuracy by "
+                        "--prior-rows pseudo-rows")
+    p.add_argument("--prior-rows", type=float, default=2.0, metavar="M",
+                   help="pseudo-rows of the prompt's accuracy added to each bin with --bin-by answer, so a "
+                        "label answered twice does not get 0.00 or 1.00 (default 2; 0: none)")
     p.set_defaults(func=_run_label)
 
 
