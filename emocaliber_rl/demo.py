@@ -72,12 +72,20 @@ class DemoSizes:
     # the target: the paper's Eq. 2 ("eq2") or this project's "binned" (each bin's accuracy among
     # the scaffold's answers of one subtask, bins of `stage2_bin_rows` in order of p). Eq. 2 splits
     # on the sampled answer's correctness, which the tiny scaffold cannot foresee, so greedy decoding
-    # wrote one value for 87% of ID VER answers. More rows than any subtask has: one bin per
-    # subtask, its accuracy. Measured on one scaffold (docs/demo-world.md, "Stage 2's target"): ID
-    # VER ECE 0.231 -> 0.100, pooled AUC 0.552 -> 0.860; bins of 25 by p within a subtask taught
-    # nothing within it (AUC within 0.50) and lost pooled AUC (0.621)
+    # wrote one value for 87% of ID VER answers. More rows than any group has: one bin per group,
+    # its accuracy. Measured on one scaffold (docs/demo-world.md, "Stage 2's target"): ID VER ECE
+    # 0.231 -> 0.100, pooled AUC 0.552 -> 0.860; bins of 25 by p within a subtask taught nothing
+    # within it (AUC within 0.50) and lost pooled AUC (0.621)
     stage2_target: str = "binned"
     stage2_bin_rows: int = 1000
+    # which rows share a bin (`stage2 label --bin-by`): "answer", the rows of one prompt that
+    # answered the same label, shrunk toward the prompt's accuracy by `stage2_prior_rows`. The
+    # confidence follows the answer, so the cold-start can look up that answer's precision. Same
+    # scaffold, one bin per subtask -> per answer: ID VER AUC within a subtask 0.50 -> 0.78, Brier
+    # 0.122 -> 0.111, 2 -> 4 values; ID VSA AUC 0.50 -> 0.46 (FI-2 and WebEmo-2 share a prompt
+    # and stage 2 sees 57 FI-2 rows to 15 WebEmo-2; docs/demo-world.md, "Stage 2's target")
+    stage2_bin_by: str = "answer"
+    stage2_prior_rows: float = 2.0
     # keep the <answer> content out of the anchor (paper 4.7: stage 2 leaves the tokens that decide
     # the emotion alone)? Measured on the tiny model: the answers are forgotten (ID VER accuracy
     # 29.5% -> 0.5%, the answer tag filled with CoT words), so the anchor keeps them
@@ -245,6 +253,7 @@ class Demo:
         # OUT.rejects.jsonl (exit 3, written with rows left out)
         ctx.python("stage2", "label", str(gen), "--out", str(labelled), "--p-source", self.sizes.stage2_p_source,
                    "--target", self.sizes.stage2_target, "--bin-rows", str(self.sizes.stage2_bin_rows),
+                   "--bin-by", self.sizes.stage2_bin_by, "--prior-rows", str(self.sizes.stage2_prior_rows),
                    "--tokenizer", str(scaffold), *TINY_PIXELS, accept=(0, 3))
         import pyarrow.parquet as pq
 
@@ -363,7 +372,8 @@ class Demo:
         hist = self.data / "stage2.summary.png"
         if hist.exists():
             what = ("The Eq. 2 confidence targets" if self.sizes.stage2_target == "eq2" else
-                    "The confidence targets (`--target binned`, not the paper's Eq. 2: each bin's accuracy)")
+                    f"The confidence targets (`--target binned --bin-by {self.sizes.stage2_bin_by}`, not the "
+                    "paper's Eq. 2: each bin's accuracy)")
             lines += ["## Stage-2 targets", "", (f"{what} of the scaffold's answers "
                                                    f"(`{(self.data / 'stage2.summary.json').relative_to(self.out)}`):"), "",
                       f"![stage-2 targets]({hist.relative_to(self.out)})", ""]
