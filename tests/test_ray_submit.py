@@ -2,8 +2,8 @@
 127.0.0.1 with token authentication on (Ray 2.60's default, set explicitly here).
 
 The cluster gets its own temp dir, ports and token file, and every process it starts carries a
-marker in its environment; teardown kills exactly those processes (never `ray stop`, which stops
-every Ray cluster of the user on this machine)."""
+marker in its environment; teardown kills exactly those processes (tests/ray_cluster.py; never
+`ray stop`, which stops every Ray cluster of the user on this machine)."""
 
 from __future__ import annotations
 
@@ -12,53 +12,19 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from .conftest import REPO_ROOT
+from .ray_cluster import MARKER_VAR, free_port, marked_pids, stop_cluster
 
 pytestmark = pytest.mark.slow
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _marked_pids(marker: str) -> list[int]:
-    needle = f"EMOCALIBER_RAY_TEST={marker}".encode()
-    pids = []
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit() or int(proc_dir.name) == os.getpid():
-            continue
-        try:
-            if needle in (proc_dir / "environ").read_bytes().split(b"\0"):
-                pids.append(int(proc_dir.name))
-        except OSError:
-            continue
-    return pids
-
-
-def _stop_cluster(marker: str) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-        for pid in _marked_pids(marker):
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-        deadline = time.monotonic() + wait
-        while _marked_pids(marker) and time.monotonic() < deadline:
-            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -71,23 +37,23 @@ def ray_head():
     token_file = tmp / "auth_token"
     token_file.write_text(secrets.token_hex(32))
     token_file.chmod(0o600)
-    dashboard = _free_port()
-    env = {**os.environ, "EMOCALIBER_RAY_TEST": marker, "RAY_AUTH_MODE": "token",
+    dashboard = free_port()
+    env = {**os.environ, MARKER_VAR: marker, "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN_PATH": str(token_file), "RAY_USAGE_STATS_ENABLED": "0"}
     for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
         env.pop(key, None)
     cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-           f"--port={_free_port()}", f"--dashboard-port={dashboard}",
-           f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
+           f"--port={free_port()}", f"--dashboard-port={dashboard}",
+           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
            f"--temp-dir={tmp / 'ray'}", "--num-cpus=2", "--disable-usage-stats"]
     try:
         proc = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         yield {"address": f"http://127.0.0.1:{dashboard}", "env": env, "tmp": tmp, "marker": marker}
     finally:
-        _stop_cluster(marker)
+        stop_cluster(marker)
         shutil.rmtree(tmp, ignore_errors=True)
-    assert not _marked_pids(marker), "processes of the test cluster survived teardown"
+    assert not marked_pids(marker), "processes of the test cluster survived teardown"
 
 
 def test_submit_without_the_token_is_refused(ray_head: dict) -> None:

@@ -66,15 +66,20 @@ def test_every_stage_saves_during_the_run_with_a_bound() -> None:
     assert trainer("sft_profile/cpu.yaml")["save_freq"] == -1
 
 
+KILLED, LAST = 3, 4  # the step whose checkpoint the kill follows, the run's last step
+
+
 @pytest.mark.slow
 def test_stage1_killed_mid_run_resumes_from_last_saved_step(tiny_model_dir, tmp_path):
     data = _parquet(tmp_path)
     out = tmp_path / "ckpt"
-    # 8 steps of 2 rows (16 rows: one epoch), a checkpoint every 2 steps, the newest 2 kept
-    # (max_ckpt_to_keep from recipes/config/stage1_sft.yaml); killed after the step-6 checkpoint
+    # 4 steps of 2 rows, a checkpoint every step, the newest 2 kept (max_ckpt_to_keep from
+    # recipes/config/stage1_sft.yaml); killed after the step-3 checkpoint, the third saved, so the
+    # limit has deleted one; the rerun trains step 4 only (8 steps with a checkpoint every 2 checked
+    # the same at twice the training)
     cmd = ["bash", str(REPO_ROOT / "recipes" / "stage1_sft.sh"), "--profile", "cpu",
-           "--model", str(tiny_model_dir), "--train", str(data), "--out", str(out), "--steps", "8",
-           "data.train_batch_size=2", "data.micro_batch_size_per_gpu=2", "trainer.save_freq=2",
+           "--model", str(tiny_model_dir), "--train", str(data), "--out", str(out), "--steps", str(LAST),
+           "data.train_batch_size=2", "data.micro_batch_size_per_gpu=2", "trainer.save_freq=1",
            "trainer.balance_batch=False"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHON": sys.executable}
     env.pop("VERL_USE_EXTERNAL_MODULES", None)
@@ -85,7 +90,7 @@ def test_stage1_killed_mid_run_resumes_from_last_saved_step(tiny_model_dir, tmp_
         try:
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline and proc.poll() is None:
-                if tracker.is_file() and tracker.read_text().strip() == "6":
+                if tracker.is_file() and tracker.read_text().strip() == str(KILLED):
                     break
                 time.sleep(0.5)
             assert proc.poll() is None, "stage 1 ended before it was killed:\n" + log1.read_text()[-3000:]
@@ -97,9 +102,9 @@ def test_stage1_killed_mid_run_resumes_from_last_saved_step(tiny_model_dir, tmp_
                 _kill_tree(proc.pid)
             proc.wait()
     saved = int(tracker.read_text().strip())
-    assert saved == 6 and not (out / "global_step_8").exists()
-    # the limit of 2: the killed run deleted global_step_2 before it wrote global_step_6
-    assert sorted(p.name for p in out.glob("global_step_*")) == ["global_step_4", "global_step_6"]
+    assert saved == KILLED and not (out / f"global_step_{LAST}").exists()
+    # the limit of 2: the killed run deleted global_step_1 before it wrote global_step_3
+    assert sorted(p.name for p in out.glob("global_step_*")) == ["global_step_2", "global_step_3"]
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900, check=False)
     log = rerun.stdout + rerun.stderr
@@ -109,10 +114,10 @@ def test_stage1_killed_mid_run_resumes_from_last_saved_step(tiny_model_dir, tmp_
     said = [line for line in log.splitlines() if "checkpoint" in line.lower() or "resume" in line.lower()]
     assert f"Found latest checkpoint: {out / f'global_step_{saved}'} (step {saved})" in log, said
     steps = [int(s) for s in re.findall(r"step:(\d+) - ", log)]
-    assert steps and min(steps) == saved + 1 and max(steps) == 8, steps
-    assert tracker.read_text().strip() == "8"
+    assert steps and min(steps) == saved + 1 and max(steps) == LAST, steps
+    assert tracker.read_text().strip() == str(LAST)
     assert (out / "final_hf" / "config.json").is_file()
-    # veRL counts the checkpoints of the running process: the rerun wrote only step 8, so the
+    # veRL counts the checkpoints of the running process: the rerun wrote only step 4, so the
     # killed run's two stay beside it (docs/outputs-and-resume.md says so)
     kept = sorted(p.name for p in out.glob("global_step_*"))
-    assert kept == ["global_step_4", "global_step_6", "global_step_8"], kept
+    assert kept == ["global_step_2", "global_step_3", "global_step_4"], kept

@@ -40,6 +40,19 @@ def test_the_built_command_reaches_main_ppo(tmp_path: Path) -> None:
     assert argv[-2:] == ["data.seed=7", "trainer.test_freq=-1"]  # the caller's overrides win (last)
 
 
+def test_nodes_and_gpus_reach_main_ppo(tmp_path: Path) -> None:
+    # the two-node test run (tests/stage3_shared.py) asks for one worker on each of two nodes
+    cmd = stage3_command(model="m", train="t.parquet", val="v.parquet", out=tmp_path / "ckpt", nnodes=2,
+                         gpus_per_node=1)
+    assert cmd[-5:] == ["--nnodes", "2", "--gpus-per-node", "1", "--"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR")}
+    env["PYTHON"] = str(_recorder(tmp_path))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    argv = (tmp_path / "argv.txt").read_text().splitlines()
+    assert "trainer.nnodes=2" in argv and "trainer.n_gpus_per_node=1" in argv
+
+
 def test_defaults_leave_steps_and_experiment_to_the_recipe() -> None:
     cmd = stage3_command(model="m", train="t", val="v", out="o", profile="gpu")
     assert cmd[2:] == ["--profile", "gpu", "--model", "m", "--train", "t", "--val", "v", "--out", "o", "--"]

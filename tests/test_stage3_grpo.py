@@ -3,8 +3,9 @@
 two GRPO steps, with the paper's reward (reward_fns/emocaliber.py, preset paper), grpo_no_std,
 the KL loss against the reference model and every parameter trainable.
 
-The run is the one tests/test_stage3_rollout_parity.py reads too (tests/stage3_shared.py, session
-fixture ``stage3_colour_run``): one veRL/Ray/vLLM start for both modules in CI.
+The run is the one tests/test_stage3_rollout_parity.py and tests/test_multinode.py read too
+(tests/stage3_shared.py, session fixture ``stage3_colour_run``): one veRL/Ray/vLLM start for the
+three, submitted with recipes/submit_stage3.sh to a two-node Ray cluster on loopback.
 
 Why the tiny model is taught first: a random model never writes the answer tags, so every
 response would score the same floor (format 0, correct 0, log(0.01)), every advantage would be 0
@@ -102,7 +103,7 @@ def test_actor_weights_changed_and_checkpoint_loads(stage3_run: dict) -> None:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    ckpt = stage3_run["tmp"] / "ckpt"
+    ckpt = stage3_run["ckpt"]
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS)
     hf_dir = ckpt / "final_hf"
     assert hf_dir.resolve() == (ckpt / f"global_step_{STEPS}" / "actor" / "huggingface").resolve()
@@ -146,4 +147,5 @@ def test_validation_logs_calibration_metrics(stage3_run: dict) -> None:
         acc = sum(n_t[t] * m[f"val-aux/{t}/correct/mean@1"] for t in TASKS) / sum(n_t.values())
         assert m["val-calib/all/accuracy"] == pytest.approx(acc)
     assert "val-calib/all/ece" in stage3_run["log"]  # console tracker too
-    assert list((stage3_run["tmp"] / "tb").glob("events.out.tfevents.*"))  # and tensorboard
+    # and tensorboard, where recipes/submit_stage3.sh points TENSORBOARD_DIR (OUT/tensorboard_log)
+    assert list(stage3_run["tb"].glob("events.out.tfevents.*"))

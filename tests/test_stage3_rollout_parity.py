@@ -10,8 +10,9 @@ random pixel-normalisation buffers (``visual.input_norm``, not in the checkpoint
 so the rollouts saw near-zero images: validation accuracy 0.12-0.25 against 1.0 from ``eval run``,
 ``training/rollout_probs_diff_max`` 0.93. The recipe's ``load_format: auto`` fixes it.
 
-The recipe run is the one tests/test_stage3_grpo.py reads too (tests/stage3_shared.py, session
-fixture ``stage3_colour_run``): one veRL/Ray/vLLM start for both modules in CI. What that changes
+The recipe run is the one tests/test_stage3_grpo.py and tests/test_multinode.py read too
+(tests/stage3_shared.py, session fixture ``stage3_colour_run``, a Ray job on two loopback nodes):
+one veRL/Ray/vLLM start for the three in CI. What that changes
 here: the run trains 2 steps, not 1 (these checks read step 1, as before; the step-2 validation
 and checkpoint are the GRPO test's), and its validation set adds 4 images of each other subtask
 (WebEmo-2, Abstract-8, FI-2) to the 32 FI-8 images ``eval run`` answers, so the comparison reads
