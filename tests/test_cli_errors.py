@@ -172,7 +172,7 @@ def test_ctrl_c_in_cot_synthesize_is_one_line_and_exit_130(tmp_path: Path) -> No
     out = tmp_path / "synth.jsonl"
     cmd = [sys.executable, "-m", "emocaliber_rl.cli", "cot", "synthesize", str(manifest), "-o", str(out),
            "--base-url", "URL", "--model", "teacher", "--no-auth", "--concurrency", "2", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONFAULTHANDLER": "1"}
     # 0.5 s a request, 2 at a time: the rows take ~60 s, so a loaded machine still signals mid-run
     # (40 rows were all written before the signal twice, with a demo and a study sharing the 2 cores;
     # the test interrupts after the fifth row, so the length costs nothing on an idle machine)
@@ -186,7 +186,16 @@ def test_ctrl_c_in_cot_synthesize_is_one_line_and_exit_130(tmp_path: Path) -> No
             time.sleep(0.02)
         assert proc.poll() is None and out.read_text().count("\n") >= 5, "no 5 rows to interrupt after"
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # it failed this way in two full suites and never alone: SIGABRT makes the child's
+            # faulthandler (PYTHONFAULTHANDLER) print every thread's stack, so the failure says
+            # where the interrupt was lost, and how many rows it went on to write
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=60)
+            pytest.fail(f"no exit 60 s after SIGINT; {out.read_text().count(chr(10))} of {n_rows} rows written; "
+                        f"the child's stacks:\n{err.decode()[-6000:]}")
     assert proc.returncode == 130, err.decode()
     text = err.decode()
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
