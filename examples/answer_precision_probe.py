@@ -6,7 +6,8 @@ read as ``stage2 label`` reads it (answered label by the reward's grammar), and 
 :func:`emocaliber_rl.stage2.binned_accuracy` and :func:`emocaliber_rl.stage2.bin_group`, the code
 the command runs. Each key's values are then *applied to the scaffold's own test answers*
 (``eval/scaffold/samples.jsonl``): a test answer gets the value of its (prompt, answered label)
-group, or its prompt's accuracy when that label was never answered in stage 2. The table is what a
+group, or its prompt's accuracy when that label was never answered in stage 2 (answers naming no
+label form one group per prompt here; ``stage2 label`` keys them by their text). The table is what a
 cold-start would score if it said those values back perfectly (ECE, Brier, pooled AUC, AUC within
 subtasks, values on >= 5% of answers), per VECBench group, with evaluation/metrics.py's functions::
 
