@@ -438,6 +438,25 @@ def bin_group(row: dict[str, Any], pred: str, bin_by: str) -> tuple:
     return ("prompt", cands) if bin_by == "prompt" else ("prompt", cands, str(pred).strip().lower())
 
 
+def group_targets(groups: dict[tuple, list[tuple[str, float, bool]]], bin_rows: int, *,
+                  prior_rows: float = 0.0) -> dict[str, float]:
+    """The ``"binned"`` target (unrounded) of every member ``(id, p, correct)`` of ``groups``, keyed
+    by :func:`bin_group`: each group's :func:`binned_accuracy`, every bin with ``prior_rows``
+    pseudo-rows of the accuracy of its prompt's rows (the key's first two parts: a whole group
+    unless the key names an answer)."""
+    prompt_acc: dict[tuple, list[int]] = {}
+    for key, members in groups.items():
+        acc = prompt_acc.setdefault(key[:2], [0, 0])
+        acc[0] += sum(ok for _, _, ok in members)
+        acc[1] += len(members)
+    out: dict[str, float] = {}
+    for key, members in groups.items():
+        right, rows = prompt_acc[key[:2]]
+        accs = binned_accuracy([(p, ok) for _, p, ok in members], bin_rows, prior=(prior_rows, right / rows))
+        out.update((rid, a) for (rid, _, _), a in zip(members, accs))
+    return out
+
+
 def histogram(targets: Sequence[tuple[float, bool]]) -> list[dict[str, Any]]:
     """Counts per 0.1 bin ``[lo, hi)`` (the last bin holds 1.0), correct vs wrong.
 
@@ -601,17 +620,8 @@ def label_generations(
         groups: dict[tuple, list[tuple[str, float, bool]]] = {}
         for _, rid, row, t, _, _ in rows_kept(lambda _r: None):
             groups.setdefault(bin_group(row, t["pred"], bin_by), []).append((rid, t["p"], t["correct"]))
-        # "answer" groups shrink toward their prompt's accuracy (the group key's first two parts)
-        prompt_acc: dict[tuple, list[int]] = {}
-        for key, members in groups.items():
-            acc = prompt_acc.setdefault(key[:2], [0, 0])
-            acc[0] += sum(ok for _, _, ok in members)
-            acc[1] += len(members)
-        for key, members in groups.items():
-            right, rows = prompt_acc[key[:2]]
-            prior = (prior_rows, right / rows) if bin_by == "answer" else (0.0, 0.0)
-            accs = binned_accuracy([(p, ok) for _, p, ok in members], bin_rows, prior=prior)
-            binned.update((rid, round_confidence(a)) for (rid, _, _), a in zip(members, accs))
+        targets_of = group_targets(groups, bin_rows, prior_rows=prior_rows if bin_by == "answer" else 0.0)
+        binned = {rid: round_confidence(a) for rid, a in targets_of.items()}
 
     hist_in: list[tuple[float, bool]] = []
     rejects: list[dict[str, Any]] = []

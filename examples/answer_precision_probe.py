@@ -23,29 +23,25 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from emocaliber_rl.evaluation.metrics import brier_score, expected_calibration_error, roc_auc, within_group_auc
-from emocaliber_rl.stage2 import BIN_KEYS, bin_group, binned_accuracy, predicted_label
+from emocaliber_rl.stage2 import BIN_KEYS, bin_group, group_targets, predicted_label
 
 GROUPS = ("ID VER", "ID VSA", "OOD VER")
 
 
 def stage2_values(gen_path: Path, bin_by: str, prior_rows: float) -> tuple[dict, dict]:
     """(group key -> target, prompt key -> accuracy) over the stage-2 generations, one bin per group."""
-    groups: dict[tuple, list[bool]] = defaultdict(list)
-    for line in gen_path.read_text(encoding="utf-8").splitlines():
+    groups: dict[tuple, list[tuple[str, float, bool]]] = defaultdict(list)
+    for n, line in enumerate(gen_path.read_text(encoding="utf-8").splitlines()):
         row = json.loads(line)
         pred, _ = predicted_label(row["subtask"], row["response"], row.get("candidates"))
-        correct = pred is not None and pred == row["label"]
-        groups[bin_group(row, pred or "", bin_by)].append(correct)
+        groups[bin_group(row, pred or "", bin_by)].append((str(n), 0.0, pred is not None and pred == row["label"]))
+    targets = group_targets(groups, 1000, prior_rows=prior_rows if bin_by == "answer" else 0.0)
     prompt: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-    for key, oks in groups.items():
-        prompt[key[:2]][0] += sum(oks)
-        prompt[key[:2]][1] += len(oks)
-    acc = {k: right / rows for k, (right, rows) in prompt.items()}
-    values = {}
-    for key, oks in groups.items():
-        prior = (prior_rows, acc[key[:2]]) if bin_by == "answer" else (0.0, 0.0)
-        values[key] = binned_accuracy([(0.0, ok) for ok in oks], 1000, prior=prior)[0]
-    return values, acc
+    for key, members in groups.items():
+        prompt[key[:2]][0] += sum(ok for _, _, ok in members)
+        prompt[key[:2]][1] += len(members)
+    return ({key: targets[members[0][0]] for key, members in groups.items()},
+            {k: right / rows for k, (right, rows) in prompt.items()})
 
 
 def main() -> None:
