@@ -92,9 +92,10 @@ def test_recipe_command_and_dry_run(tmp_path: Path) -> None:
         assert want in cmd, want
     assert cmd[cmd.index("--steps") + 1] == "20"
     out = subprocess.run([sys.executable, "-m", "emocaliber_rl.cli", "study", "calibration", "--demo", str(tmp_path),
-                          "--out", str(tmp_path / "o"), "--steps", "60", "--dry-run"], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+                          "--out", str(tmp_path / "o"), "--steps", "60", "--kl", "0.1", "--dry-run"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(out) == 2 and "--steps 20" in out[0] and "--steps 60" in out[1]
+    assert all(" actor_rollout_ref.actor.kl_loss_coef=0.1 " in f"{line} " for line in out)
     assert "trainer.val_before_train=True" in out[0] and "trainer.val_before_train=False" in out[1]
     bad = subprocess.run([sys.executable, "-m", "emocaliber_rl.cli", "study", "calibration", "--demo", str(tmp_path),
                           "--out", str(tmp_path / "o"), "--go-step", "30", "--dry-run"], capture_output=True, text=True,

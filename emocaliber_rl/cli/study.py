@@ -47,7 +47,7 @@ def _run_calibration(args: argparse.Namespace) -> int:
 
     from emocaliber_rl.study.calibration import Settings, recipe_command, run_study
 
-    s = replace(Settings(), steps=args.steps, lr=args.lr, temperature=args.temperature,
+    s = replace(Settings(), steps=args.steps, lr=args.lr, temperature=args.temperature, kl=args.kl,
                 prompts_per_step=args.prompts, rollouts=args.rollouts, val_every=args.val_every, go_step=args.go_step)
     if s.go_step > s.steps or s.go_step % s.val_every:
         print(f"error: --go-step {s.go_step} must be a multiple of --val-every {s.val_every} and at most --steps "
@@ -125,6 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--lr", type=float, default=1e-4, help="actor learning rate (default 1e-4; the paper's 1e-6 moves "
                                                          "the tiny model by ~4e-6)")
     c.add_argument("--temperature", type=float, default=0.7, help="rollout temperature (default 0.7)")
+    c.add_argument("--kl", type=float, default=0.01, help="KL loss coefficient against the cold-start model "
+                                                         "(actor_rollout_ref.actor.kl_loss_coef; default 0.01)")
     c.add_argument("--prompts", type=int, default=8, help="prompts a step (default 8)")
     c.add_argument("--rollouts", type=int, default=4, help="rollouts a prompt (default 4)")
     c.add_argument("--val-every", type=int, default=20, help="validate and checkpoint every N steps (default 20)")
