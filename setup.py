@@ -10,7 +10,7 @@ Install profiles (extras):
   flash flash-attn, installed after torch without build isolation (recipes/install.sh gpu).
   cot   CoT synthesis and judging (`emocaliber cot`): the OpenAI SDK, uvloop, and aiohttp for the
         scripted local server of offline dry runs. Included in cpu, gpu and test.
-  test  pytest, hypothesis, scikit-learn (reference metrics), ruff, dashscope (Qwen's BPE ranks),
+  test  pytest (two workers: pytest-xdist), hypothesis, scikit-learn (reference metrics), ruff, dashscope (Qwen's BPE ranks),
         the YAML/Hydra readers the recipe tests use.
 tests/test_requirements.py checks these lists against what the code imports.
 """
@@ -108,6 +108,8 @@ FLASH = ["flash-attn==2.8.3"]
 TEST = [
     "pytest>=8",
     "pytest-timeout>=2.3",
+    # tests/pytest.ini runs the suite on two workers (-n 2 --dist loadgroup; tests/conftest.py)
+    "pytest-xdist>=3.5",
     "hypothesis>=6.100",
     "scikit-learn>=1.5",
     "ruff>=0.6",

@@ -18,6 +18,26 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+# The session fixtures that teach a model or run a recipe, the longest first. pytest.ini runs the
+# suite on two pytest-xdist workers with --dist loadgroup: every test that uses one of these is put
+# in that fixture's group, so the fixture runs once, on one worker, and those tests are collected
+# first, so the longest run starts at once while the other worker takes the rest. One process runs
+# at most ~0.85 of 2 cores (a serial suite: 1,719 s of CPU in 2,024 s), mostly waiting on Ray,
+# vLLM and subprocess start-ups, which the other worker now fills.
+SHARED_RUNS = ("stage3_colour_run", "stage1_train_run", "taught_scaffold_dir")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def group(item: pytest.Item) -> int:
+        return next((i for i, name in enumerate(SHARED_RUNS) if name in item.fixturenames), len(SHARED_RUNS))
+
+    for item in items:
+        if group(item) < len(SHARED_RUNS):
+            item.add_marker(pytest.mark.xdist_group(SHARED_RUNS[group(item)]))
+    items.sort(key=group)  # stable: the order inside each group and of the rest is kept
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """recipes/check_gpu_pins.sh runs tests under another transformers than the venv's: refuse to
     run them (and report passes) under any other than the one it asked for."""
@@ -62,6 +82,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from emocaliber_rl.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen25vl"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def taught_scaffold_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny model taught to answer in the response format (tests/inference_helpers.py's
+    teach_scaffold), shared by the inference-engine and ``eval run`` tests."""
+    from .inference_helpers import teach_scaffold
+
+    return teach_scaffold(tiny_model_dir, tmp_path_factory.mktemp("taught-scaffold"))
 
 
 @pytest.fixture(scope="session")

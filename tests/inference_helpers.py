@@ -1,7 +1,7 @@
 """Helpers for the inference / stage-2 / eval-run tests (not a test module itself).
 
-``taught_scaffold`` fine-tunes the tiny random Qwen2.5-VL for about a minute until it answers the
-Mikels-8 prompt (FI-8, EmoSet-8, Abstract-8, Artphoto-8 share it) with one fixed, well-formed
+``teach_scaffold`` (the session fixture ``taught_scaffold_dir`` of tests/conftest.py) fine-tunes
+the tiny random Qwen2.5-VL for about a minute until it answers the Mikels-8 prompt (FI-8, EmoSet-8, Abstract-8, Artphoto-8 share it) with one fixed, well-formed
 response naming ``amusement``: a real model with real probabilities that emits parseable
 ``<answer>`` blocks, which a random model never does. What it learns ignores the image, so its
 answer is right for amusement images and wrong for the others: both branches of Eq. 2 get
@@ -12,8 +12,6 @@ it also writes ``<confidence>0.80</confidence>``.
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from emocaliber_rl.prompts import SYSTEM_PROMPT, format_response, task_question
 
@@ -98,14 +96,3 @@ def teach_scaffold(base_dir: Path, out_dir: Path, *, steps: int = 100, lr: float
     proc.save_pretrained(out_dir)
     proc.tokenizer.save_pretrained(out_dir)
     return out_dir
-
-
-def taught_scaffold(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> Path:
-    """The taught model, built once per pytest session (cached under the session's basetemp,
-    so every test module that asks reuses it)."""
-    out = tmp_path_factory.getbasetemp() / "taught-scaffold"
-    if not (out / "config.json").is_file():
-        tmp = tmp_path_factory.getbasetemp() / "taught-scaffold.tmp"
-        teach_scaffold(base_dir, tmp)
-        tmp.rename(out)
-    return out

@@ -10,16 +10,11 @@ import pytest
 
 from emocaliber_rl.cli import main
 from tests.conftest import draw_image
-from tests.inference_helpers import TAUGHT_ANSWER, TAUGHT_CONFIDENCE, one_thread, taught_scaffold
+from tests.inference_helpers import TAUGHT_ANSWER, TAUGHT_CONFIDENCE, one_thread
 
 ROWS = [("FI-8", "amusement"), ("FI-8", "fear"), ("EmoSet-8", "amusement"), ("EmoSet-8", "awe"),
         ("Abstract-8", "sadness"), ("Abstract-8", "amusement"), ("Artphoto-8", "anger"),
         ("Artphoto-8", "contentment")]
-
-
-@pytest.fixture(scope="module")
-def taught(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    return taught_scaffold(tmp_path_factory, tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +36,16 @@ def _run(args: list[str]) -> int:
         return main(args)
 
 
-def _common(taught: Path, manifest: Path, out: Path) -> list[str]:
-    return ["eval", "run", "--backend", "hf", "--processor-pixels", "--model", str(taught), "--manifest", str(manifest),
+def _common(model: Path, manifest: Path, out: Path) -> list[str]:
+    return ["eval", "run", "--backend", "hf", "--processor-pixels", "--model", str(model), "--manifest", str(manifest),
             "--out", str(out), "--greedy", "--max-new-tokens", "64", "--batch-size", "3",
             "--dtype", "float32", "--no-progress"]
 
 
-def test_eval_run_rows_then_eval_score(taught: Path, manifest: Path, tmp_path: Path,
+def test_eval_run_rows_then_eval_score(taught_scaffold_dir: Path, manifest: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture) -> None:
     pred = tmp_path / "pred.jsonl"
-    assert _run(_common(taught, manifest, pred)) == 0
+    assert _run(_common(taught_scaffold_dir, manifest, pred)) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (stats["written"], stats["skipped"]) == (8, 0)
     rows = [json.loads(x) for x in pred.read_text().splitlines()]
@@ -70,7 +65,7 @@ def test_eval_run_rows_then_eval_score(taught: Path, manifest: Path, tmp_path: P
     assert any(r["conf_verb"] == TAUGHT_CONFIDENCE for r in rows)
 
     # rerun: everything is done already
-    assert _run(_common(taught, manifest, pred)) == 0
+    assert _run(_common(taught_scaffold_dir, manifest, pred)) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (stats["written"], stats["skipped"]) == (0, 8)
 
@@ -85,7 +80,7 @@ def test_eval_run_rows_then_eval_score(taught: Path, manifest: Path, tmp_path: P
     assert set(scores["tasks"]["FI-8"]["calibration"]) == {"verb", "ans", "avg"}
 
 
-def test_eval_run_confidence_prompt_switch(taught: Path, manifest: Path, tmp_path: Path) -> None:
+def test_eval_run_confidence_prompt_switch(taught_scaffold_dir: Path, manifest: Path, tmp_path: Path) -> None:
     from emocaliber_rl.inference.eval_run import eval_messages, read_eval_manifest
     from emocaliber_rl.prompts import task_question
 
@@ -96,7 +91,7 @@ def test_eval_run_confidence_prompt_switch(taught: Path, manifest: Path, tmp_pat
     assert eval_messages(row, False)[0] == {"role": "system", "content": row["system"]}
 
     plain = tmp_path / "plain.jsonl"
-    assert _run(_common(taught, manifest, plain) + ["--no-ask-confidence", "--limit", "3"]) == 0
+    assert _run(_common(taught_scaffold_dir, manifest, plain) + ["--no-ask-confidence", "--limit", "3"]) == 0
     rows = [json.loads(x) for x in plain.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["t0", "t1", "t2"]
     # without the request the taught model gives the stage-1 response: no confidence

@@ -26,23 +26,18 @@ from emocaliber_rl.inference import (
 from emocaliber_rl.inference.probs import answer_token_index
 from emocaliber_rl.prompts import SYSTEM_PROMPT, task_question
 from tests.conftest import draw_image
-from tests.inference_helpers import TAUGHT_ANSWER, one_thread, taught_scaffold
+from tests.inference_helpers import TAUGHT_ANSWER, one_thread
 
 
 @pytest.fixture(scope="module")
-def taught(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    return taught_scaffold(tmp_path_factory, tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def hf(taught: Path):
-    with make_engine("hf", taught, dtype="float32", device="cpu", pixel_bounds=None) as engine:
+def hf(taught_scaffold_dir: Path):
+    with make_engine("hf", taught_scaffold_dir, dtype="float32", device="cpu", pixel_bounds=None) as engine:
         yield engine
 
 
 @pytest.fixture(scope="module")
-def vllm(taught: Path):
-    with make_engine("vllm", taught, dtype="float32", max_model_len=1024, pixel_bounds=None) as engine:
+def vllm(taught_scaffold_dir: Path):
+    with make_engine("vllm", taught_scaffold_dir, dtype="float32", max_model_len=1024, pixel_bounds=None) as engine:
         yield engine
 
 

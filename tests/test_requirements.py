@@ -50,6 +50,7 @@ NOT_IMPORTED = {
     "dashscope": "ships qwen.tiktoken, which qwen_tokenizer.py reads by path, never importing it",
     "ruff": "a command-line tool (ruff check)",
     "pytest-timeout": "a pytest plug-in, loaded through its entry point (--timeout)",
+    "pytest-xdist": "a pytest plug-in, loaded through its entry point (tests/pytest.ini's -n 2)",
 }
 
 
