@@ -10,8 +10,8 @@ Install profiles (extras):
   flash flash-attn, installed after torch without build isolation (recipes/install.sh gpu).
   cot   CoT synthesis and judging (`emocaliber cot`): the OpenAI SDK, uvloop, and aiohttp for the
         scripted local server of offline dry runs. Included in cpu, gpu and test.
-  test  pytest (two workers: pytest-xdist), hypothesis, scikit-learn (reference metrics), ruff, dashscope (Qwen's BPE ranks),
-        the YAML/Hydra readers the recipe tests use.
+  test  pytest and pytest-xdist (the suite's two workers), hypothesis, scikit-learn (reference
+        metrics), ruff, dashscope (Qwen's BPE ranks), the YAML/Hydra readers the recipe tests use.
 tests/test_requirements.py checks these lists against what the code imports.
 """
 
@@ -106,7 +106,9 @@ GPU = [
 FLASH = ["flash-attn==2.8.3"]
 
 TEST = [
-    "pytest>=8",
+    # <9.2: pytest 9.2's structured node ids drop the "@group" pytest-xdist 3.8 appends, so --dist
+    # loadgroup silently splits groups (pytest-xdist#1386; tests/test_suite_workers.py checks it)
+    "pytest>=8,<9.2",
     "pytest-timeout>=2.3",
     # tests/pytest.ini runs the suite on two workers (-n 2 --dist loadgroup; tests/conftest.py)
     "pytest-xdist>=3.5",

@@ -27,15 +27,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_RUNS = ("stage3_colour_run", "stage1_train_run", "taught_scaffold_dir")
 
 
+def _shared_run(item: pytest.Item) -> int:
+    return next((i for i, name in enumerate(SHARED_RUNS) if name in item.fixturenames), len(SHARED_RUNS))
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def group(item: pytest.Item) -> int:
-        return next((i for i, name in enumerate(SHARED_RUNS) if name in item.fixturenames), len(SHARED_RUNS))
-
     for item in items:
-        if group(item) < len(SHARED_RUNS):
-            item.add_marker(pytest.mark.xdist_group(SHARED_RUNS[group(item)]))
-    items.sort(key=group)  # stable: the order inside each group and of the rest is kept
+        if _shared_run(item) < len(SHARED_RUNS):
+            item.add_marker(pytest.mark.xdist_group(SHARED_RUNS[_shared_run(item)]))
+    items.sort(key=_shared_run)  # stable: the order inside each group and of the rest is kept
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
