@@ -82,6 +82,8 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
 
     from emocaliber_rl.response_loss import response_loss
 
+    from .glibc_heap import big_blocks_kept
+
     torch.manual_seed(seed)
     rng = random.Random(seed)
     proc = AutoProcessor.from_pretrained(model_dir)
@@ -105,14 +107,15 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
     # forward and backward over ~400 response rows, 1.05 s with 2 threads against 1.43 s with one
     # on an idle 2-core machine; this runs alone in the test session (the stage-3 fixture's setup)
     width = max(n for *_, n in rows) + 96
-    for _ in range(steps):
-        picked = [rows[rng.randrange(len(rows))] for _ in range(batch)]
-        texts = [t + response(label, rng) + "<|im_end|>" for t, _, label, _ in picked]
-        enc = proc(text=texts, images=[[im] for _, im, _, _ in picked], return_tensors="pt",
-                   padding="max_length", max_length=width)
-        response_loss(model, enc, [n for *_, n in picked]).backward()
-        opt.step()
-        opt.zero_grad()
+    with big_blocks_kept():  # half the step's time was page faults (tests/glibc_heap.py)
+        for _ in range(steps):
+            picked = [rows[rng.randrange(len(rows))] for _ in range(batch)]
+            texts = [t + response(label, rng) + "<|im_end|>" for t, _, label, _ in picked]
+            enc = proc(text=texts, images=[[im] for _, im, _, _ in picked], return_tensors="pt",
+                       padding="max_length", max_length=width)
+            response_loss(model, enc, [n for *_, n in picked]).backward()
+            opt.step()
+            opt.zero_grad()
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     return out_dir

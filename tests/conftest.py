@@ -14,13 +14,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# glibc hands every freed block above its mmap threshold (32 MiB at most) back to the kernel, so the
-# tiny model's big tensors (logits over Qwen's 151,936 words: ~240 MB a teaching step) are
-# page-faulted in afresh each time: a colour-model teaching step took 0.94 s, 0.48 s with these two
-# (20 steps, idle; a serial suite spent 420 s of its 1,719 s of CPU in the kernel). Set before the
-# xdist workers start, so they and every process the tests launch inherit them.
-os.environ.setdefault("MALLOC_MMAP_MAX_", "0")  # big blocks from the heap, reused once freed
-os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 40))  # and the heap's free top kept
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -58,6 +58,7 @@ def teach_scaffold(base_dir: Path, out_dir: Path, *, steps: int = 100, lr: float
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from tests.conftest import draw_image
+    from tests.glibc_heap import big_blocks_kept
 
     torch.manual_seed(0)
     proc = AutoProcessor.from_pretrained(base_dir)
@@ -82,7 +83,7 @@ def teach_scaffold(base_dir: Path, out_dir: Path, *, steps: int = 100, lr: float
         pools.append(pool)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    with one_thread():
+    with one_thread(), big_blocks_kept():  # tests/glibc_heap.py: the logits' pages kept between steps
         for step in range(steps):
             opt.zero_grad()
             for pool in pools:
