@@ -4,9 +4,11 @@
 glibc hands every freed block above its mmap threshold (32 MiB at most) back to the kernel, so
 the teaching's big tensors (the tiny model's logits over Qwen's 151,936 words: ~240 MB a step)
 are page-faulted in afresh every step. With mmap off and the heap's free top kept, a
-colour-model teaching step took 0.48 s instead of 0.94 s (20 steps, idle, 2 cores). Set through
-``mallopt`` for the teaching only, then restored and trimmed: as environment variables for the
-whole suite (every worker, Ray, vLLM) the machine's memory in use reached 21 of 23 GiB.
+colour-model teaching step took 0.59 s instead of 0.94 s (20 steps, idle, 2 cores; 0.48 s with the
+same settings as MALLOC_* variables from the process's start). Set through ``mallopt`` for the
+teaching only, then restored and trimmed: as environment variables for the whole suite (every
+worker, Ray, vLLM) the memory in use reached 21 of 23 GiB and Ray's memory monitor killed the
+stage-3 job.
 """
 
 from __future__ import annotations
