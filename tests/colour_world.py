@@ -105,7 +105,8 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
     model.train()
     # torch's own thread count (every core), not one thread: the step is the output layer's
     # forward and backward over ~400 response rows, 1.05 s with 2 threads against 1.43 s with one
-    # on an idle 2-core machine; this runs alone in the test session (the stage-3 fixture's setup)
+    # on an idle 2-core machine, before big_blocks_kept (0.59 s with it); the stage-3 fixture's
+    # setup, while the other xdist worker runs the rest of the suite
     width = max(n for *_, n in rows) + 96
     with big_blocks_kept():  # half the step's time was page faults (tests/glibc_heap.py)
         for _ in range(steps):

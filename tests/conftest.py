@@ -34,8 +34,8 @@ def _shared_run(item: pytest.Item) -> int:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _shared_run(item) < len(SHARED_RUNS):
-            item.add_marker(pytest.mark.xdist_group(SHARED_RUNS[_shared_run(item)]))
+        if (run := _shared_run(item)) < len(SHARED_RUNS):
+            item.add_marker(pytest.mark.xdist_group(SHARED_RUNS[run]))
     items.sort(key=_shared_run)  # stable: the order inside each group and of the rest is kept
 
 

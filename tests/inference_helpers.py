@@ -1,8 +1,8 @@
 """Helpers for the inference / stage-2 / eval-run tests (not a test module itself).
 
 ``teach_scaffold`` (the session fixture ``taught_scaffold_dir`` of tests/conftest.py) fine-tunes
-the tiny random Qwen2.5-VL for about a minute until it answers the Mikels-8 prompt (FI-8, EmoSet-8, Abstract-8, Artphoto-8 share it) with one fixed, well-formed
-response naming ``amusement``: a real model with real probabilities that emits parseable
+the tiny random Qwen2.5-VL for about a minute until it answers the Mikels-8 prompt (FI-8,
+EmoSet-8, Abstract-8, Artphoto-8 share it) with one fixed, well-formed response naming ``amusement``: a real model with real probabilities that emits parseable
 ``<answer>`` blocks, which a random model never does. What it learns ignores the image, so its
 answer is right for amusement images and wrong for the others: both branches of Eq. 2 get
 exercised by real generations. Asked for a confidence (the prompt ``--ask-confidence`` builds)
