@@ -28,6 +28,12 @@ SHARED_RUNS = ("stage3_colour_run", "stage1_train_run", "taught_scaffold_dir")
 
 
 def _shared_run(item: pytest.Item) -> int:
+    # a test that starts a Ray cluster of its own joins the stage-3 run's group: the stage-3 job
+    # alone holds up to ~18 of the 23 GiB here (two vLLM replicas, two FSDP ranks, veRL's actors)
+    # and a second cluster ~5 more, past the 95% at which Ray's memory monitor kills workers; in CI
+    # at 477789f the two overlapped and the job hung in its step-2 weight sync until its timeout
+    if item.get_closest_marker("ray_cluster"):
+        return 0
     return next((i for i, name in enumerate(SHARED_RUNS) if name in item.fixturenames), len(SHARED_RUNS))
 
 

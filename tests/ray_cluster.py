@@ -105,6 +105,44 @@ def two_node_cluster(num_cpus: int = 8, num_gpus: int = 1) -> Iterator[dict]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# what a raylet writes when it kills a worker (Ray 2.60's raylet binary: "%d worker(s) were killed
+# due to the node running low on memory"; the memory monitor's own lines)
+KILL_WORDS = ("low on memory", "memory monitor", "killing worker", "outofmemory")
+
+
+def _text(out: str | bytes | None) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
+
+
+def run_job(cmd: list[str], cluster: dict, log_path: Path, timeout: float, cwd: Path,
+            expect_failure: bool = False) -> tuple[int, str]:
+    """Run a job command (``submit_stage*.sh``) against ``cluster``; returns its exit status (-9
+    when it ran past ``timeout`` and was killed) and its output, which is also written to
+    ``log_path`` whatever happened. When it fails unexpectedly, the cluster's Ray logs, which teardown deletes,
+    are copied to ``log_path``'s folder (``ray_logs/``) and the raylets' lines about killed
+    workers (Ray's memory monitor) are appended to the output: a job that hangs because a worker
+    was killed otherwise leaves nothing to read."""
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=cluster["env"], capture_output=True, text=True, timeout=timeout,
+                              check=False)
+        rc, log = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, log = -9, _text(e.stdout) + _text(e.stderr) + f"\n[run_job] killed after {timeout:g} s\n"
+    if rc != 0 and not expect_failure:
+        kept = log_path.parent / "ray_logs"
+        kills = []
+        for session in sorted((cluster["tmp"] / "ray").glob("session_2*")):
+            shutil.copytree(session / "logs", kept / session.name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.sock"))
+            for raylet in sorted((session / "logs").glob("raylet*.out")):
+                kills += [f"{raylet.name}: {ln}" for ln in raylet.read_text(errors="replace").splitlines()
+                          if any(k in ln.lower() for k in KILL_WORDS)]
+        log += f"\n[run_job] Ray logs kept in {kept}; raylet lines on killed workers: {len(kills)}\n"
+        log += "".join(f"  {ln}\n" for ln in kills[-20:])
+    log_path.write_text(log)
+    return rc, log
+
+
 def list_state(kind: str, gcs: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     """``ray list KIND`` (nodes, actors) of the cluster at ``gcs`` as JSON."""
     return subprocess.run([str(ray_bin()), "list", kind, "--address", gcs, "--format", "json", *extra],

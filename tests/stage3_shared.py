@@ -215,12 +215,9 @@ def run(tmp: Path, tiny_model_dir: Path) -> dict:
         cluster_s = time.monotonic() - t0
         cmd[2:2] = ["--address", cluster["address"]]
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=cluster["env"], check=False, capture_output=True, text=True,
-                              timeout=1500)
+        rc, log = ray_cluster.run_job(cmd, cluster, tmp / "run.log", timeout=1500, cwd=REPO_ROOT)
         run_s = time.monotonic() - t0
-        log = proc.stdout + proc.stderr
-        (tmp / "run.log").write_text(log)
-        assert proc.returncode == 0, log[-6000:]
+        assert rc == 0, log[-6000:]
         # read while the cluster is up: the two-node test checks where veRL placed its workers
         nodes = ray_cluster.list_state("nodes", cluster["gcs"], cluster["env"])
         actors = ray_cluster.list_state("actors", cluster["gcs"], cluster["env"], "--limit", "10000", "--detail")

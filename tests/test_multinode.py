@@ -26,7 +26,7 @@ import pytest
 
 from emocaliber_rl.stage3_command import stage3_command
 from tests.conftest import REPO_ROOT, draw_image
-from tests.ray_cluster import free_port, marked_pids, two_node_cluster
+from tests.ray_cluster import free_port, marked_pids, run_job, two_node_cluster
 from tests.stage1_shared import N_STEPS, command, metrics
 from tests.stage1_shared import env as stage1_env
 
@@ -120,6 +120,7 @@ def _records(tmp: Path, n: int, offset: int):
     return out
 
 
+@pytest.mark.ray_cluster
 def test_submit_check_compares_every_node(tiny_model_dir, tmp_path) -> None:
     """`submit_stage3.sh --check -- RECIPE_ARGS` on a head and a second raylet: one task per node
     runs the recipe's dry run and fingerprints the paths; the same files on both nodes give one
@@ -132,21 +133,19 @@ def test_submit_check_compares_every_node(tiny_model_dir, tmp_path) -> None:
     out = tmp_path / "ckpt"
 
     with two_node_cluster(num_cpus=2) as cluster:
-        def check(val_path: Path) -> subprocess.CompletedProcess:
-            return subprocess.run(
+        def check(val_path: Path, name: str, expect_failure: bool = False) -> tuple[int, str]:
+            return run_job(
                 ["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", cluster["address"],
                  "--profile", "cpu", "--python", sys.executable, "--check", "--",
                  *stage3_command(model=tiny_model_dir, train=train, val=val_path, out=out, nnodes=2,
                                  gpus_per_node=1)[2:]],
-                cwd=REPO_ROOT, env=cluster["env"], capture_output=True, text=True, timeout=900, check=False)
+                cluster, tmp_path / name, timeout=900, cwd=REPO_ROOT, expect_failure=expect_failure)
 
-        good = check(val)
-        bad = check(tmp_path / "no_such_val.parquet")
+        good_rc, log = check(val, "good.log")
+        bad_rc, bad_log = check(tmp_path / "no_such_val.parquet", "bad.log", expect_failure=True)
     assert not marked_pids(cluster["marker"]), "processes of the test cluster survived teardown"
 
-    log = good.stdout + good.stderr
-    (tmp_path / "good.log").write_text(log)
-    assert good.returncode == 0, log[-6000:]
+    assert good_rc == 0, log[-6000:]
     assert "cluster_check: 2 alive nodes" in log
     header = next(ln for ln in log.splitlines() if ln.startswith("item "))
     assert header.split()[-1] == "verdict" and header.count("node") == 2, header
@@ -165,9 +164,8 @@ def test_submit_check_compares_every_node(tiny_model_dir, tmp_path) -> None:
     workers = re.findall(r"^EMOCALIBER_PLUGIN_STATE worker ", log, re.MULTILINE)
     assert len(workers) == 2
 
-    log = bad.stdout + bad.stderr
-    (tmp_path / "bad.log").write_text(log)
-    assert bad.returncode != 0, log[-6000:]
+    log = bad_log
+    assert bad_rc != 0, log[-6000:]
     missing = f"--val {tmp_path / 'no_such_val.parquet'}"
     assert re.search(rf"^{re.escape(missing)}\s+missing\s+missing\s+FAILS$", log, re.MULTILINE), log[-6000:]
     assert re.search(r"^dry run\s+exit 2\s+exit 2\s+FAILS$", log, re.MULTILINE), log[-6000:]

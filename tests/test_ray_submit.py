@@ -22,7 +22,7 @@ import pytest
 from .conftest import REPO_ROOT
 from .ray_cluster import MARKER_VAR, free_port, marked_pids, stop_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 
