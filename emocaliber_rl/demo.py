@@ -33,6 +33,13 @@ RECIPES = REPO_ROOT / "recipes"
 # its CPU training relies on): the demo's exports and inference keep them instead of the
 # official release's 200704..451584 that the commands apply by default.
 TINY_PIXELS = ("--processor-pixels",)
+# glibc hands every freed block above its mmap threshold back to the kernel, so each training or
+# decoding step's logits over Qwen's 151,936 words are page-faulted in afresh. Kept in the heap
+# (no mmap for big blocks, no trimming), the demo ran in 19.8 min of stage time instead of 22.9
+# with the same figures (docs/demo-world.md, "Where the minutes go"); every stage's processes
+# inherit the variables. The demo alone stays near 6 GiB in use; the test suite, two workers of Ray
+# and vLLM at once, does not set them. A value the user has set wins.
+KEPT_HEAP_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 @dataclass(frozen=True)
 class DemoSizes:

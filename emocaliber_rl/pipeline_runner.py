@@ -32,13 +32,14 @@ class StageContext:
     out: Path
     log_path: Path
     outputs: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # added to every command's environment
 
     def run(self, cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
             timeout: float | None = None, accept: tuple[int, ...] = (0,)) -> None:
         """Run ``cmd``, appending its output to the stage log; raise :class:`StageFailed` on an exit
         code not in ``accept`` (``(0, 3)`` for a command whose rows left out are expected, such as
         a filter: 3 is "written, with rows left out")."""
-        full_env = {**os.environ, **(env or {})}
+        full_env = {**os.environ, **self.env, **(env or {})}
         with self.log_path.open("a", encoding="utf-8") as log:
             log.write(f"\n$ {shlex.join(map(str, cmd))}\n")
             log.flush()
@@ -82,8 +83,9 @@ def save_state(out: Path, state: dict[str, Any]) -> None:
 
 
 def run_pipeline(stages: Sequence[Stage], out: Path, *, resume: bool = False,
-                 echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``stages`` in order; returns the state (per stage: seconds, outputs)."""
+                 echo: Callable[[str], None] = print, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``stages`` in order, ``env`` added to the environment of every command they run;
+    returns the state (per stage: seconds, outputs)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     state = load_state(out) if resume else {"stages": {}}
@@ -96,7 +98,7 @@ def run_pipeline(stages: Sequence[Stage], out: Path, *, resume: bool = False,
             echo(f"[{i}/{total}] {stage.name}: done earlier ({state['stages'][stage.name]['seconds']:.1f} s), skipped")
             continue
         echo(f"[{i}/{total}] {stage.name}: {stage.description} ...")
-        ctx = StageContext(stage.name, out, out / "logs" / f"{stage.name}.log")
+        ctx = StageContext(stage.name, out, out / "logs" / f"{stage.name}.log", env=dict(env or {}))
         ctx.log_path.write_text("", encoding="utf-8")
         start = time.perf_counter()
         stage.fn(ctx)

@@ -41,3 +41,25 @@ def test_resume_skips_finished_stages_and_failure_names_the_stage(tmp_path):
     assert state["stages"]["second"]["done"] and state["stages"]["first"]["outputs"] == {"x": "1"}
     assert any("first: done earlier" in line and "skipped" in line for line in lines)
     assert all(s["seconds"] >= 0 for s in state["stages"].values())
+
+
+def test_pipeline_env_reaches_every_command_and_a_commands_own_env_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOCALIBER_TEST_OUTER", "kept")
+    code = "import os; print(*(os.environ.get(k) for k in ('EMOCALIBER_TEST_OUTER', 'A', 'B')))"
+
+    def show(ctx):
+        ctx.run([sys.executable, "-c", code])
+        ctx.run([sys.executable, "-c", code], env={"B": "own"})
+
+    run_pipeline([Stage("show", "prints its environment", show)], tmp_path / "out", echo=lambda m: None,
+                 env={"A": "pipeline", "B": "pipeline"})
+    printed = [ln for ln in (tmp_path / "out" / "logs" / "show.log").read_text().splitlines() if ln.startswith("kept")]
+    assert printed == ["kept pipeline pipeline", "kept pipeline own"]
+
+
+def test_demo_stages_keep_big_blocks_unless_told_or_already_set():
+    from emocaliber_rl.cli.demo import stage_env
+
+    assert stage_env(False, {}) == {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1099511627776"}
+    assert stage_env(False, {"MALLOC_MMAP_MAX_": "65536"}) == {"MALLOC_TRIM_THRESHOLD_": "1099511627776"}
+    assert stage_env(True, {}) == {}
