@@ -35,10 +35,10 @@ RECIPES = REPO_ROOT / "recipes"
 TINY_PIXELS = ("--processor-pixels",)
 # glibc hands every freed block above its mmap threshold back to the kernel, so each training or
 # decoding step's logits over Qwen's 151,936 words are page-faulted in afresh. Kept in the heap
-# (no mmap for big blocks, no trimming), the demo ran in 19.8 min of stage time instead of 22.9
-# with the same figures (docs/demo-world.md, "Where the minutes go"); every stage's processes
-# inherit the variables. The demo alone stays near 6 GiB in use; the test suite, two workers of Ray
-# and vLLM at once, does not set them. A value the user has set wins.
+# (no mmap for big blocks, no trimming), the demo's stage-1 recipe ran in 0.913 of the time (paired
+# A/B; docs/demo-world.md, "Where the minutes go") with the same cold-start figures; every stage's
+# processes inherit the variables. The demo peaked at 11.8 of 23 GiB in use with them; the test
+# suite, two workers of Ray and vLLM at once, does not set them. A value the user has set wins.
 KEPT_HEAP_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 @dataclass(frozen=True)

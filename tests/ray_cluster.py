@@ -118,10 +118,10 @@ def run_job(cmd: list[str], cluster: dict, log_path: Path, timeout: float, cwd: 
             expect_failure: bool = False) -> tuple[int, str]:
     """Run a job command (``submit_stage*.sh``) against ``cluster``; returns its exit status (-9
     when it ran past ``timeout`` and was killed) and its output, which is also written to
-    ``log_path`` whatever happened. When it fails unexpectedly, the cluster's Ray logs, which teardown deletes,
-    are copied to ``log_path``'s folder (``ray_logs/``) and the raylets' lines about killed
-    workers (Ray's memory monitor) are appended to the output: a job that hangs because a worker
-    was killed otherwise leaves nothing to read."""
+    ``log_path`` whatever happened. When it fails unexpectedly, the cluster's Ray logs (which
+    teardown deletes) are copied to ``log_path``'s folder (``ray_logs/``) and the raylets' lines
+    about killed workers (Ray's memory monitor) are appended to the output: a job that hangs
+    because a worker was killed otherwise leaves nothing to read."""
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=cluster["env"], capture_output=True, text=True, timeout=timeout,
                               check=False)

@@ -63,5 +63,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--glibc-defaults", action="store_true",
                    help="run the stages with glibc's own malloc settings; by default they run with "
                         "MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_=2^40 (freed big blocks kept in each "
-                        "process's heap: 19.8 instead of 22.9 min, same figures) unless already set")
+                        "process's heap: stage 1 in 0.91 of the time) unless already set")
     p.set_defaults(func=_run)
