@@ -7,6 +7,7 @@ per worker, and this test says so."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -67,3 +68,35 @@ def test_each_shared_run_on_one_worker_and_first(tmp_path: Path) -> None:
     assert workers["test_stage3"] != workers["test_stage1"], workers
     # the free tests are spread: the worker holding a group does not take them all
     assert len(workers["test_free"]) == 2, workers
+
+
+GROUPS_OF = '''
+import json, sys
+import pytest
+
+class Grab:
+    def pytest_collection_finish(self, session):
+        self.groups = {i.nodeid: [m.args[0] for m in i.iter_markers("xdist_group")] for i in session.items}
+
+grab = Grab()
+rc = pytest.main(["--collect-only", "-q", "-n", "0", *sys.argv[1:]], plugins=[grab])
+print("GROUPS " + json.dumps(grab.groups))
+sys.exit(rc)
+'''
+
+
+def test_tests_with_a_ray_cluster_of_their_own_run_in_the_stage3_group() -> None:
+    """A test marked ray_cluster (its own Ray cluster, ~5 GiB) joins the stage-3 run's group, so it
+    never runs beside the stage-3 job (~18 GiB) on the other worker; an unmarked test stays free."""
+    files = ["test_ray_submit.py", "test_multinode.py", "test_pipeline_runner.py"]
+    proc = subprocess.run([sys.executable, "-c", GROUPS_OF, *files], cwd=REPO_ROOT / "tests", capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    groups = next(json.loads(ln[7:]) for ln in proc.stdout.splitlines() if ln.startswith("GROUPS "))
+    stage3 = [SHARED_RUNS[0]]
+    assert groups["test_ray_submit.py::test_submit_without_the_token_is_refused"] == stage3
+    assert groups["test_ray_submit.py::test_submit_stage3_check_job_succeeds_with_token"] == stage3
+    assert groups["test_multinode.py::test_submit_check_compares_every_node"] == stage3
+    assert groups["test_multinode.py::test_stage3_on_a_two_node_ray_cluster"] == stage3
+    assert groups["test_multinode.py::test_stage1_torchrun_across_two_node_ranks"] == ["stage1_train_run"]
+    assert all(not g for node, g in groups.items() if node.startswith("test_pipeline_runner.py"))
