@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO_ROOT
-from .ray_cluster import MARKER_VAR, free_port, marked_pids, stop_cluster
+from .ray_cluster import MARKER_VAR, free_port, marked_pids, run_job, stop_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 
@@ -64,15 +64,14 @@ def test_submit_without_the_token_is_refused(ray_head: dict) -> None:
     assert "auth" in (proc.stdout + proc.stderr).lower()
 
 
-def test_submit_stage3_check_job_succeeds_with_token(ray_head: dict) -> None:
+def test_submit_stage3_check_job_succeeds_with_token(ray_head: dict, tmp_path: Path) -> None:
     sub_id = f"emocaliber-check-{uuid.uuid4().hex[:8]}"
     # the loss-rows plug-in's switch, set on the submitting machine, must reach the job's workers
     env = {**ray_head["env"], "EMOCALIBER_LOSS_ROWS": "0"}
-    proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", ray_head["address"],
-                           "--profile", "cpu", "--submission-id", sub_id, "--check"],
-                          cwd=REPO_ROOT, env=env, check=False, capture_output=True, text=True, timeout=400)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-5000:]
+    rc, out = run_job(["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", ray_head["address"],
+                       "--profile", "cpu", "--submission-id", sub_id, "--check"],
+                      {**ray_head, "env": env}, tmp_path / "check.log", timeout=400, cwd=REPO_ROOT)
+    assert rc == 0, out[-5000:]
     # the job's own output lines (ray job submit also echoes the entrypoint's source)
     states = {m.group(1): json.loads(m.group(2))
               for m in re.finditer(r"^EMOCALIBER_PLUGIN_STATE (driver|worker) (\{.*\})$", out, re.MULTILINE)}
