@@ -100,3 +100,16 @@ def test_tests_with_a_ray_cluster_of_their_own_run_in_the_stage3_group() -> None
     assert groups["test_multinode.py::test_stage3_on_a_two_node_ray_cluster"] == stage3
     assert groups["test_multinode.py::test_stage1_torchrun_across_two_node_ranks"] == ["stage1_train_run"]
     assert all(not g for node, g in groups.items() if node.startswith("test_pipeline_runner.py"))
+
+
+def test_torch_runs_one_thread_here_and_in_a_child():
+    """tests/conftest.py sets OMP_NUM_THREADS=1 before torch is imported, for this worker and
+    everything it starts (subprocesses, Ray clusters, vLLM servers): torch's default, a thread per
+    core, is what made the suite's processes spin against each other."""
+    import torch
+
+    assert torch.get_num_threads() == 1
+    child = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           capture_output=True, text=True, timeout=120, check=True)
+    assert child.stdout.strip() == "1"
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
