@@ -103,10 +103,11 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
         rows.append((text, image, row["reward_model"]["ground_truth"], n_prompt))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
-    # torch's own thread count (every core), not one thread: the step is the output layer's
-    # forward and backward over ~400 response rows, 1.05 s with 2 threads against 1.43 s with one
-    # on an idle 2-core machine, before big_blocks_kept (0.59 s with it); the stage-3 fixture's
-    # setup, while the other xdist worker runs the rest of the suite
+    # the thread count the process was given: one in the suite (tests/conftest.py sets
+    # OMP_NUM_THREADS=1, as the other xdist worker keeps the second core busy). The step is the
+    # output layer's forward and backward over ~400 response rows: alone on an idle 2-core machine
+    # two threads are faster (1.05 s against 1.43 s a step, before big_blocks_kept), beside another
+    # busy process they spin (docs/measurements.md, "torch threads")
     width = max(n for *_, n in rows) + 96
     with big_blocks_kept():  # half the step's time was page faults (tests/glibc_heap.py)
         for _ in range(steps):
