@@ -8,8 +8,8 @@ Every process is started in its own session and its whole group is killed at the
 happens (nothing else on the machine is touched).
 
 Stage 3 on a two-node Ray cluster on loopback reads the shared stage-3 run (tests/stage3_shared.py),
-which is that cluster's job; `submit_stage3.sh --check` starts its own small two-node cluster
-(tests/ray_cluster.py, the same helper) for a job that trains nothing."""
+which is that cluster's job; `submit_stage3.sh --check` on a two-node cluster of its own (the same
+helper, tests/ray_cluster.py) is in tests/test_ray_submit.py."""
 
 from __future__ import annotations
 
@@ -18,15 +18,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from emocaliber_rl.stage3_command import stage3_command
-from tests.conftest import REPO_ROOT, draw_image
-from tests.ray_cluster import free_port, marked_pids, run_job, two_node_cluster
+from tests.ray_cluster import free_port
 from tests.stage1_shared import N_STEPS, command, metrics
 from tests.stage1_shared import env as stage1_env
 
@@ -98,76 +94,3 @@ def test_stage3_on_a_two_node_ray_cluster(stage3_colour_run: dict) -> None:
     assert len(alive) == 2
     worker_nodes = {a["node_id"] for a in json.loads(actors.stdout) if "WorkerDict" in (a.get("class_name") or "")}
     assert worker_nodes == alive, (worker_nodes, alive)  # one FSDP/vLLM worker per node
-
-
-# --- `submit_stage3.sh --check` on a two-node Ray cluster on loopback -----------------------------
-
-# the check's records (FI-8, WebEmo-2, Abstract-8, FI-2: all three VECBench groups)
-RECORD_TASKS = ["FI-8", "WebEmo-2", "Abstract-8", "FI-2"]
-
-
-def _records(tmp: Path, n: int, offset: int):
-    from emocaliber_rl.data.records import Record
-    from emocaliber_rl.taxonomy import get_subtask
-
-    out = []
-    for i in range(n):
-        task = RECORD_TASKS[i % len(RECORD_TASKS)]
-        labels = get_subtask(task).labels
-        path = tmp / f"img{offset + i}.png"
-        draw_image(offset + i, size=(84, 84)).save(path)
-        out.append(Record.make(str(offset + i), task, path, labels[(i // len(RECORD_TASKS)) % len(labels)]))
-    return out
-
-
-@pytest.mark.ray_cluster
-def test_submit_check_compares_every_node(tiny_model_dir, tmp_path) -> None:
-    """`submit_stage3.sh --check -- RECIPE_ARGS` on a head and a second raylet: one task per node
-    runs the recipe's dry run and fingerprints the paths; the same files on both nodes give one
-    table of `ok` rows and exit 0, a --val that no node has gives FAILS and a non-zero exit."""
-    from emocaliber_rl.data.exports import export_rl_stage3
-
-    train = export_rl_stage3(_records(tmp_path, 4, 0), tmp_path / "train.parquet", pixel_bounds=None).path
-    val = export_rl_stage3(_records(tmp_path, 2, 100), tmp_path / "val.parquet", split="test",
-                           pixel_bounds=None).path
-    out = tmp_path / "ckpt"
-
-    with two_node_cluster(num_cpus=2) as cluster:
-        def check(val_path: Path, name: str, expect_failure: bool = False) -> tuple[int, str]:
-            return run_job(
-                ["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", cluster["address"],
-                 "--profile", "cpu", "--python", sys.executable, "--check", "--",
-                 *stage3_command(model=tiny_model_dir, train=train, val=val_path, out=out, nnodes=2,
-                                 gpus_per_node=1)[2:]],
-                cluster, tmp_path / name, timeout=900, cwd=REPO_ROOT, expect_failure=expect_failure)
-
-        good_rc, log = check(val, "good.log")
-        bad_rc, bad_log = check(tmp_path / "no_such_val.parquet", "bad.log", expect_failure=True)
-    assert not marked_pids(cluster["marker"]), "processes of the test cluster survived teardown"
-
-    assert good_rc == 0, log[-6000:]
-    assert "cluster_check: 2 alive nodes" in log
-    header = next(ln for ln in log.splitlines() if ln.startswith("item "))
-    assert header.split()[-1] == "verdict" and header.count("node") == 2, header
-    table = log[log.index(header):].splitlines()[2:]
-    verdicts = {}
-    for line in table:
-        if line.startswith("cluster_check:"):
-            break
-        verdicts[line.split("  ")[0]] = line.split()[-1]
-    assert verdicts == {"dry run": "ok", "veRL plug-ins": "ok", "--python": "ok", "repo": "ok",
-                        f"--model {tiny_model_dir}": "ok", f"--train {train}": "ok", f"--val {val}": "ok",
-                        f"--out {out}": "ok", "--out shared": "ok"}, table
-    assert "cluster_check: every node sees the same paths" in log
-    assert not list(out.glob(".emocaliber-check-*"))  # the token is removed
-    # one plug-in state per node, from the job's working_dir copy, not this checkout
-    workers = re.findall(r"^EMOCALIBER_PLUGIN_STATE worker ", log, re.MULTILINE)
-    assert len(workers) == 2
-
-    log = bad_log
-    assert bad_rc != 0, log[-6000:]
-    missing = f"--val {tmp_path / 'no_such_val.parquet'}"
-    assert re.search(rf"^{re.escape(missing)}\s+missing\s+missing\s+FAILS$", log, re.MULTILINE), log[-6000:]
-    assert re.search(r"^dry run\s+exit 2\s+exit 2\s+FAILS$", log, re.MULTILINE), log[-6000:]
-    assert "no_such_val.parquet: no such file" in log
-    assert "cluster_check: the nodes do not agree: dry run, " in log

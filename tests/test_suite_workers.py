@@ -95,8 +95,8 @@ def test_tests_with_a_ray_cluster_of_their_own_run_in_the_stage3_group() -> None
     groups = next(json.loads(ln[7:]) for ln in proc.stdout.splitlines() if ln.startswith("GROUPS "))
     stage3 = [SHARED_RUNS[0]]
     assert groups["test_ray_submit.py::test_submit_without_the_token_is_refused"] == stage3
-    assert groups["test_ray_submit.py::test_submit_stage3_check_job_succeeds_with_token"] == stage3
-    assert groups["test_multinode.py::test_submit_check_compares_every_node"] == stage3
+    assert groups["test_ray_submit.py::test_submit_check_compares_every_node"] == stage3
+    assert groups["test_ray_submit.py::test_submit_check_fails_on_a_path_no_node_has"] == stage3
     assert groups["test_multinode.py::test_stage3_on_a_two_node_ray_cluster"] == stage3
     assert groups["test_multinode.py::test_stage1_torchrun_across_two_node_ranks"] == ["stage1_train_run"]
     assert all(not g for node, g in groups.items() if node.startswith("test_pipeline_runner.py"))
