@@ -45,16 +45,48 @@ def marked_pids(marker: str) -> list[int]:
     return pids
 
 
+def _with_descendants(pids: list[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for proc_dir in Path("/proc").iterdir():
+        if proc_dir.name.isdigit():
+            try:
+                stat = (proc_dir / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(proc_dir.name))
+    found, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def stop_cluster(marker: str) -> None:
-    """SIGTERM, then SIGKILL, the marked processes, waiting a few seconds after each."""
+    """SIGTERM, then SIGKILL, the marked processes and every descendant of theirs, waiting a few
+    seconds after each. Descendants too: a raylet's dashboard and runtime-env agents rename
+    themselves (``ray::DashboardAgent``), which overwrites the start of their environment, the
+    marker included, and once the raylet is gone they are orphans nothing else finds."""
+    targets = _with_descendants(marked_pids(marker))
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-        for pid in marked_pids(marker):
+        targets |= _with_descendants(marked_pids(marker))
+        for pid in targets:
             try:
                 os.kill(pid, sig)
             except OSError:
                 pass
         deadline = time.monotonic() + wait
-        while marked_pids(marker) and time.monotonic() < deadline:
+        while any(_alive(p) for p in targets) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 

@@ -44,3 +44,37 @@ def test_a_passing_job_keeps_no_ray_logs_and_an_expected_failure_neither(tmp_pat
     rc, log = run_job([sys.executable, "-c", "raise SystemExit(3)"], cluster, tmp_path / "c.log", timeout=60,
                       cwd=tmp_path)
     assert rc == 3 and KILLED in log and (tmp_path / "ray_logs").is_dir()
+
+
+def test_stop_cluster_also_stops_a_descendant_that_lost_the_marker() -> None:
+    """A raylet's agents rename themselves (``ray::DashboardAgent``), which overwrites the start of
+    their environment and the marker with it; they outlived the two-node clusters' teardown until
+    stop_cluster took the marked processes' descendants too. Here the child starts with an empty
+    environment: no marker at all."""
+    import os
+    import subprocess
+    import time
+    import uuid
+
+    from tests.ray_cluster import MARKER_VAR, _alive, _with_descendants, stop_cluster
+
+    marker = uuid.uuid4().hex
+    code = "import subprocess, time; subprocess.Popen(['sleep', '300'], env={}); time.sleep(300)"
+    parent = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, MARKER_VAR: marker},
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_with_descendants([parent.pid])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = (_with_descendants([parent.pid]) - {parent.pid}).pop()
+        assert MARKER_VAR.encode() not in Path(f"/proc/{child}/environ").read_bytes()
+        stop_cluster(marker)
+        parent.wait(timeout=10)
+        time.sleep(0.5)
+        assert not _alive(child) or Path(f"/proc/{child}/stat").read_text().split(") ")[1].startswith("Z")
+    finally:
+        if _alive(parent.pid):
+            os.killpg(parent.pid, 9)
+        for pid in _with_descendants([parent.pid]):
+            if _alive(pid):
+                os.kill(pid, 9)
