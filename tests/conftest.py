@@ -17,9 +17,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # One torch thread in every process the suite starts (this worker, its subprocesses, the Ray
 # clusters and their vLLM servers inherit it): two xdist workers and the stage-3 job's processes
 # already keep both cores busy, and an OpenMP team of two in each process spins at its barriers
-# while the other core runs someone else. Two colour-model teachings side by side, 40 steps each:
-# 152 s and 137 CPU-s each with torch's default two threads, 61 s and 60 CPU-s with one
-# (docs/measurements.md). vLLM's CPU worker would otherwise pin a team of every core
+# while the other core runs someone else: two training processes side by side finish in 0.57 of
+# the time with one thread each (benchmarks/bench_contended_threads.py, docs/measurements.md),
+# and the suite took 1,794 s instead of 2,243. vLLM's CPU worker would otherwise pin a team of every core
 # (VLLM_CPU_OMP_THREADS_BIND=auto); `nobind` leaves it OMP_NUM_THREADS.
 for _var, _value in (("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("VLLM_CPU_OMP_THREADS_BIND", "nobind")):
     os.environ.setdefault(_var, _value)

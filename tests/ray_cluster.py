@@ -77,7 +77,7 @@ def stop_cluster(marker: str) -> None:
     seconds after each. Descendants too: a raylet's dashboard and runtime-env agents rename
     themselves (``ray::DashboardAgent``), which overwrites the start of their environment, the
     marker included, and once the raylet is gone they are orphans nothing else finds."""
-    targets = _with_descendants(marked_pids(marker))
+    targets: set[int] = set()
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
         targets |= _with_descendants(marked_pids(marker))
         for pid in targets:
