@@ -2,8 +2,8 @@
 
 Each cluster gets its own temp dir, ports and token file (token authentication on, Ray 2.60's
 default, set explicitly), and every process it starts carries a marker in its environment;
-teardown kills exactly those processes (never `ray stop`, which stops every Ray cluster of the
-user on this machine)."""
+teardown kills exactly those processes and their descendants (never `ray stop`, which stops every
+Ray cluster of the user on this machine)."""
 
 from __future__ import annotations
 

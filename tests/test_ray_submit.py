@@ -7,8 +7,8 @@ token, then `submit_stage3.sh --check -- RECIPE_ARGS` twice, once with files eve
 once with a --val that no node has. The check trains nothing: one Ray task pinned to each node runs
 the recipe's dry run and fingerprints the paths (emocaliber_rl/cluster_check.py). The cluster gets
 its own temp dir, ports and token file, and every process it starts carries a marker in its
-environment; teardown kills exactly those processes (never `ray stop`, which stops every Ray
-cluster of the user on this machine)."""
+environment; teardown kills exactly those processes and their descendants (never `ray stop`, which
+stops every Ray cluster of the user on this machine)."""
 
 from __future__ import annotations
 
