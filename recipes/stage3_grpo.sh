@@ -70,7 +70,7 @@ RAY_AUTH_TOKEN_PATH, RAY_AUTH_MODE; see the README).
 Environment the script sets (and, outside a Ray job, forwards to every Ray worker through
 ray_kwargs.ray_init.runtime_env): VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins,
 EMOCALIBER_FREEZE_MODULES= (empty: the vision tower trains), with --profile cpu VERL_PLATFORM=cpu
-(and EMOCALIBER_LOSS_ROWS when set: 0 runs the output layer over every token, veRL's own path),
+and VLLM_ENABLE_V1_MULTIPROCESSING=0 (vLLM in its engine-core process; and EMOCALIBER_LOSS_ROWS when set: 0 runs the output layer over every token, veRL's own path),
 with --profile gpu/gpu-sdpa EMOCALIBER_HF_DTYPE=bfloat16 (the checkpoints' HF copy in bf16; set it
 empty to keep veRL's fp32 copy).
 USAGE
@@ -113,8 +113,10 @@ env_names=(VERL_USE_EXTERNAL_MODULES EMOCALIBER_FREEZE_MODULES)
 
 profile_overrides=()
 if [[ "$profile" == cpu ]]; then
-  export VERL_PLATFORM=cpu WANDB_MODE="${WANDB_MODE:-disabled}"
-  env_names+=(VERL_PLATFORM WANDB_MODE)
+  # VLLM_ENABLE_V1_MULTIPROCESSING=0: vLLM's CPU platform keeps the profile's one-process executor
+  # (recipes/config/grpo_profile/cpu.yaml, rollout.engine_kwargs) only with it
+  export VERL_PLATFORM=cpu WANDB_MODE="${WANDB_MODE:-disabled}" VLLM_ENABLE_V1_MULTIPROCESSING=0
+  env_names+=(VERL_PLATFORM WANDB_MODE VLLM_ENABLE_V1_MULTIPROCESSING)
   # the loss-rows plug-in's off switch (verl_plugins/loss_rows.py), when set, reaches every worker
   [[ -z "${EMOCALIBER_LOSS_ROWS+set}" ]] || env_names+=(EMOCALIBER_LOSS_ROWS)
   gpus="${gpus:-1}"

@@ -148,6 +148,42 @@ def taught_model(tiny_model_dir: Path, train: Path, teach: Path, tmp: Path) -> P
     return model
 
 
+def submit_checks(cluster: dict, recipe_args: list[str], val: Path, tmp: Path) -> dict:
+    """What the cluster answers before the stage-3 job (tests/test_ray_submit.py reads it): a
+    submission with a wrong token; ``submit_stage3.sh --check`` on the job's own recipe arguments
+    (with ``--submission-id``, and ``EMOCALIBER_LOSS_ROWS=0`` set on the submitting side, which must
+    reach the check's workers); the job server's status of that check; and the check again with a
+    ``--val`` no node has. The checks train nothing: one Ray task pinned to each node runs the
+    recipe's dry run and fingerprints the paths (emocaliber_rl/cluster_check.py)."""
+    import secrets
+    import uuid
+
+    res: dict = {"missing": tmp / "no_such_val.parquet", "id": f"emocaliber-check-{uuid.uuid4().hex[:8]}"}
+    # a wrong token wins over the token file
+    wrong = {**cluster["env"], "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    res["refused"] = subprocess.run([str(ray_cluster.ray_bin()), "job", "submit", "--address", cluster["address"],
+                                     "--", "python", "-c", "print(1)"], env=wrong, check=False, capture_output=True,
+                                    text=True, timeout=120)
+
+    def check(args: list[str], name: str, *extra: str, expect_failure: bool = False) -> tuple[int, str]:
+        env = {**cluster["env"], "EMOCALIBER_LOSS_ROWS": "0"}
+        return ray_cluster.run_job(
+            ["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", cluster["address"],
+             "--profile", "cpu", "--python", sys.executable, *extra, "--check", "--", *args],
+            {**cluster, "env": env}, tmp / name, timeout=900, cwd=REPO_ROOT, expect_failure=expect_failure)
+
+    res["good"] = check(recipe_args, "check-good.log", "--submission-id", res["id"])
+    # the job server's own record of the check (Ray's SDK, authenticated by the same token file)
+    code = ("import sys; from ray.job_submission import JobSubmissionClient; "
+            "print('STATUS', JobSubmissionClient(sys.argv[1]).get_job_status(sys.argv[2]).value)")
+    res["status"] = subprocess.run([sys.executable, "-c", code, cluster["address"], res["id"]], env=cluster["env"],
+                                   check=False, capture_output=True, text=True, timeout=120)
+    bad_args = [str(res["missing"]) if a == str(val) else a for a in recipe_args]
+    assert bad_args != recipe_args, recipe_args
+    res["bad"] = check(bad_args, "check-bad.log", expect_failure=True)
+    return res
+
+
 def run(tmp: Path, tiny_model_dir: Path) -> dict:
     """Teach the colour model, answer the FI-8 validation images with ``eval run`` (HF, greedy),
     then run the stage-3 recipe once as a Ray job on two nodes; returns what the tests read."""
@@ -213,6 +249,9 @@ def run(tmp: Path, tiny_model_dir: Path) -> dict:
     t0 = time.monotonic()
     with ray_cluster.two_node_cluster() as cluster:
         cluster_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        submit = submit_checks(cluster, recipe_args, val, tmp)
+        check_s = time.monotonic() - t0
         cmd[2:2] = ["--address", cluster["address"]]
         t0 = time.monotonic()
         rc, log = ray_cluster.run_job(cmd, cluster, tmp / "run.log", timeout=1500, cwd=REPO_ROOT)
@@ -226,10 +265,11 @@ def run(tmp: Path, tiny_model_dir: Path) -> dict:
     steps = steps_of(records)
     acc_eval = sum(p["pred"] == p["label"] for p in preds) / max(len(preds), 1)
     print(f"stage-3 test run: teach {teach_s:.1f} s, eval run {eval_s:.1f} s, two-node Ray cluster up "
-          f"{cluster_s:.1f} s, stage-3 job {run_s:.1f} s; "
+          f"{cluster_s:.1f} s, submissions and checks {check_s:.1f} s, stage-3 job {run_s:.1f} s; "
           f"accuracy eval run {acc_eval:.3f}, rollouts {steps[0].get(f'val-aux/{world.TASK}/correct/mean@1')}; "
           f"step 1 training/rollout_probs_diff_max {steps.get(1, {}).get('training/rollout_probs_diff_max')}, "
           f"correct {steps.get(1, {}).get('reward_extra/correct/mean')}; log {tmp / 'run.log'}")
     return {"tmp": tmp, "initial": model, "log": log, "records": records, "steps": steps, "preds": preds,
             "ckpt": out, "tb": out / "tensorboard_log", "nodes": nodes, "actors": actors, "survivors": survivors,
+            "submit": submit, "cluster_tmp": cluster["tmp"], "train": train, "val": val,
             "n_val": len(val_recs), "n_val_per_task": {t: sum(r.subtask == t for r in val_recs) for t in TASKS}}

@@ -8,8 +8,8 @@ Every process is started in its own session and its whole group is killed at the
 happens (nothing else on the machine is touched).
 
 Stage 3 on a two-node Ray cluster on loopback reads the shared stage-3 run (tests/stage3_shared.py),
-which is that cluster's job; `submit_stage3.sh --check` on a two-node cluster of its own (the same
-helper, tests/ray_cluster.py) is in tests/test_ray_submit.py."""
+which is that cluster's job; the token refusal and `submit_stage3.sh --check` sent to the same cluster
+before the job are read by tests/test_ray_submit.py."""
 
 from __future__ import annotations
 

@@ -165,7 +165,9 @@ def test_submit_ships_without_the_checkpoint_folder(tmp_path: Path, submit_bin: 
     assert runtime_env["working_dir"] == str(root) and "/ckpt/" in runtime_env["excludes"]
     assert runtime_env["env_vars"] == {"VERL_USE_EXTERNAL_MODULES": "emocaliber_rl.verl_plugins",
                                        "PYTHON": str(submit_bin / "python"), "EMOCALIBER_FREEZE_MODULES": "",
-                                       "VERL_PLATFORM": "cpu", "TENSORBOARD_DIR": "/shared/out/tensorboard_log"}
+                                       "VERL_PLATFORM": "cpu", "TENSORBOARD_DIR": "/shared/out/tensorboard_log",
+                                       # stage 3's CPU profile: vLLM's model in its engine-core process
+                                       "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     assert argv[argv.index("--") + 1:][:3] == ["bash", "recipes/stage3_grpo.sh", "--profile"]
     # what Ray would zip from this runtime_env holds no checkpoint byte
     assert not any(n.startswith("ckpt/") for n in _ray_zip_names(root, runtime_env["excludes"]))

@@ -2,95 +2,31 @@
 (a head and a second raylet, tests/ray_cluster.py) with token authentication on (Ray 2.60's
 default, set explicitly there).
 
-One cluster serves every test here (the module fixture ``checked``): a submission with a wrong
-token, then `submit_stage3.sh --check -- RECIPE_ARGS` twice, once with files every node has and
-once with a --val that no node has. The check trains nothing: one Ray task pinned to each node runs
-the recipe's dry run and fingerprints the paths (emocaliber_rl/cluster_check.py). The cluster gets
-its own temp dir, ports and token file, and every process it starts carries a marker in its
-environment; teardown kills exactly those processes and their descendants (never `ray stop`, which
-stops every Ray cluster of the user on this machine)."""
+The cluster is the shared stage-3 run's (tests/stage3_shared.py): before the stage-3 job it is
+sent a submission with a wrong token, then `submit_stage3.sh --check -- RECIPE_ARGS` twice, once
+with the job's own arguments (files every node has) and once with a --val that no node has
+(``submit_checks``). The check trains nothing: one Ray task pinned to each node runs the recipe's
+dry run and fingerprints the paths (emocaliber_rl/cluster_check.py). That the cluster's processes
+are all gone after teardown is tests/test_multinode.py's check of the same run."""
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
-import subprocess
-import sys
-import uuid
-from pathlib import Path
 
 import pytest
 
-from emocaliber_rl.stage3_command import stage3_command
+from .conftest import REPO_ROOT
 
-from .conftest import REPO_ROOT, draw_image
-from .ray_cluster import marked_pids, ray_bin, run_job, two_node_cluster
-
-pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
-
-# the check's records (FI-8, WebEmo-2, Abstract-8, FI-2: all three VECBench groups)
-RECORD_TASKS = ["FI-8", "WebEmo-2", "Abstract-8", "FI-2"]
-
-
-def _records(tmp: Path, n: int, offset: int):
-    from emocaliber_rl.data.records import Record
-    from emocaliber_rl.taxonomy import get_subtask
-
-    out = []
-    for i in range(n):
-        task = RECORD_TASKS[i % len(RECORD_TASKS)]
-        labels = get_subtask(task).labels
-        path = tmp / f"img{offset + i}.png"
-        draw_image(offset + i, size=(84, 84)).save(path)
-        out.append(Record.make(str(offset + i), task, path, labels[(i // len(RECORD_TASKS)) % len(labels)]))
-    return out
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def checked(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """What the cluster answered: the refused submission, the two check jobs (exit status and
-    output), the job server's status of the first, and the paths they were given."""
-    from emocaliber_rl.data.exports import export_rl_stage3
-
-    tmp = tmp_path_factory.mktemp("ray-submit")
-    train = export_rl_stage3(_records(tmp, 4, 0), tmp / "train.parquet", pixel_bounds=None).path
-    val = export_rl_stage3(_records(tmp, 2, 100), tmp / "val.parquet", split="test", pixel_bounds=None).path
-    out = tmp / "ckpt"
-    sub_id = f"emocaliber-check-{uuid.uuid4().hex[:8]}"
-    res: dict = {"train": train, "val": val, "out": out, "missing": tmp / "no_such_val.parquet"}
-
-    with two_node_cluster(num_cpus=2) as cluster:
-        res["cluster_tmp"] = cluster["tmp"]
-        # a wrong token wins over the token file
-        wrong = {**cluster["env"], "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-        res["refused"] = subprocess.run([str(ray_bin()), "job", "submit", "--address", cluster["address"], "--",
-                                         "python", "-c", "print(1)"], env=wrong, check=False, capture_output=True,
-                                        text=True, timeout=120)
-
-        def check(val_path: Path, name: str, *extra: str, expect_failure: bool = False) -> tuple[int, str]:
-            # the loss-rows plug-in's switch, set on the submitting machine, must reach the job's workers
-            env = {**cluster["env"], "EMOCALIBER_LOSS_ROWS": "0"}
-            return run_job(
-                ["bash", str(REPO_ROOT / "recipes" / "submit_stage3.sh"), "--address", cluster["address"],
-                 "--profile", "cpu", "--python", sys.executable, *extra, "--check", "--",
-                 *stage3_command(model=tiny_model_dir, train=train, val=val_path, out=out, nnodes=2,
-                                 gpus_per_node=1)[2:]],
-                {**cluster, "env": env}, tmp / name, timeout=900, cwd=REPO_ROOT, expect_failure=expect_failure)
-
-        res["good"] = check(val, "good.log", "--submission-id", sub_id)
-        # the job server's own record of the job (Ray's SDK, authenticated by the same token file)
-        code = ("import sys; from ray.job_submission import JobSubmissionClient; "
-                "print('STATUS', JobSubmissionClient(sys.argv[1]).get_job_status(sys.argv[2]).value)")
-        res["status"] = subprocess.run([sys.executable, "-c", code, cluster["address"], sub_id], env=cluster["env"],
-                                       check=False, capture_output=True, text=True, timeout=120)
-        res["bad"] = check(res["missing"], "bad.log", expect_failure=True)
-    res["survivors"] = marked_pids(cluster["marker"])
-    return res
-
-
-def test_cluster_stopped_whole(checked: dict) -> None:
-    assert not checked["survivors"], "processes of the test cluster survived teardown"
+def checked(stage3_colour_run: dict) -> dict:
+    """What the cluster answered (``submit_checks``), with the paths the checks were given."""
+    run = stage3_colour_run
+    return {**run["submit"], "model": run["initial"], "train": run["train"], "val": run["val"], "out": run["ckpt"],
+            "cluster_tmp": run["cluster_tmp"]}
 
 
 def test_submit_without_the_token_is_refused(checked: dict) -> None:
@@ -99,7 +35,7 @@ def test_submit_without_the_token_is_refused(checked: dict) -> None:
     assert "auth" in (proc.stdout + proc.stderr).lower()
 
 
-def test_submit_check_compares_every_node(tiny_model_dir: Path, checked: dict) -> None:
+def test_submit_check_compares_every_node(checked: dict) -> None:
     """The same files on both nodes give one table of `ok` rows and exit 0."""
     rc, log = checked["good"]
     assert rc == 0, log[-6000:]
@@ -114,7 +50,7 @@ def test_submit_check_compares_every_node(tiny_model_dir: Path, checked: dict) -
         verdicts[line.split("  ")[0]] = line.split()[-1]
     train, val, out = checked["train"], checked["val"], checked["out"]
     assert verdicts == {"dry run": "ok", "veRL plug-ins": "ok", "--python": "ok", "repo": "ok",
-                        f"--model {tiny_model_dir}": "ok", f"--train {train}": "ok", f"--val {val}": "ok",
+                        f"--model {checked['model']}": "ok", f"--train {train}": "ok", f"--val {val}": "ok",
                         f"--out {out}": "ok", "--out shared": "ok"}, table
     assert "cluster_check: every node sees the same paths" in log
     assert not list(out.glob(".emocaliber-check-*"))  # the token is removed

@@ -95,16 +95,30 @@ def _job_config(script: str, args: list[str], **extra_env: str) -> dict:
     return yaml.safe_load("\n".join(lines[start:]))
 
 
+# stage 2's confidence mask as a command line sets it (value only, Eq. 3 without the tags): the
+# section veRL hands ConfidenceOnlySFTDataset (tests/test_confidence_sft_dataset.py builds each
+# mask; tests/test_confidence_sft_recipe.py trains on the default one)
+VALUE_ONLY = {"data.confidence_mask.include_open_tag": False, "data.confidence_mask.include_close_tag": False,
+              "data.confidence_mask.include_end_of_turn": False}
+
+
 # gpu-sdpa: the GPU composition without flash-attn, which `--profile gpu` requires installed
-@pytest.mark.parametrize(("script", "args", "stage"), [
-    ("stage2_sft.sh", ["--model", "m", "--train", "t.parquet", "--nproc", "1", "--profile", "gpu-sdpa"], "stage2_sft"),
+@pytest.mark.parametrize(("script", "args", "stage", "keys"), [
+    ("stage2_sft.sh", ["--model", "m", "--train", "t.parquet", "--nproc", "1", "--profile", "gpu-sdpa"], "stage2_sft",
+     VALUE_ONLY),
     ("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet",
-                        "--gpus-per-node", "1", "--profile", "gpu-sdpa"], "stage3_grpo"),
+                        "--gpus-per-node", "1", "--profile", "gpu-sdpa"], "stage3_grpo", {}),
 ])
-def test_recipe_preset_flag_reaches_verls_composed_config(script: str, args: list[str], stage: str) -> None:
-    cfg = _job_config(script, [*args, "--preset", "official"])
+def test_recipe_preset_flag_reaches_verls_composed_config(script: str, args: list[str], stage: str,
+                                                          keys: dict) -> None:
+    cfg = _job_config(script, [*args, "--preset", "official", *(f"{k}={str(v).lower()}" for k, v in keys.items())])
     for key, value in EXPECTED[(stage, "official")].items():
         assert _get(cfg, key) == value, key
+    for key, value in keys.items():
+        assert _get(cfg, key) is value, key
+    if stage == "stage2_sft":  # the keys a command line leaves alone keep the stage config's values
+        assert _get(cfg, "data.confidence_mask.include_response") is False
+        assert _get(cfg, "data.custom_cls.name") == "ConfidenceOnlySFTDataset"
     if stage == "stage3_grpo":
         # the reward preset follows --preset unless given
         assert cfg["reward"]["custom_reward_function"]["reward_kwargs"] == {"preset": "official"}
@@ -128,6 +142,7 @@ CPU_KEYS = {
     "stage3_grpo.sh": {"trainer.device": "cpu", "actor_rollout_ref.actor.strategy": "fsdp2",
                        "actor_rollout_ref.rollout.enable_sleep_mode": False,
                        "actor_rollout_ref.rollout.dtype": "float32", "actor_rollout_ref.rollout.n": 4,
+                       "actor_rollout_ref.rollout.engine_kwargs.vllm.distributed_executor_backend": "uni",
                        "transfer_queue.backend.SimpleStorage.num_data_storage_units": 1,
                        "actor_rollout_ref.ref.fsdp_config.mixed_precision": {
                            "param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"},
@@ -167,4 +182,6 @@ def test_cpu_recipe_forwards_the_loss_rows_switch_to_ray_workers(switch: str | N
         os.environ.update(env_keep)
     env_vars = _get(cfg, "ray_kwargs.ray_init.runtime_env.env_vars")
     assert env_vars["VERL_PLATFORM"] == "cpu"
+    # without it vLLM's CPU platform turns the profile's `uni` executor back into `mp`
+    assert env_vars["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     assert env_vars.get("EMOCALIBER_LOSS_ROWS") == switch

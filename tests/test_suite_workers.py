@@ -48,6 +48,11 @@ def test_stage1(through_another, i):
 @pytest.mark.parametrize("i", range(6))
 def test_free(i):
     time.sleep(0.2)
+
+@pytest.mark.ray_cluster
+@pytest.mark.parametrize("i", range(1))
+def test_own_cluster(i):  # a Ray cluster of its own: never beside the stage-3 job
+    time.sleep(0.2)
 '''
 
 
@@ -61,11 +66,14 @@ def test_each_shared_run_on_one_worker_and_first(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ran = re.findall(r"^\[(gw\d)\] .*PASSED test_groups\.py::(test_\w+)\[(\d)\]", proc.stdout, re.MULTILINE)
-    assert len(ran) == 12, proc.stdout[-3000:]
-    workers = {name: {w for w, n, _ in ran if n == name} for name in ("test_stage3", "test_stage1", "test_free")}
+    assert len(ran) == 13, proc.stdout[-3000:]
+    workers = {name: {w for w, n, _ in ran if n == name}
+               for name in ("test_stage3", "test_stage1", "test_free", "test_own_cluster")}
     assert len(workers["test_stage3"]) == 1 and len(workers["test_stage1"]) == 1, workers
     # the two groups start at once, one on each worker (neither waits behind the other)
     assert workers["test_stage3"] != workers["test_stage1"], workers
+    # a test marked ray_cluster runs on the stage-3 run's worker, not beside it
+    assert workers["test_own_cluster"] == workers["test_stage3"], workers
     # the free tests are spread: the worker holding a group does not take them all
     assert len(workers["test_free"]) == 2, workers
 
@@ -85,9 +93,11 @@ sys.exit(rc)
 '''
 
 
-def test_tests_with_a_ray_cluster_of_their_own_run_in_the_stage3_group() -> None:
-    """A test marked ray_cluster (its own Ray cluster, ~5 GiB) joins the stage-3 run's group, so it
-    never runs beside the stage-3 job (~18 GiB) on the other worker; an unmarked test stays free."""
+def test_tests_on_a_ray_cluster_run_in_the_stage3_group() -> None:
+    """Every test that reads a Ray cluster (the stage-3 run's, through its fixture) is in the
+    stage-3 run's group, so no cluster runs beside the stage-3 job (~18 GiB) on the other worker (a
+    test marked ray_cluster, with a cluster of its own, joins it too:
+    test_each_shared_run_on_one_worker_and_first); an unmarked test stays free."""
     files = ["test_ray_submit.py", "test_multinode.py", "test_pipeline_runner.py"]
     proc = subprocess.run([sys.executable, "-c", GROUPS_OF, *files], cwd=REPO_ROOT / "tests", capture_output=True,
                           text=True, timeout=300, check=False)

@@ -64,7 +64,8 @@ refused before upload, naming its biggest folders (\`emocaliber ray-package\` sh
 env_vars = VERL_USE_EXTERNAL_MODULES=
 emocaliber_rl.verl_plugins, PYTHON, EMOCALIBER_FREEZE_MODULES (stage 1/2: visual; stage 3: empty),
 TENSORBOARD_DIR=OUT/tensorboard_log, WANDB_MODE and EMOCALIBER_LOSS_ROWS when set here,
-VERL_PLATFORM=cpu with --profile cpu, EMOCALIBER_HF_DTYPE=bfloat16 with the GPU profiles (the
+VERL_PLATFORM=cpu with --profile cpu (stage 3 also VLLM_ENABLE_V1_MULTIPROCESSING=0),
+EMOCALIBER_HF_DTYPE=bfloat16 with the GPU profiles (the
 checkpoints' HF copy in bf16), and every --env.
 
 Authentication: Ray 2.60 clusters started with \`ray start\` require a token (token auth is on by
@@ -140,7 +141,7 @@ submit_main() {
     [[ "$item" == *=* && "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || {
       echo "submit_${STAGE_NAME}.sh: --env wants NAME=VALUE, got '${item}'" >&2; return 2; }
     case "$name" in
-      VERL_USE_EXTERNAL_MODULES|PYTHON|EMOCALIBER_FREEZE_MODULES|VERL_PLATFORM|EMOCALIBER_HF_DTYPE)
+      VERL_USE_EXTERNAL_MODULES|PYTHON|EMOCALIBER_FREEZE_MODULES|VERL_PLATFORM|EMOCALIBER_HF_DTYPE|VLLM_ENABLE_V1_MULTIPROCESSING)
         echo "submit_${STAGE_NAME}.sh: --env ${name}: set by this script (use --python / --profile)" >&2; return 2 ;;
     esac
   done
@@ -162,6 +163,9 @@ submit_main() {
   local -a env_args=(--env VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins --env "PYTHON=$python"
                      --env "EMOCALIBER_FREEZE_MODULES=${STAGE_FREEZE_MODULES-}")
   [[ "$profile" != cpu ]] || env_args+=(--env VERL_PLATFORM=cpu)
+  # stage 3's CPU profile runs vLLM's model in the engine-core process (grpo_profile/cpu.yaml),
+  # which vLLM's CPU platform allows only with this (the recipe sets it too, but not inside a job)
+  [[ "$profile" != cpu || "$STAGE_NAME" != stage3 ]] || env_args+=(--env VLLM_ENABLE_V1_MULTIPROCESSING=0)
   # the GPU profiles' HF copy in bf16 (the recipe sets it too, but inside a job it cannot forward it)
   [[ "$profile" == cpu ]] || env_args+=(--env "EMOCALIBER_HF_DTYPE=${EMOCALIBER_HF_DTYPE-bfloat16}")
   [[ -z "${WANDB_MODE:-}" ]] || env_args+=(--env "WANDB_MODE=$WANDB_MODE")
