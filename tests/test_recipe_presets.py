@@ -157,7 +157,8 @@ CPU_KEYS = {
 ])
 def test_cpu_profile_keys_reach_verls_composed_config(script: str, args: list[str], stage: str,
                                                       override: tuple[str, int]) -> None:
-    env_keep = {k: os.environ.pop(k) for k in ("RAY_ADDRESS",) if k in os.environ}
+    # the stage-3 run is also the loss-rows switch's "not set" case (below)
+    env_keep = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "EMOCALIBER_LOSS_ROWS") if k in os.environ}
     try:
         cfg = _job_config(script, [*args, "--profile", "cpu", "--preset", "official", f"{override[0]}={override[1]}"])
     finally:
@@ -167,21 +168,27 @@ def test_cpu_profile_keys_reach_verls_composed_config(script: str, args: list[st
     for key, value in EXPECTED[(stage, "official")].items():
         assert _get(cfg, key) == value, key
     assert _get(cfg, override[0]) == override[1]
+    if script == "stage3_grpo.sh":
+        _assert_worker_env(cfg, None)
 
 
-@pytest.mark.parametrize("switch", [None, "0"])
-def test_cpu_recipe_forwards_the_loss_rows_switch_to_ray_workers(switch: str | None) -> None:
+def _assert_worker_env(cfg: dict, switch: str | None) -> None:
     """``EMOCALIBER_LOSS_ROWS`` reaches every Ray worker's environment when it is set (through
     ``ray_kwargs.ray_init.runtime_env.env_vars``, beside the plug-in's own variables), and is not
     invented when it is not."""
-    env_keep = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "EMOCALIBER_LOSS_ROWS") if k in os.environ}
-    try:
-        cfg = _job_config("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet",
-                                             "--profile", "cpu"], **({} if switch is None else {"EMOCALIBER_LOSS_ROWS": switch}))
-    finally:
-        os.environ.update(env_keep)
     env_vars = _get(cfg, "ray_kwargs.ray_init.runtime_env.env_vars")
     assert env_vars["VERL_PLATFORM"] == "cpu"
     # without it vLLM's CPU platform turns the profile's `uni` executor back into `mp`
     assert env_vars["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     assert env_vars.get("EMOCALIBER_LOSS_ROWS") == switch
+
+
+def test_cpu_recipe_forwards_the_loss_rows_switch_to_ray_workers() -> None:
+    """The switch set (its absence is test_cpu_profile_keys_reach_verls_composed_config's stage-3 run)."""
+    env_keep = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "EMOCALIBER_LOSS_ROWS") if k in os.environ}
+    try:
+        cfg = _job_config("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet",
+                                             "--profile", "cpu"], EMOCALIBER_LOSS_ROWS="0")
+    finally:
+        os.environ.update(env_keep)
+    _assert_worker_env(cfg, "0")
