@@ -70,7 +70,8 @@ RAY_AUTH_TOKEN_PATH, RAY_AUTH_MODE; see the README).
 Environment the script sets (and, outside a Ray job, forwards to every Ray worker through
 ray_kwargs.ray_init.runtime_env): VERL_USE_EXTERNAL_MODULES=emocaliber_rl.verl_plugins,
 EMOCALIBER_FREEZE_MODULES= (empty: the vision tower trains), with --profile cpu VERL_PLATFORM=cpu
-and VLLM_ENABLE_V1_MULTIPROCESSING=0 (vLLM in its engine-core process; and EMOCALIBER_LOSS_ROWS when set: 0 runs the output layer over every token, veRL's own path),
+and VLLM_ENABLE_V1_MULTIPROCESSING=0 (vLLM's model in its engine-core process), and
+EMOCALIBER_LOSS_ROWS when set (0 runs the output layer over every token, veRL's own path),
 with --profile gpu/gpu-sdpa EMOCALIBER_HF_DTYPE=bfloat16 (the checkpoints' HF copy in bf16; set it
 empty to keep veRL's fp32 copy).
 USAGE
