@@ -85,8 +85,10 @@ def test_stage3_paper_preset_passes_verl_validation() -> None:
     validate_config(config=cfg, use_reference_policy=True, use_critic=False)
 
 
-def _job_config(script: str, args: list[str], **extra_env: str) -> dict:
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT), **extra_env}
+def _job_config(script: str, args: list[str], unset: tuple[str, ...] = (), **extra_env: str) -> dict:
+    """veRL's composed job config of ``script ARGS``, run without the variables ``unset`` names."""
+    env = {**{k: v for k, v in os.environ.items() if k not in unset}, "PYTHON": sys.executable,
+           "PYTHONPATH": str(REPO_ROOT), **extra_env}
     proc = subprocess.run(["bash", str(RECIPES / script), *args, "--", "--cfg", "job"], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -150,6 +152,11 @@ CPU_KEYS = {
 }
 
 
+# what the CPU runs are composed without: a cluster to join (the recipe would leave out Ray's
+# logical resources) and the loss-rows switch (the stage-3 run is its unset case)
+CPU_UNSET = ("RAY_ADDRESS", "EMOCALIBER_LOSS_ROWS")
+
+
 @pytest.mark.parametrize(("script", "args", "stage", "override"), [
     ("stage1_sft.sh", ["--model", "m", "--train", "t.parquet"], "stage1_sft", ("data.num_workers", 2)),
     ("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet"], "stage3_grpo",
@@ -158,11 +165,8 @@ CPU_KEYS = {
 def test_cpu_profile_keys_reach_verls_composed_config(script: str, args: list[str], stage: str,
                                                       override: tuple[str, int]) -> None:
     # the stage-3 run is also the loss-rows switch's "not set" case (below)
-    env_keep = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "EMOCALIBER_LOSS_ROWS") if k in os.environ}
-    try:
-        cfg = _job_config(script, [*args, "--profile", "cpu", "--preset", "official", f"{override[0]}={override[1]}"])
-    finally:
-        os.environ.update(env_keep)
+    cfg = _job_config(script, [*args, "--profile", "cpu", "--preset", "official", f"{override[0]}={override[1]}"],
+                      unset=CPU_UNSET)
     for key, value in CPU_KEYS[script].items():
         assert _get(cfg, key) == value, key
     for key, value in EXPECTED[(stage, "official")].items():
@@ -185,10 +189,6 @@ def _assert_worker_env(cfg: dict, switch: str | None) -> None:
 
 def test_cpu_recipe_forwards_the_loss_rows_switch_to_ray_workers() -> None:
     """The switch set (its absence is test_cpu_profile_keys_reach_verls_composed_config's stage-3 run)."""
-    env_keep = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "EMOCALIBER_LOSS_ROWS") if k in os.environ}
-    try:
-        cfg = _job_config("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet",
-                                             "--profile", "cpu"], EMOCALIBER_LOSS_ROWS="0")
-    finally:
-        os.environ.update(env_keep)
+    cfg = _job_config("stage3_grpo.sh", ["--model", "m", "--train", "t.parquet", "--val", "v.parquet",
+                                         "--profile", "cpu"], unset=CPU_UNSET, EMOCALIBER_LOSS_ROWS="0")
     _assert_worker_env(cfg, "0")

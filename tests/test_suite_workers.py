@@ -50,7 +50,7 @@ def test_free(i):
     time.sleep(0.2)
 
 @pytest.mark.ray_cluster
-@pytest.mark.parametrize("i", range(1))
+@pytest.mark.parametrize("i", range(1))  # an index like the others: the PASSED-line regex reads it
 def test_own_cluster(i):  # a Ray cluster of its own: never beside the stage-3 job
     time.sleep(0.2)
 '''
