@@ -80,7 +80,7 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from emocaliber_rl.response_loss import response_loss
+    from emocaliber_rl.response_loss import keep_vocabulary, response_loss
 
     from .glibc_heap import big_blocks_kept
 
@@ -101,21 +101,25 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
         image = Image.open(io.BytesIO(row["images"][0]["bytes"])).convert("RGB")
         n_prompt = len(proc(text=[text], images=[[image]], return_tensors="pt")["input_ids"][0])
         rows.append((text, image, row["reward_model"]["ground_truth"], n_prompt))
+    # every step's batch drawn first: the token ids they hold are the vocabulary the output layer
+    # keeps (emocaliber_rl/response_loss.py: the same loss over ~100 rows instead of 151,936)
+    batches = []
+    for _ in range(steps):
+        picked = [rows[rng.randrange(len(rows))] for _ in range(batch)]
+        batches.append((picked, [t + response(label, rng) + "<|im_end|>" for t, _, label, _ in picked]))
+    used = {proc.tokenizer.pad_token_id}.union(*(ids for _, texts in batches for ids in proc.tokenizer(texts)["input_ids"]))
+    vocab = keep_vocabulary(model, used)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     # the thread count the process was given: one in the suite (tests/conftest.py sets
-    # OMP_NUM_THREADS=1, as the other xdist worker keeps the second core busy). The step is the
-    # output layer's forward and backward over ~400 response rows: alone on an idle 2-core machine
-    # two threads are faster (1.05 s against 1.43 s a step, before big_blocks_kept), beside another
-    # busy process they spin (docs/measurements.md, "torch threads")
+    # OMP_NUM_THREADS=1, as the other xdist worker keeps the second core busy; beside another busy
+    # process two threads spin)
     width = max(n for *_, n in rows) + 96
-    with big_blocks_kept():  # half the step's time was page faults (tests/glibc_heap.py)
-        for _ in range(steps):
-            picked = [rows[rng.randrange(len(rows))] for _ in range(batch)]
-            texts = [t + response(label, rng) + "<|im_end|>" for t, _, label, _ in picked]
+    with big_blocks_kept():  # both passes 118 -> 89 s on one thread (tests/glibc_heap.py)
+        for picked, texts in batches:
             enc = proc(text=texts, images=[[im] for _, im, _, _ in picked], return_tensors="pt",
                        padding="max_length", max_length=width)
-            response_loss(model, enc, [n for *_, n in picked]).backward()
+            response_loss(model, enc, [n for *_, n in picked], vocab).backward()
             opt.step()
             opt.zero_grad()
     model.save_pretrained(out_dir)

@@ -2,10 +2,10 @@
 (not a test module itself).
 
 glibc hands every freed block above its mmap threshold (32 MiB at most) back to the kernel, so
-the teaching's big tensors (the tiny model's logits over Qwen's 151,936 words: ~240 MB a step)
-are page-faulted in afresh every step. With mmap off and the heap's free top kept, a
-colour-model teaching step took 0.59 s instead of 0.94 s (20 steps, idle, 2 cores; 0.48 s with the
-same settings as MALLOC_* variables from the process's start). Set through ``mallopt`` for the
+the teaching's big tensors (the gradient of the tied 151,936 x 64 embedding, 39 MB, and the
+optimiser's update of it, every step) are page-faulted in afresh every step. With mmap off and
+the heap's free top kept, the colour model's two teaching passes took 89 s instead of 118 s, and
+``teach_scaffold`` 28 s instead of 46 s (one thread, idle). Set through ``mallopt`` for the
 teaching only, then restored and trimmed: as environment variables for the whole suite (every
 worker, Ray, vLLM) the memory in use reached 21 of 23 GiB and Ray's memory monitor killed the
 stage-3 job.

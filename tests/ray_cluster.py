@@ -119,7 +119,10 @@ def two_node_cluster(num_cpus: int = 8, num_gpus: int = 1) -> Iterator[dict]:
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     env = {**os.environ, MARKER_VAR: marker, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0",
+           # each node's dashboard agent samples every process's CPU and memory for the dashboard's
+           # charts every 5 s (ray/dashboard/modules/reporter/reporter_consts.py); no test reads them
+           "REPORTER_UPDATE_INTERVAL_MS": "60000"}
     for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "PYTHONPATH"):
         env.pop(key, None)
     gcs, dashboard = free_port(), free_port()

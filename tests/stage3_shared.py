@@ -113,8 +113,8 @@ DIGESTS = "files.sha256.json"  # the cached model's files as stored: a copy that
 
 def taught_model(tiny_model_dir: Path, train: Path, teach: Path, tmp: Path) -> Path:
     """The colour model taught in TEACHING's two passes, from the cache when the same inputs were
-    taught before (the teaching is ~45% of this run's time; it is the test's scaffold, not what the
-    tests check). A cached copy is used only when its files still have the digests stored with it;
+    taught before (~90 s of one core, about a tenth of this run; it is the test's scaffold, not what
+    the tests check). A cached copy is used only when its files still have the digests stored with it;
     otherwise, and on a miss (a fresh clone, a changed input), the model is taught and stored. A new
     model replaces the cache's older ones; a cache that cannot be written is skipped, not an error."""
     import shutil
