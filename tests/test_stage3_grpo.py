@@ -27,6 +27,7 @@ their image counts; training prompts are FI-8 only (the per-subtask checks are v
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,24 @@ def test_two_grpo_steps_log_rewards_and_components(stage3_run: dict) -> None:
             assert f"val-core/{task}/reward/mean@1" in steps[step]
         # the taught format holds (greedy validation): the reward is the paper's sum, not the floor
         assert np.mean([steps[step][f"val-aux/{t}/format/mean@1"] for t in TASKS]) > 0.5
+
+
+# the innermost "(Name pid=N)" prefix of a line vLLM's CPU worker (vllm/v1/worker/cpu_worker.py)
+# logged: the process that wrote it (Ray puts the actor's own prefix before it)
+CPU_WORKER_LINE = re.compile(r"\((\w[\w-]*) pid=(\d+)\)\s+(?:WARNING|INFO|DEBUG|ERROR)\b[^\[\n]*\[cpu_worker\.py:\d+\]")
+
+
+def test_vllm_runs_the_model_in_its_engine_core_process(stage3_run: dict) -> None:
+    """The CPU profile's executor `uni` with VLLM_ENABLE_V1_MULTIPROCESSING=0
+    (recipes/config/grpo_profile/cpu.yaml, recipes/stage3_grpo.sh): each replica's model runs in
+    its engine-core process, not in a worker process of its own. Without the variable vLLM's CPU
+    platform turns `uni` back into `mp` (vllm/platforms/cpu.py) and the CPU worker's lines come
+    from `(Worker pid=N)`, as an offline `vllm.LLM` with the `mp` executor writes them; the
+    composed config would still say `uni`, so only the run's log tells."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", stage3_run["log"])  # Ray's colours
+    procs = set(CPU_WORKER_LINE.findall(text))
+    assert {name for name, _ in procs} == {"EngineCore"}, procs
+    assert len(procs) == 2, procs  # one engine core per replica, a replica per node
 
 
 def test_advantages_are_reward_minus_group_mean(stage3_run: dict) -> None:
