@@ -67,8 +67,9 @@ def response_loss(model: Any, enc: Any, n_prompt: list[int], vocab: Any = None) 
     if not torch.equal(vocab[col], labels):
         missing = sorted(set(labels[vocab[col] != labels].tolist()))
         raise ValueError(f"response_loss: response token ids {missing[:10]} are outside the kept vocabulary")
-    logits = (hidden @ model.get_output_embeddings().weight[vocab].T).float()
-    zeroed = model.get_output_embeddings().weight.shape[0] - len(vocab)
+    weight = model.get_output_embeddings().weight
+    logits = (hidden @ weight[vocab].T).float()
+    zeroed = weight.shape[0] - len(vocab)
     norm = logits.logsumexp(-1)
     if zeroed:
         norm = torch.logaddexp(norm, torch.tensor(math.log(zeroed)))

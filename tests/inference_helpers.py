@@ -85,7 +85,7 @@ def teach_scaffold(base_dir: Path, out_dir: Path, *, steps: int = 100, lr: float
     vocab = keep_vocabulary(model, {i for pool in pools for enc, _ in pool for i in enc["input_ids"][0].tolist()})
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    with one_thread(), big_blocks_kept():  # tests/glibc_heap.py: the logits' pages kept between steps
+    with one_thread(), big_blocks_kept():  # tests/glibc_heap.py: the embedding gradient's pages kept
         for step in range(steps):
             opt.zero_grad()
             for pool in pools:
