@@ -60,6 +60,7 @@ def _check_logprobs(gens) -> None:
         assert g.finish_reason in ("stop", "length")
 
 
+@pytest.mark.slow  # starts vLLM (tests/pytest.ini)
 def test_greedy_hf_and_vllm_agree(hf, vllm) -> None:
     reqs = _requests(4, SamplingConfig(temperature=0.0, max_new_tokens=64))
     with one_thread():
@@ -79,6 +80,7 @@ def test_greedy_hf_and_vllm_agree(hf, vllm) -> None:
     assert all(g.token_ids[-1] == eos for g in a)
 
 
+@pytest.mark.slow  # starts vLLM (tests/pytest.ini)
 def test_sampling_n_and_seeds(hf, vllm) -> None:
     reqs = _requests(3, SamplingConfig(temperature=1.0, max_new_tokens=24, seed=5, n=2))
     for engine in (vllm, hf):
@@ -102,6 +104,7 @@ def test_sampling_n_and_seeds(hf, vllm) -> None:
         _requests(3, SamplingConfig(temperature=1.0, max_new_tokens=24, seed=5)))]
 
 
+@pytest.mark.slow  # starts vLLM (tests/pytest.ini)
 def test_seeded_batch_larger_than_one_prefill_step(vllm) -> None:
     # 100 prompts of ~90 tokens exceed vLLM's 4096-token step budget. With chunked prefill on
     # (vLLM's default) the CPU build died at the first split seeded prefill ("CPU Generator does
@@ -150,6 +153,7 @@ def test_answer_token_index_skips_whitespace_and_reads_the_last_block(tiny_model
     assert answer_token_index("no tags", tok.encode("no tags"), tok) is None
 
 
+@pytest.mark.slow  # starts vLLM (tests/pytest.ini)
 def test_stage2_generation_labelled_and_loaded_by_verl(vllm, tmp_path: Path, tiny_model_dir: Path) -> None:
     import json
 
