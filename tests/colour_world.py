@@ -102,7 +102,7 @@ def teach(model_dir: Path, parquet: Path, out_dir: Path, *, steps: int = 200, lr
         n_prompt = len(proc(text=[text], images=[[image]], return_tensors="pt")["input_ids"][0])
         rows.append((text, image, row["reward_model"]["ground_truth"], n_prompt))
     # every step's batch drawn first: the token ids they hold are the vocabulary the output layer
-    # keeps (emocaliber_rl/response_loss.py: the same loss over ~100 rows instead of 151,936)
+    # keeps (emocaliber_rl/response_loss.py: the same loss over ~120 rows instead of 151,936)
     batches = []
     for _ in range(steps):
         picked = [rows[rng.randrange(len(rows))] for _ in range(batch)]
