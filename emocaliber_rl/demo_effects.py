@@ -143,7 +143,7 @@ def goals(runs: Mapping[str, Mapping[str, Any]], wall_s: float, weight_change: f
     if weight_change is not None:
         out.append(Goal("stage 3 changed the policy's weights", f"largest change {weight_change:.3g}",
                         weight_change > 0.0))
-    out.append(Goal(f"whole demo under {WALL_TIME_S // 60} minutes of stage time", f"{wall_s / 60:.1f} min",
+    out.append(Goal(f"whole demo under {WALL_TIME_S // 60} minutes, start to end", f"{wall_s / 60:.1f} min",
                     wall_s <= WALL_TIME_S))
     return out
 

@@ -63,3 +63,120 @@ def test_demo_stages_keep_big_blocks_unless_told_or_already_set():
     assert stage_env(False, {}) == {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1099511627776"}
     assert stage_env(False, {"MALLOC_MMAP_MAX_": "65536"}) == {"MALLOC_TRIM_THRESHOLD_": "1099511627776"}
     assert stage_env(True, {}) == {}
+
+
+# A command that writes FILE, then waits up to 60 s for OTHER: it exits 0 only when a second command
+# wrote OTHER while it was running, so it passes only if two stages really ran at once.
+RENDEZVOUS = ("import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); t = time.monotonic()\n"
+              "while not pathlib.Path(sys.argv[2]).exists():\n"
+              "    if time.monotonic() - t > float(sys.argv[3]): print('alone'); sys.exit(4)\n"
+              "    time.sleep(0.05)")
+
+
+def _meet(tmp_path, mine: str, other: str, wait: float = 60.0):
+    def fn(ctx):
+        ctx.run([sys.executable, "-c", RENDEZVOUS, str(tmp_path / mine), str(tmp_path / other), str(wait)])
+    return fn
+
+
+def _diamond(tmp_path, events: list[str], wait: float = 60.0) -> list[Stage]:
+    """first -> (left, right at once) -> last; ``events`` gets each stage's start and end."""
+    def log(name, inner=None):
+        def fn(ctx):
+            events.append(f"start {name}")
+            if inner is not None:
+                inner(ctx)
+            events.append(f"end {name}")
+        return fn
+
+    return [Stage("first", "runs alone", log("first")),
+            Stage("left", "meets right", log("left", _meet(tmp_path, "left", "right", wait))),
+            Stage("right", "meets left", log("right", _meet(tmp_path, "right", "left", wait)), after=("first",)),
+            Stage("last", "reads both", log("last"), after=("left", "right"))]
+
+
+def test_ready_stages_run_at_once_and_wait_for_what_they_read(tmp_path):
+    events: list[str] = []
+    lines: list[str] = []
+    state = run_pipeline(_diamond(tmp_path, events), tmp_path / "out", echo=lines.append, parallel=2)
+    assert events[0:2] == ["start first", "end first"]
+    assert set(events[2:4]) == {"start left", "start right"}  # both began before either ended
+    assert set(events[4:6]) == {"end left", "end right"}
+    assert events[6:] == ["start last", "end last"]
+    stages = state["stages"]
+    # the pipeline's wall time counts the overlap once
+    assert state["wall_s"] < stages["first"]["seconds"] + stages["left"]["seconds"] + stages["right"]["seconds"] \
+        + stages["last"]["seconds"]
+    assert load_state(tmp_path / "out")["wall_s"] == state["wall_s"]
+
+
+def test_one_at_a_time_when_parallel_is_one(tmp_path):
+    """The same pipeline with parallel=1: `left` waits for a `right` that cannot start, so it fails
+    (the rendezvous above is what the test before this one relies on)."""
+    with pytest.raises(StageFailed, match=r"stage 'left' failed \(exit code 4\)"):
+        run_pipeline(_diamond(tmp_path, [], wait=1.0), tmp_path / "out", echo=lambda m: None, parallel=1)
+    state = load_state(tmp_path / "out")
+    assert set(state["stages"]) == {"first"}  # `right` and `last` never started
+    assert state["wall_s"] > 0
+
+
+def test_a_failure_lets_the_running_stage_finish_and_starts_nothing_after_it(tmp_path):
+    calls: list[str] = []
+    marker = tmp_path / "fixed"
+
+    def slow_ok(ctx):
+        calls.append(ctx.name)
+        ctx.run([sys.executable, "-c", "import time; time.sleep(1.5); print('slow done')"])
+
+    def flaky(ctx):
+        calls.append(ctx.name)
+        code = "import sys, pathlib; sys.exit(0 if pathlib.Path(sys.argv[1]).exists() else 5)"
+        ctx.run([sys.executable, "-c", code, str(marker)])
+
+    def after_both(ctx):
+        calls.append(ctx.name)
+
+    stages = [Stage("slow", "takes a while", slow_ok), Stage("flaky", "fails once", flaky, after=()),
+              Stage("then", "reads both", after_both, after=("slow", "flaky"))]
+    with pytest.raises(StageFailed, match=r"stage 'flaky' failed \(exit code 5\)"):
+        run_pipeline(stages, tmp_path / "out", echo=lambda m: None, parallel=2)
+    state = load_state(tmp_path / "out")
+    assert sorted(calls) == ["flaky", "slow"]
+    assert state["stages"]["slow"]["done"] and set(state["stages"]) == {"slow"}  # kept for a resume
+    assert "slow done" in (tmp_path / "out" / "logs" / "slow.log").read_text()
+
+    marker.touch()
+    lines: list[str] = []
+    state = run_pipeline(stages, tmp_path / "out", resume=True, echo=lines.append, parallel=2)
+    assert sorted(calls) == ["flaky", "flaky", "slow", "then"]
+    assert set(state["stages"]) == {"slow", "flaky", "then"}
+    assert any("slow: done earlier" in line for line in lines)
+
+
+@pytest.mark.parametrize(("after", "message"), [
+    (("nowhere",), "stage 'b' comes after 'nowhere', which is not a stage"),
+    (("c",), "stage 'b' comes after 'c', which is listed after it"),
+])
+def test_a_dependency_that_cannot_run_first_is_refused_before_anything_runs(tmp_path, after, message):
+    ran: list[str] = []
+    stages = [Stage("a", "", lambda ctx: ran.append("a")), Stage("b", "", lambda ctx: ran.append("b"), after=after),
+              Stage("c", "", lambda ctx: ran.append("c"))]
+    with pytest.raises(ValueError, match=message):
+        run_pipeline(stages, tmp_path / "out", echo=lambda m: None)
+    assert ran == []
+
+
+def test_demo_stages_read_only_what_finished_before_them(tmp_path):
+    """The demo's graph: the evaluations of each checkpoint come after the stage that writes it,
+    the report after all four, and stage 2 and 3 after the stage they start from."""
+    from emocaliber_rl.demo import Demo
+    from emocaliber_rl.pipeline_runner import dependencies
+
+    deps = dependencies(Demo(tmp_path).stages())
+    assert deps["model"] == () and deps["data"] == () and deps["cot"] == ("data",)
+    assert set(deps["stage1"]) == {"model", "cot"}
+    assert deps["eval-scaffold"] == ("stage1",) and deps["stage2"] == ("stage1",)
+    assert deps["eval-cold-start"] == ("stage2",) and deps["stage3"] == ("stage2",)
+    assert deps["eval-final"] == ("stage3",) and deps["eval-oracle"] == ("cot",)
+    assert set(deps["report"]) == {"eval-oracle", "eval-scaffold", "eval-cold-start", "eval-final"}
+    assert deps["index"] == ("report",)

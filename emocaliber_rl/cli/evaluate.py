@@ -33,6 +33,7 @@ from emocaliber_rl.cli.common import (
     add_extra_subcommand,
     output_file,
     output_folder,
+    positive_int,
 )
 from emocaliber_rl.cli.engine import (
     check_model,
@@ -64,13 +65,6 @@ def add_eval_subcommand(
     _EXTRA[name] = (configure, parser_kwargs)
     if _EVAL_SUBPARSERS is not None and name not in _EVAL_SUBPARSERS.choices:
         add_extra_subcommand(_EVAL_SUBPARSERS, name, configure, parser_kwargs)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -158,7 +152,7 @@ def _configure_score(p: argparse.ArgumentParser) -> None:
                    help="how a sample without a parseable confidence enters ECE/Brier/AUC: left "
                         "out, or as 0.0 or 0.5; it is always counted and reported "
                         "(default: exclude)")
-    p.add_argument("--bins", type=_positive_int, default=10, help="ECE bins on [0, 1] (default: 10)")
+    p.add_argument("--bins", type=positive_int, default=10, help="ECE bins on [0, 1] (default: 10)")
     p.add_argument("--duplicates", choices=("error", "first"), default="error",
                    help="a row whose id an earlier row has: error refuses the file (a sample "
                         "counted twice); first keeps the first and reports how many were left "
