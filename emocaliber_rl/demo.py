@@ -391,7 +391,8 @@ class Demo:
             "for the real thing run the recipes on GPUs (docs/stage1.md, docs/stage2.md, docs/stage3.md).",
             "",
             (f"Wall time {wall / 60:.1f} min in all; the stages' own times below add up to {busy / 60:.1f} min "
-             "(two stages at a time when their inputs were ready)."),
+             + (f"(up to {self.parallel} stages at a time when their inputs were ready)." if self.parallel > 1
+                else "(one stage at a time).")),
             "",
             "| stage | what | wall time (s) | outputs |",
             "|---|---|---:|---|",
