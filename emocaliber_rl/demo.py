@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from emocaliber_rl.pipeline_runner import Stage, StageContext, StageFailed
@@ -51,6 +51,8 @@ KEPT_HEAP_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)
 # (docs/demo-world.md, "Where the minutes go"). A value the user has set wins.
 BESIDE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 BESIDE_NICE = 10
+# the evaluated runs, each a folder of eval/ and a column of the report, in the report's order
+RUNS = ("oracle", "scaffold", "cold-start", "EmoCaliber")
 
 @dataclass(frozen=True)
 class DemoSizes:
@@ -162,8 +164,7 @@ class Demo:
         """The stages in an order they can run in; ``after`` names what each reads. Run two at once
         (``emocaliber demo``'s default), each checkpoint is evaluated while the next stage trains
         on it, the oracle while stage 1 trains, and the data and CoTs are drawn while the model is built."""
-        evals = (("eval-scaffold", "scaffold", "stage1"), ("eval-cold-start", "cold-start", "stage2"),
-                 ("eval-final", "EmoCaliber", "stage3"))
+        beside = self.parallel > 1  # stage 2 or 3 runs meanwhile
         return [
             Stage("model", "build the tiny random Qwen2.5-VL", self.build_model),
             Stage("data", "draw raw datasets and build VECBench manifests", self.build_data, after=()),
@@ -173,15 +174,15 @@ class Demo:
             Stage("eval-oracle", "the world's Bayes oracle on the test split, scored", self.eval_oracle,
                   after=("cot",)),
             Stage("stage2", "generate (vLLM), confidence targets, confidence-only SFT", self.stage2, after=("stage1",)),
-            Stage(evals[0][0], "eval run/score of the scaffold (stage 1)", self._evaluator(*evals[0][1:]),
-                  after=("stage1",)),
+            Stage("eval-scaffold", "eval run/score of the scaffold (stage 1)",
+                  partial(self.evaluate_model, name="scaffold", model="stage1", beside=beside), after=("stage1",)),
             Stage("stage3", "GRPO on veRL's PPO trainer with vLLM rollouts", self.stage3, after=("stage2",)),
-            Stage(evals[1][0], "eval run/score of the cold-start model (stage 2)", self._evaluator(*evals[1][1:]),
-                  after=("stage2",)),
-            Stage(evals[2][0], "eval run/score of the final model (stage 3)", self._evaluator(*evals[2][1:]),
-                  after=("stage3",)),
+            Stage("eval-cold-start", "eval run/score of the cold-start model (stage 2)",
+                  partial(self.evaluate_model, name="cold-start", model="stage2", beside=beside), after=("stage2",)),
+            Stage("eval-final", "eval run/score of the final model (stage 3)",
+                  partial(self.evaluate_model, name="EmoCaliber", model="stage3"), after=("stage3",)),
             Stage("report", "the report of the four runs, with plots", self.report_runs,
-                  after=("eval-oracle", *(name for name, _, _ in evals))),
+                  after=("eval-oracle", "eval-scaffold", "eval-cold-start", "eval-final")),
             Stage("index", "write the index of everything produced", self.index, after=("report",)),
         ]
 
@@ -341,11 +342,6 @@ class Demo:
                    "--samples", str(oracle / "samples.jsonl"))
         ctx.outputs["scores"] = str(oracle / "scores.json")
 
-    def _evaluator(self, name: str, model: str) -> Callable[[StageContext], None]:
-        def evaluate(ctx: StageContext) -> None:
-            self.evaluate_model(ctx, name, model, beside=self.parallel > 1 and model != "stage3")
-        return evaluate
-
     def evaluate_model(self, ctx: StageContext, name: str, model: str, *, beside: bool = False) -> None:
         """``eval run`` and ``eval score`` of the checkpoint ``model`` wrote, into ``eval/NAME``;
         ``beside``: it runs beside a training stage (``BESIDE_ENV``, ``BESIDE_NICE``)."""
@@ -369,9 +365,8 @@ class Demo:
         ctx.outputs["scores"] = str(run_dir / "scores.json")
 
     def report_runs(self, ctx: StageContext) -> None:
-        runs = [self.eval / name for name in ("oracle", "scaffold", "cold-start", "EmoCaliber")]
-        ctx.python("eval", "report", *map(str, runs), "--out", str(self.report),
-                   "--names", "oracle", "scaffold", "cold-start", "EmoCaliber")
+        ctx.python("eval", "report", *(str(self.eval / name) for name in RUNS), "--out", str(self.report),
+                   "--names", *RUNS)
         ctx.outputs.update(report=str(self.report), summary=str(self.report / "summary.html"))
 
     def index(self, ctx: StageContext) -> None:
@@ -404,10 +399,8 @@ class Demo:
         lines += ["", "Logs of every command: `logs/<stage>.log`.", ""]
         moved = state["stages"].get("stage3", {}).get("outputs", {}).get("largest_weight_change")
         moved = float(moved) if moved is not None else None
-        runs = {name: json.loads((self.eval / folder / "scores.json").read_text(encoding="utf-8"))
-                for name, folder in (("oracle", "oracle"), ("scaffold", "scaffold"), ("cold-start", "cold-start"),
-                                     ("EmoCaliber", "EmoCaliber"))
-                if (self.eval / folder / "scores.json").exists()}
+        runs = {name: json.loads((self.eval / name / "scores.json").read_text(encoding="utf-8"))
+                for name in RUNS if (self.eval / name / "scores.json").exists()}
         if runs:
             lines += ["## What each stage did", "",
                       "Accuracy against chance (a uniform guess among each subtask's candidates) and the oracle;",

@@ -34,6 +34,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # at most ~0.85 of 2 cores (a serial suite: 1,719 s of CPU in 2,024 s), mostly waiting on Ray,
 # vLLM and subprocess start-ups, which the other worker now fills.
 SHARED_RUNS = ("stage3_colour_run", "stage1_train_run", "taught_scaffold_dir")
+# Fixtures that start vLLM, a Ray cluster, torchrun or veRL's trainer: a test that asks for one,
+# directly or through another fixture, must be marked `slow` (as must one marked `ray_cluster`), so
+# the inner loop, `-m "not slow"`, starts none of them (docs/contributing.md); collection stops
+# naming any test that is not.
+NEED_SLOW = ("stage3_colour_run", "stage1_train_run", "vllm")
 
 
 def _shared_run(item: pytest.Item) -> int:
@@ -48,6 +53,12 @@ def _shared_run(item: pytest.Item) -> int:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items if not item.get_closest_marker("slow")
+                and (item.get_closest_marker("ray_cluster") or set(NEED_SLOW) & set(item.fixturenames))]
+    if unmarked:
+        raise pytest.UsageError("these tests start vLLM, Ray, torchrun or veRL's trainer (a fixture of "
+                                f"{', '.join(NEED_SLOW)} or the ray_cluster marker) but are not marked slow: "
+                                + ", ".join(unmarked))
     for item in items:
         if (run := _shared_run(item)) < len(SHARED_RUNS):
             item.add_marker(pytest.mark.xdist_group(SHARED_RUNS[run]))

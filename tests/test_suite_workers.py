@@ -37,10 +37,12 @@ def taught_scaffold_dir():
 def through_another(stage1_train_run):  # a shared run asked for through another fixture
     return stage1_train_run
 
+@pytest.mark.slow
 @pytest.mark.parametrize("i", range(3))
 def test_stage3(stage3_colour_run, i):
     time.sleep(0.2)
 
+@pytest.mark.slow
 @pytest.mark.parametrize("i", range(3))
 def test_stage1(through_another, i):
     time.sleep(0.2)
@@ -49,6 +51,7 @@ def test_stage1(through_another, i):
 def test_free(i):
     time.sleep(0.2)
 
+@pytest.mark.slow
 @pytest.mark.ray_cluster
 @pytest.mark.parametrize("i", range(1))  # an index like the others: the PASSED-line regex reads it
 def test_own_cluster(i):  # a Ray cluster of its own: never beside the stage-3 job
@@ -76,6 +79,58 @@ def test_each_shared_run_on_one_worker_and_first(tmp_path: Path) -> None:
     assert workers["test_own_cluster"] == workers["test_stage3"], workers
     # the free tests are spread: the worker holding a group does not take them all
     assert len(workers["test_free"]) == 2, workers
+
+
+UNMARKED = '''
+import pytest
+
+@pytest.fixture(scope="session")
+def stage1_train_run():
+    return None
+
+@pytest.fixture
+def through_another(stage1_train_run):
+    return stage1_train_run
+
+@pytest.fixture
+def vllm():
+    return None
+
+def test_reads_a_shared_run(through_another):
+    pass
+
+def test_asks_for_vllm(vllm):
+    pass
+
+@pytest.mark.ray_cluster
+def test_own_cluster():
+    pass
+
+@pytest.mark.slow
+def test_marked(stage1_train_run, vllm):
+    pass
+
+def test_free():
+    pass
+'''
+
+
+def test_a_test_that_starts_vllm_ray_or_a_recipe_must_be_marked_slow(tmp_path: Path) -> None:
+    """Collection stops, naming every test that asks for a fixture of NEED_SLOW (directly or
+    through another fixture) or carries ray_cluster without `slow`: the inner loop (-m "not
+    slow") would otherwise start vLLM, Ray or torchrun."""
+    shutil.copy(REPO_ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    shutil.copy(REPO_ROOT / "tests" / "pytest.ini", tmp_path / "pytest.ini")
+    (tmp_path / "test_unmarked.py").write_text(UNMARKED)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EMOCALIBER_EXPECT"))}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "test_unmarked.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out[-3000:]  # pytest's exit code for a usage error
+    named = re.search(r"but are not marked slow: (.*)$", out, re.MULTILINE)
+    assert named, out[-3000:]
+    assert named.group(1).split(", ") == ["test_unmarked.py::test_reads_a_shared_run",
+                                          "test_unmarked.py::test_asks_for_vllm", "test_unmarked.py::test_own_cluster"]
 
 
 GROUPS_OF = '''
