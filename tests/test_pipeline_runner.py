@@ -9,6 +9,16 @@ import pytest
 from emocaliber_rl.pipeline_runner import Stage, StageFailed, load_state, run_pipeline
 
 
+def _fails_until(marker, calls: list[str], code: int):
+    """A stage whose command exits ``code`` until ``marker`` exists; it records its runs in ``calls``."""
+    def flaky(ctx):
+        calls.append(ctx.name)
+        script = ("import sys, pathlib; print('boom: missing input'); "
+                  "sys.exit(0 if pathlib.Path(sys.argv[1]).exists() else int(sys.argv[2]))")
+        ctx.run([sys.executable, "-c", script, str(marker), str(code)])
+    return flaky
+
+
 def test_resume_skips_finished_stages_and_failure_names_the_stage(tmp_path):
     calls: list[str] = []
     marker = tmp_path / "fixed"
@@ -18,12 +28,8 @@ def test_resume_skips_finished_stages_and_failure_names_the_stage(tmp_path):
         ctx.run([sys.executable, "-c", "print('hello from ok')"])
         ctx.outputs["x"] = "1"
 
-    def flaky(ctx):
-        calls.append(ctx.name)
-        code = "import sys, pathlib; print('boom: missing input'); sys.exit(0 if pathlib.Path(sys.argv[1]).exists() else 3)"
-        ctx.run([sys.executable, "-c", code, str(marker)])
-
-    stages = [Stage("first", "a stage that works", ok), Stage("second", "a stage that fails once", flaky)]
+    stages = [Stage("first", "a stage that works", ok),
+              Stage("second", "a stage that fails once", _fails_until(marker, calls, 3))]
     lines: list[str] = []
     with pytest.raises(StageFailed) as err:
         run_pipeline(stages, tmp_path / "out", echo=lines.append)
@@ -66,11 +72,13 @@ def test_demo_stages_keep_big_blocks_unless_told_or_already_set():
 
 
 # A command that writes FILE, then waits up to 60 s for OTHER: it exits 0 only when a second command
-# wrote OTHER while it was running, so it passes only if two stages really ran at once.
+# wrote OTHER while it was running, so it passes only if two stages really ran at once. Met, it
+# stays a second more, so that the two stages' times (rounded to 0.1 s) clearly overlap.
 RENDEZVOUS = ("import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); t = time.monotonic()\n"
               "while not pathlib.Path(sys.argv[2]).exists():\n"
               "    if time.monotonic() - t > float(sys.argv[3]): print('alone'); sys.exit(4)\n"
-              "    time.sleep(0.05)")
+              "    time.sleep(0.05)\n"
+              "time.sleep(1)")
 
 
 def _meet(tmp_path, mine: str, other: str, wait: float = 60.0):
@@ -128,15 +136,10 @@ def test_a_failure_lets_the_running_stage_finish_and_starts_nothing_after_it(tmp
         calls.append(ctx.name)
         ctx.run([sys.executable, "-c", "import time; time.sleep(1.5); print('slow done')"])
 
-    def flaky(ctx):
-        calls.append(ctx.name)
-        code = "import sys, pathlib; sys.exit(0 if pathlib.Path(sys.argv[1]).exists() else 5)"
-        ctx.run([sys.executable, "-c", code, str(marker)])
-
     def after_both(ctx):
         calls.append(ctx.name)
 
-    stages = [Stage("slow", "takes a while", slow_ok), Stage("flaky", "fails once", flaky, after=()),
+    stages = [Stage("slow", "takes a while", slow_ok), Stage("flaky", "fails once", _fails_until(marker, calls, 5), after=()),
               Stage("then", "reads both", after_both, after=("slow", "flaky"))]
     with pytest.raises(StageFailed, match=r"stage 'flaky' failed \(exit code 5\)"):
         run_pipeline(stages, tmp_path / "out", echo=lambda m: None, parallel=2)
