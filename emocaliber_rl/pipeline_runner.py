@@ -4,11 +4,12 @@ Each stage is a callable that runs commands through :meth:`StageContext.run` (th
 to ``OUT/logs/<stage>.log``). A stage starts once the stages it comes ``after`` have finished (by
 default the stage listed before it, so a plain list runs in order); with ``parallel=N`` up to N
 stages whose inputs are ready run at once, in list order, each in a thread of its own that waits
-on its commands. Finished stages are recorded in ``OUT/pipeline_state.json`` with their wall time
-and outputs, and the pipeline's own wall time (``wall_s``, summed over resumed runs); with
-``resume=True`` they are skipped. A failing stage stops the pipeline: no stage starts after it,
-the stages already running finish (and are recorded, so a resume keeps them), and the error names
-the stage, the command and the last lines of its log.
+on its commands (the calling thread alone starts stages, echoes and writes the state). Finished
+stages are recorded in ``OUT/pipeline_state.json`` with their wall time and outputs, and the
+pipeline's own wall time (``wall_s``, summed over resumed runs); with ``resume=True`` they are
+skipped. A failing stage stops the pipeline: no stage starts after it, the stages already running
+finish (and are recorded, so a resume keeps them), and the error names the stage, the command and
+the last lines of its log.
 """
 
 from __future__ import annotations
@@ -146,7 +147,6 @@ def run_pipeline(stages: Sequence[Stage], out: Path, *, resume: bool = False,
     running: dict[str, StageContext] = {}
     finished: queue.Queue[tuple[Stage, StageContext, float, BaseException | None]] = queue.Queue()
     failures: list[BaseException] = []
-    lock = threading.Lock()  # the state file and echo, written from the stage threads' results
     start_wall = time.perf_counter()
     wall_before = float(state.get("wall_s", 0.0))
 
@@ -165,8 +165,7 @@ def run_pipeline(stages: Sequence[Stage], out: Path, *, resume: bool = False,
                     if len(running) >= parallel:
                         break
                     pending.remove(stage)
-                    with lock:
-                        echo(f"[{number[stage.name]}/{total}] {stage.name}: {stage.description} ...")
+                    echo(f"[{number[stage.name]}/{total}] {stage.name}: {stage.description} ...")
                     ctx = StageContext(stage.name, out, out / "logs" / f"{stage.name}.log", env=dict(env or {}),
                                        wall_before=wall_before, started=start_wall)
                     ctx.log_path.write_text("", encoding="utf-8")
@@ -180,11 +179,10 @@ def run_pipeline(stages: Sequence[Stage], out: Path, *, resume: bool = False,
                 failures.append(exc)
                 continue
             done.add(stage.name)
-            with lock:
-                state["stages"][stage.name] = {"done": True, "seconds": round(seconds, 1), "outputs": ctx.outputs,
-                                               "description": stage.description}
-                save_state(out, state)
-                echo(f"[{number[stage.name]}/{total}] {stage.name}: finished in {seconds:.1f} s")
+            state["stages"][stage.name] = {"done": True, "seconds": round(seconds, 1), "outputs": ctx.outputs,
+                                           "description": stage.description}
+            save_state(out, state)
+            echo(f"[{number[stage.name]}/{total}] {stage.name}: finished in {seconds:.1f} s")
     except BaseException:
         # interrupted (Ctrl-C) while stages run: stop their commands rather than leave them behind
         for ctx in running.values():
