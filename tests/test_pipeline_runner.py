@@ -183,3 +183,58 @@ def test_demo_stages_read_only_what_finished_before_them(tmp_path):
     assert deps["eval-final"] == ("stage3",) and deps["eval-oracle"] == ("cot",)
     assert set(deps["report"]) == {"eval-oracle", "eval-scaffold", "eval-cold-start", "eval-final"}
     assert deps["index"] == ("report",)
+
+
+INTERRUPTED = '''
+import sys
+from pathlib import Path
+from emocaliber_rl.pipeline_runner import Stage, run_pipeline
+
+tmp = Path(sys.argv[1])
+code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+
+def waits(name):
+    def fn(ctx):
+        ctx.run([sys.executable, "-c", code, str(tmp / f"{name}.pid")])
+    return fn
+
+run_pipeline([Stage("a", "", waits("a")), Stage("b", "", waits("b"), after=())], tmp / "out",
+             echo=lambda m: None, parallel=2)
+'''
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its reaper counts as exited)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_ctrl_c_stops_the_commands_of_the_stages_running_at_once(tmp_path):
+    """SIGINT to the pipeline's process alone (as `kill -INT`, not a terminal's whole process
+    group): its two running stages' commands are terminated, not left sleeping behind it."""
+    import os
+    import signal
+    import time
+
+    from tests.test_cli_errors import _popen_as_foreground_job
+
+    proc = _popen_as_foreground_job([sys.executable, "-c", INTERRUPTED, str(tmp_path)], dict(os.environ))
+    pidfiles = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not all(
+            p.exists() and p.read_text() for p in pidfiles):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+    pids = [int(p.read_text()) for p in pidfiles]
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1].decode()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
+        time.sleep(0.1)
+    left = [pid for pid in pids if not _gone(pid)]
+    for pid in left:  # do not leave them behind the test either
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"stage commands still running after the pipeline's Ctrl-C: {left}"
