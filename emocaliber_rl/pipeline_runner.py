@@ -52,11 +52,14 @@ class StageContext:
         return self.wall_before + time.perf_counter() - self.started
 
     def run(self, cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float | None = None, accept: tuple[int, ...] = (0,)) -> None:
+            timeout: float | None = None, accept: tuple[int, ...] = (0,), nice: int = 0) -> None:
         """Run ``cmd``, appending its output to the stage log; raise :class:`StageFailed` on an exit
         code not in ``accept`` (``(0, 3)`` for a command whose rows left out are expected, such as
-        a filter: 3 is "written, with rows left out")."""
+        a filter: 3 is "written, with rows left out"). ``nice``: run it at that lower priority
+        (``nice -n``, shown in the log's command line)."""
         full_env = {**os.environ, **self.env, **(env or {})}
+        if nice:
+            cmd = ["nice", "-n", str(nice), *cmd]
         with self.log_path.open("a", encoding="utf-8") as log:
             log.write(f"\n$ {shlex.join(map(str, cmd))}\n")
             log.flush()

@@ -238,3 +238,15 @@ def test_ctrl_c_stops_the_commands_of_the_stages_running_at_once(tmp_path):
     for pid in left:  # do not leave them behind the test either
         os.kill(pid, signal.SIGKILL)
     assert not left, f"stage commands still running after the pipeline's Ctrl-C: {left}"
+
+
+def test_a_command_run_nice_gets_the_lower_priority_and_the_log_shows_it(tmp_path):
+    import os
+
+    def show(ctx):
+        ctx.run([sys.executable, "-c", "import os; print('niceness', os.nice(0))"], nice=5)
+
+    run_pipeline([Stage("show", "prints its niceness", show)], tmp_path / "out", echo=lambda m: None)
+    log = (tmp_path / "out" / "logs" / "show.log").read_text()
+    assert f"niceness {min(os.nice(0) + 5, 19)}" in log
+    assert "$ nice -n 5 " in log

@@ -51,13 +51,13 @@ class HelpFormatter(argparse.HelpFormatter):
         return "\n\n".join(out)
 
 
-
 def positive_int(text: str) -> int:
     """An argparse ``type``: an integer of at least 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
 
 def add_command(sub: argparse._SubParsersAction, name: str, *, help: str, description: str,
                 example: str | None = None, **kwargs: Any) -> argparse.ArgumentParser:
